@@ -1,0 +1,507 @@
+//! The 1D selective scan driver: validation, packing of panels, work items.
+//!
+//! ```text
+//! for unit in items:                                   // (batch b, channel panel): independent
+//!     h = initial_state or 0; A2 = A * log2(e)         // LANES channels of one B/C group
+//!     for chunk of CHUNK steps along the walk:         // sequential, carries h
+//!         pack: dt = softplus(delta + bias), dtu = dt * u, y = D * u, B/C rows -> (step, n)
+//!         kernel::chunk                                // the recurrence (kernel.rs)
+//!         unpack: out = y * silu(z)
+//!     final_state = h
+//! ```
+
+use core::marker::PhantomData;
+
+use crate::error::{check_len, mul, Error};
+use crate::kernel::{self, Packed, PerLane};
+use crate::math::{silu, softplus};
+use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
+use crate::simd::{as_vectors, load, splat, vectors_len, LANES, V};
+use crate::walk::Walk;
+
+/// Steps per chunk: the packed panels of a chunk (dt, dtu, y: `3 * CHUNK` vectors, 12 KiB
+/// with 16 lanes) plus the packed B/C rows (`CHUNK * 2N` floats, 8 KiB at N = 16) stay in L1.
+pub const CHUNK: usize = 64;
+
+/// Inputs of a selective scan, under the reference's names (semantics.md section 1).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScanArgs<'a> {
+    /// `u`: (batch, dim, seqlen) or (batch, seqlen, dim) per the shape's layout.
+    pub u: &'a [f32],
+    /// `delta`: raw dt, same shape as `u`.
+    pub delta: &'a [f32],
+    /// `A`: (dim, dstate).
+    pub a: &'a [f32],
+    /// `B`: (dim, dstate) constant or (batch, groups, dstate, seqlen).
+    pub b: &'a [f32],
+    /// `C`: like `B`.
+    pub c: &'a [f32],
+    /// `D`: (dim,) skip connection.
+    pub d_skip: Option<&'a [f32]>,
+    /// `z`: gate, same shape as `u`; the output is multiplied by `silu(z)`.
+    pub z: Option<&'a [f32]>,
+    /// `delta_bias`: (dim,), added to `delta` before the softplus.
+    pub delta_bias: Option<&'a [f32]>,
+    /// Apply `softplus` to `delta + delta_bias`.
+    pub delta_softplus: bool,
+    /// State before the first step, (batch, dim, dstate); zero when `None`.
+    pub initial_state: Option<&'a [f32]>,
+}
+
+/// Validates shape, walk and every buffer length. `state_len` is the final-state buffer's
+/// length when one is given.
+pub(crate) fn validate(
+    shape: &ScanShape,
+    walk: &Walk,
+    args: &ScanArgs<'_>,
+    out_len: usize,
+    state_len: Option<usize>,
+) -> Result<ValidShape, Error> {
+    let v = shape.validate()?;
+    walk.validate(shape.seqlen)?;
+    let bdl = v.bdl;
+    let dn = mul("dim*dstate", shape.dim, shape.dstate)?;
+    let bdn = mul("batch*dim*dstate", shape.batch, dn)?;
+    check_len("u", bdl, args.u.len())?;
+    check_len("delta", bdl, args.delta.len())?;
+    check_len("A", dn, args.a.len())?;
+    check_len("B", shape.bc_len(shape.b)?, args.b.len())?;
+    check_len("C", shape.bc_len(shape.c)?, args.c.len())?;
+    if let Some(d) = args.d_skip {
+        check_len("D", shape.dim, d.len())?;
+    }
+    if let Some(z) = args.z {
+        check_len("z", bdl, z.len())?;
+    }
+    if let Some(b) = args.delta_bias {
+        check_len("delta_bias", shape.dim, b.len())?;
+    }
+    if let Some(s) = args.initial_state {
+        check_len("initial_state", bdn, s.len())?;
+    }
+    check_len("out", bdl, out_len)?;
+    if let Some(n) = state_len {
+        check_len("final_state", bdn, n)?;
+    }
+    Ok(v)
+}
+
+/// Scratch (`f32` elements) one work item needs for this shape; one buffer per thread.
+pub fn scratch_len(shape: &ValidShape) -> usize {
+    let n = shape.shape.dstate;
+    // h, A2, constant B, constant C, then dt, dtu, y panels; then packed B/C rows.
+    vectors_len(4 * n + 3 * CHUNK) + CHUNK * 2 * n
+}
+
+/// Runs the whole scan on the calling thread.
+///
+/// `out` has the shape of `u`; `final_state`, when given, receives the state after the last
+/// step, (batch, dim, dstate). On error nothing is written.
+pub fn selective_scan(
+    shape: &ScanShape,
+    walk: &Walk,
+    args: &ScanArgs<'_>,
+    out: &mut [f32],
+    final_state: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    let plan = ScanPlan::new(
+        shape,
+        walk,
+        *args,
+        out.len(),
+        final_state.as_deref().map(<[f32]>::len),
+    )?;
+    plan.run(out, final_state, scratch)
+}
+
+/// A validated scan, ready to run as a whole or as work items on a host's threads.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanPlan<'a> {
+    v: ValidShape,
+    walk: Walk,
+    args: ScanArgs<'a>,
+    out_len: usize,
+    state_len: Option<usize>,
+}
+
+impl<'a> ScanPlan<'a> {
+    /// Validates everything; `out_len` and `state_len` are the lengths of the output buffers
+    /// that will be passed to [`ScanPlan::run`] or [`ScanPlan::split`].
+    pub fn new(
+        shape: &ScanShape,
+        walk: &Walk,
+        args: ScanArgs<'a>,
+        out_len: usize,
+        state_len: Option<usize>,
+    ) -> Result<Self, Error> {
+        let v = validate(shape, walk, &args, out_len, state_len)?;
+        Ok(ScanPlan {
+            v,
+            walk: *walk,
+            args,
+            out_len,
+            state_len,
+        })
+    }
+
+    /// The validated shape.
+    pub fn shape(&self) -> &ValidShape {
+        &self.v
+    }
+
+    /// Independent work units (`batch x channel panels`).
+    pub fn units(&self) -> usize {
+        self.v.units
+    }
+
+    /// Scratch elements per work item (see [`scratch_len`]).
+    pub fn scratch_len(&self) -> usize {
+        scratch_len(&self.v)
+    }
+
+    fn check_out(&self, out: &[f32], state: Option<&[f32]>) -> Result<(), Error> {
+        check_len("out", self.out_len, out.len())?;
+        match (self.state_len, state) {
+            (Some(n), Some(s)) => check_len("final_state", n, s.len()),
+            (None, None) => Ok(()),
+            (Some(n), None) => check_len("final_state", n, 0),
+            (None, Some(s)) => check_len("final_state", 0, s.len()),
+        }
+    }
+
+    /// Runs every unit on the calling thread.
+    pub fn run(
+        &self,
+        out: &mut [f32],
+        state: Option<&mut [f32]>,
+        scratch: &mut [f32],
+    ) -> Result<(), Error> {
+        self.check_out(out, state.as_deref())?;
+        let need = self.scratch_len();
+        if scratch.len() < need {
+            return Err(Error::Scratch {
+                needed: need,
+                actual: scratch.len(),
+            });
+        }
+        let out = Sink::new(out);
+        let state = state.map(Sink::new);
+        for unit in 0..self.v.units {
+            self.run_unit(unit, &out, state.as_ref(), scratch);
+        }
+        Ok(())
+    }
+
+    /// Splits the scan into `count` work items over disjoint parts of the outputs; each item is
+    /// `Send` and runs with its own scratch of [`ScanPlan::scratch_len`] elements. Any `count`
+    /// gives bitwise the same result. `count` is clamped to `1..=units` (at least 1).
+    pub fn split<'o>(
+        &'o self,
+        out: &'o mut [f32],
+        state: Option<&'o mut [f32]>,
+        count: usize,
+    ) -> Result<WorkItems<'o>, Error> {
+        self.check_out(out, state.as_deref())?;
+        let count = count.clamp(1, self.v.units.max(1));
+        Ok(WorkItems {
+            plan: self,
+            out: Sink::new(out),
+            state: state.map(Sink::new),
+            next: 0,
+            count,
+        })
+    }
+
+    /// One unit: batch item `unit / panels`, panel `unit % panels`.
+    fn run_unit(&self, unit: usize, out: &Sink<'_>, state: Option<&Sink<'_>>, scratch: &mut [f32]) {
+        let s = &self.v.shape;
+        let n = s.dstate;
+        let (b, panel) = (unit / self.v.panels, unit % self.v.panels);
+        let (d0, nl) = self.v.panel_channels(panel);
+        let (vecs, rest) = split_scratch(scratch, 4 * n + 3 * CHUNK);
+        let (h, vecs) = vecs.split_at_mut(n);
+        let (a2, vecs) = vecs.split_at_mut(n);
+        let (bconst, vecs) = vecs.split_at_mut(n);
+        let (cconst, vecs) = vecs.split_at_mut(n);
+        let (dt, vecs) = vecs.split_at_mut(CHUNK);
+        let (dtu, y) = vecs.split_at_mut(CHUNK);
+        let bcp = &mut rest[..CHUNK * 2 * n];
+
+        let lane = |t: &[f32], i: usize| -> f32 {
+            if i < nl {
+                t[i]
+            } else {
+                0.0
+            }
+        };
+        // Per-channel vectors: A2 = A*log2(e) per state, constant B/C, D, bias.
+        let log2e = splat(core::f32::consts::LOG2_E);
+        let per_state = |t: &[f32], k: usize| -> V {
+            V::new(core::array::from_fn(|i| {
+                if i < nl {
+                    t[(d0 + i) * n + k]
+                } else {
+                    0.0
+                }
+            }))
+        };
+        for k in 0..n {
+            a2[k] = per_state(self.args.a, k) * log2e;
+            if s.b == BcLayout::Constant {
+                bconst[k] = per_state(self.args.b, k);
+            }
+            if s.c == BcLayout::Constant {
+                cconst[k] = per_state(self.args.c, k);
+            }
+            h[k] = match self.args.initial_state {
+                Some(st) => V::new(core::array::from_fn(|i| {
+                    if i < nl {
+                        st[(b * s.dim + d0 + i) * n + k]
+                    } else {
+                        0.0
+                    }
+                })),
+                None => splat(0.0),
+            };
+        }
+        let chan = |t: Option<&[f32]>| -> V {
+            match t {
+                Some(t) => V::new(core::array::from_fn(|i| lane(&t[d0.min(t.len())..], i))),
+                None => splat(0.0),
+            }
+        };
+        let dskip = chan(self.args.d_skip);
+        let bias = chan(self.args.delta_bias);
+
+        let l = s.seqlen;
+        // Offsets of (b, d0, p) in the u-shaped tensors: base + p * pstride + lane * lstride.
+        let (base, pstride, lstride) = match s.layout {
+            Layout::ChannelFirst => ((b * s.dim + d0) * l, 1, l),
+            Layout::ChannelLast => (b * l * s.dim + d0, s.dim, 1),
+        };
+        let gather = |t: &[f32], p: usize| -> V {
+            let o = base + p * pstride;
+            if lstride == 1 && nl == LANES {
+                load(&t[o..])
+            } else {
+                V::new(core::array::from_fn(|i| {
+                    if i < nl {
+                        t[o + i * lstride]
+                    } else {
+                        0.0
+                    }
+                }))
+            }
+        };
+        // Row offset of group data for B/C varying: ((b*G + g)*N + k)*L + p.
+        let bc_row = |layout: BcLayout| -> usize {
+            match layout {
+                BcLayout::Grouped(g) => (b * g + d0 / (s.dim / g)) * n * l,
+                BcLayout::Constant => 0,
+            }
+        };
+        let (brow, crow) = (bc_row(s.b), bc_row(s.c));
+
+        let mut pos = [0usize; CHUNK];
+        let mut s0 = 0;
+        while s0 < l {
+            let len = (l - s0).min(CHUNK);
+            let pos = &mut pos[..len];
+            self.walk.positions(s0, pos);
+            // Pack.
+            for (i, &p) in pos.iter().enumerate() {
+                let u = gather(self.args.u, p);
+                let mut t = gather(self.args.delta, p) + bias;
+                if self.args.delta_softplus {
+                    t = softplus(t);
+                }
+                dt[i] = t;
+                dtu[i] = t * u;
+                y[i] = dskip * u;
+            }
+            if let BcLayout::Grouped(_) = s.b {
+                for k in 0..n {
+                    let row = &self.args.b[brow + k * l..brow + (k + 1) * l];
+                    for (i, &p) in pos.iter().enumerate() {
+                        bcp[i * 2 * n + k] = row[p];
+                    }
+                }
+            }
+            if let BcLayout::Grouped(_) = s.c {
+                for k in 0..n {
+                    let row = &self.args.c[crow + k * l..crow + (k + 1) * l];
+                    for (i, &p) in pos.iter().enumerate() {
+                        bcp[i * 2 * n + n + k] = row[p];
+                    }
+                }
+            }
+            // Kernel.
+            let (dtc, dtuc, yc) = (&dt[..len], &dtu[..len], &mut y[..len]);
+            let bpk = Packed {
+                p: bcp,
+                stride: 2 * n,
+            };
+            let cpk = Packed {
+                p: &bcp[n..],
+                stride: 2 * n,
+            };
+            let bpl = PerLane { v: bconst };
+            let cpl = PerLane { v: cconst };
+            match (s.b, s.c) {
+                (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
+                    kernel::chunk(h, a2, bpk, cpk, dtc, dtuc, yc)
+                }
+                (BcLayout::Grouped(_), BcLayout::Constant) => {
+                    kernel::chunk(h, a2, bpk, cpl, dtc, dtuc, yc)
+                }
+                (BcLayout::Constant, BcLayout::Grouped(_)) => {
+                    kernel::chunk(h, a2, bpl, cpk, dtc, dtuc, yc)
+                }
+                (BcLayout::Constant, BcLayout::Constant) => {
+                    kernel::chunk(h, a2, bpl, cpl, dtc, dtuc, yc)
+                }
+            }
+            // Unpack.
+            for (i, &p) in pos.iter().enumerate() {
+                let mut v = y[i];
+                if let Some(z) = self.args.z {
+                    v = v * silu(gather(z, p));
+                }
+                let o = base + p * pstride;
+                if lstride == 1 {
+                    let a = v.to_array();
+                    out.put(o, &a[..nl]);
+                } else {
+                    let a = v.to_array();
+                    for (j, &x) in a[..nl].iter().enumerate() {
+                        out.put(o + j * lstride, core::slice::from_ref(&x));
+                    }
+                }
+            }
+            s0 += len;
+        }
+        if let Some(st) = state {
+            for k in 0..n {
+                let a = h[k].to_array();
+                for (j, &x) in a[..nl].iter().enumerate() {
+                    st.put((b * s.dim + d0 + j) * n + k, core::slice::from_ref(&x));
+                }
+            }
+        }
+    }
+}
+
+/// Splits scratch into `nv` aligned vectors and the remaining floats.
+pub(crate) fn split_scratch(scratch: &mut [f32], nv: usize) -> (&mut [V], &mut [f32]) {
+    let off = scratch.as_ptr().align_offset(core::mem::align_of::<V>());
+    let (head, rest) = scratch.split_at_mut((off + nv * LANES).min(scratch.len()));
+    (as_vectors(head, nv), rest)
+}
+
+/// An output buffer shared by work items that write disjoint elements.
+///
+/// Built from a `&mut [f32]`, so nothing else can access the buffer while it lives. Each
+/// work item writes only the elements of its own units (disjoint by construction of the
+/// unit partition), so concurrent `put`s from different items never touch the same element.
+pub(crate) struct Sink<'o> {
+    ptr: *mut f32,
+    len: usize,
+    _m: PhantomData<&'o mut [f32]>,
+}
+
+// SAFETY: a Sink is a `&mut [f32]` split among work items that write disjoint elements (see
+// the type docs); f32 is Send, so sending or sharing it between threads is sound.
+unsafe impl Send for Sink<'_> {}
+// SAFETY: as above: concurrent `put`s through a shared Sink never target the same element.
+unsafe impl Sync for Sink<'_> {}
+
+impl<'o> Sink<'o> {
+    pub(crate) fn new(s: &'o mut [f32]) -> Self {
+        Sink {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+            _m: PhantomData,
+        }
+    }
+
+    /// Writes `vals` at `start..start + vals.len()`; out-of-range writes are dropped
+    /// (validation makes them impossible).
+    #[inline(always)]
+    pub(crate) fn put(&self, start: usize, vals: &[f32]) {
+        if start <= self.len && vals.len() <= self.len - start {
+            // SAFETY: the range is inside the buffer (checked above) and, by the work-item
+            // partition, written by this item only; the buffer is exclusively borrowed for 'o.
+            unsafe {
+                core::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(start), vals.len())
+            };
+        }
+    }
+
+    /// Adds `vals` onto `start..start + vals.len()` (same contract as [`Sink::put`]).
+    #[inline(always)]
+    pub(crate) fn add(&self, start: usize, vals: &[f32]) {
+        if start <= self.len && vals.len() <= self.len - start {
+            for (i, &v) in vals.iter().enumerate() {
+                // SAFETY: in bounds (checked above), written by this item only (see `put`).
+                unsafe { *self.ptr.add(start + i) += v };
+            }
+        }
+    }
+}
+
+/// The work items of a split scan (iterator; each item is yielded exactly once).
+pub struct WorkItems<'o> {
+    plan: &'o ScanPlan<'o>,
+    out: Sink<'o>,
+    state: Option<Sink<'o>>,
+    next: usize,
+    count: usize,
+}
+
+/// One work item: a contiguous range of units. `Send`, so a host pool can run it anywhere.
+pub struct WorkItem<'o> {
+    plan: &'o ScanPlan<'o>,
+    out: &'o Sink<'o>,
+    state: Option<&'o Sink<'o>>,
+    units: core::ops::Range<usize>,
+}
+
+impl<'o> WorkItems<'o> {
+    /// Number of items.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Borrowing iterator over the items (each yielded once per `WorkItems`).
+    pub fn items(&mut self) -> impl Iterator<Item = WorkItem<'_>> + '_ {
+        let (plan, count, units) = (self.plan, self.count, self.plan.v.units);
+        let out = &self.out;
+        let state = self.state.as_ref();
+        let start = self.next;
+        self.next = count;
+        (start..count).map(move |i| WorkItem {
+            plan,
+            out,
+            state,
+            units: i * units / count..(i + 1) * units / count,
+        })
+    }
+}
+
+impl WorkItem<'_> {
+    /// Runs the item with its own scratch of [`ScanPlan::scratch_len`] elements.
+    pub fn run(self, scratch: &mut [f32]) -> Result<(), Error> {
+        let need = self.plan.scratch_len();
+        if scratch.len() < need {
+            return Err(Error::Scratch {
+                needed: need,
+                actual: scratch.len(),
+            });
+        }
+        for u in self.units {
+            self.plan.run_unit(u, self.out, self.state, scratch);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Conformance tests: golden data, proptest against the reference, determinism.
