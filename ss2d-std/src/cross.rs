@@ -1,0 +1,641 @@
+//! VMamba's cross-scan and cross-merge (`csm_triton.py`, semantics.md section 4).
+//!
+//! Over an `H x W` grid with row-major position `p = h*W + w` and column-major position
+//! `q = w*H + h` (`L = H*W`), [`cross_scan`] builds four sequences of length `L` per batch item
+//! and channel:
+//!
+//! | k | [`ScanMode::Cross2d`] | [`ScanMode::Unidi`] | [`ScanMode::Bidi`] |
+//! |---|---|---|---|
+//! | 0 | `xs[0][p] = x[p]` | `xs[k][p] = x[p]` | `xs[0][p] = x[p]` |
+//! | 1 | `xs[1][q] = x[p]` | (all four) | `xs[1][p] = x[p]` |
+//! | 2 | `xs[2][L-1-p] = x[p]` | | `xs[2][L-1-p] = x[p]` |
+//! | 3 | `xs[3][L-1-q] = x[p]` | | `xs[3][L-1-p] = x[p]` |
+//!
+//! and [`cross_merge`] is its adjoint: it maps every direction back to row-major order and sums
+//! the four, in upstream's order of additions:
+//!
+//! - cross2d: `y[p] = (ys0[p] + ys2[L-1-p]) + (ys1[q] + ys3[L-1-q])`
+//!   (upstream: `a = ys[:,0:2] + flip(ys[:,2:4])`, `y = a0 + colmajor_to_rowmajor(a1)`);
+//! - unidi: `y[p] = ((ys0[p] + ys1[p]) + ys2[p]) + ys3[p]` (`ys.sum(1)`);
+//! - bidi: `y[p] = (ys0[p] + ys2[L-1-p]) + (ys1[p] + ys3[L-1-p])`
+//!   (upstream: `a = ys[:,0:2] + flip(ys[:,2:4])`, `y = a.sum(1)`).
+//!
+//! Layouts ([`CrossOpts`]): `in_channel_first` is the layout of the 2D side (scan input `x`,
+//! merge output `y`): `(B, C, H, W)` or `(B, H, W, C)`; `out_channel_first` the layout of the
+//! sequence side (scan output `xs`, merge input `ys`): `(B, 4, C, L)` or `(B, L, 4, C)`. With
+//! `one_by_one` the 2D side has four slices, `(B, 4, C, H, W)` or `(B, H, W, 4, C)`: direction
+//! `k` transforms only slice `k`, and the merge maps each direction back without summing.
+//!
+//! The scan is a pure permutation (bitwise exact); the merge adds in the fixed order above. Work
+//! is split over disjoint parts of the output and every element is computed by the same
+//! expression, so results are bitwise identical for every [`Parallelism`].
+
+use rayon::prelude::*;
+use ss2d_core::{Error, Walk};
+
+use crate::Parallelism;
+
+/// Which four sequences the cross-scan builds (VMamba's `scans` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum ScanMode {
+    /// `scans=0`: row-major, column-major, and both reversed (all released models).
+    #[default]
+    Cross2d,
+    /// `scans=1`: four copies of the row-major sequence (`v051d`).
+    Unidi,
+    /// `scans=2`: row-major twice, reversed row-major twice (`v052d`).
+    Bidi,
+}
+
+impl ScanMode {
+    /// From VMamba's integer `scans` argument (0, 1, 2). `scans=3` is referenced upstream but
+    /// not implemented there, so it is [`Error::Unsupported`] here too.
+    pub fn from_scans(scans: i64) -> Result<ScanMode, Error> {
+        match scans {
+            0 => Ok(ScanMode::Cross2d),
+            1 => Ok(ScanMode::Unidi),
+            2 => Ok(ScanMode::Bidi),
+            _ => Err(Error::Unsupported {
+                what: "cross-scan mode (scans must be 0, 1 or 2)",
+            }),
+        }
+    }
+
+    /// VMamba's integer `scans` argument.
+    pub fn scans(self) -> u8 {
+        match self {
+            ScanMode::Cross2d => 0,
+            ScanMode::Unidi => 1,
+            ScanMode::Bidi => 2,
+        }
+    }
+
+    /// From the names used in the golden metadata `scan_mode`: `cross2d`, `unidi`, `bidi`
+    /// (`cascade2d` is not a cross-scan mode: [`Error::Unsupported`]).
+    pub fn from_name(name: &str) -> Result<ScanMode, Error> {
+        match name {
+            "cross2d" => Ok(ScanMode::Cross2d),
+            "unidi" => Ok(ScanMode::Unidi),
+            "bidi" => Ok(ScanMode::Bidi),
+            _ => Err(Error::Unsupported {
+                what: "scan mode (expected cross2d, unidi or bidi)",
+            }),
+        }
+    }
+
+    /// The name used in the golden metadata (`cross2d`, `unidi`, `bidi`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ScanMode::Cross2d => "cross2d",
+            ScanMode::Unidi => "unidi",
+            ScanMode::Bidi => "bidi",
+        }
+    }
+
+    /// The order in which direction `k` (0..4) visits the pixels of an `h x w` row-major grid:
+    /// step `s` of the walk visits pixel `p`, and `xs[k][s] = x[p]`. Feeding this walk to
+    /// `ss2d_core`'s scan reproduces direction `k` without a permuted copy. `None` for `k >= 4`
+    /// or sizes whose strides overflow `isize`.
+    pub fn walk(self, h: usize, w: usize, k: usize) -> Option<Walk> {
+        if k >= 4 {
+            return None;
+        }
+        let kk = match self {
+            ScanMode::Cross2d => k,
+            ScanMode::Unidi => 0,
+            ScanMode::Bidi => {
+                if k < 2 {
+                    0
+                } else {
+                    2
+                }
+            }
+        };
+        Walk::cross(h, w, kk)
+    }
+}
+
+/// Sizes of a cross-scan / cross-merge: `x` is `(batch, channels, h, w)` (or channel-last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub struct CrossDims {
+    /// Batch size.
+    pub batch: usize,
+    /// Channels `C` (for SS2D: `d_inner`).
+    pub channels: usize,
+    /// Grid height `H`.
+    pub h: usize,
+    /// Grid width `W`.
+    pub w: usize,
+}
+
+/// Mode and layouts of a cross-scan / cross-merge (VMamba's `cross_scan_fn` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CrossOpts {
+    /// Which four sequences ([`ScanMode`]).
+    pub mode: ScanMode,
+    /// Layout of the 2D side (scan input, merge output): `(B, C, H, W)` when true,
+    /// `(B, H, W, C)` when false.
+    pub in_channel_first: bool,
+    /// Layout of the sequence side (scan output, merge input): `(B, 4, C, L)` when true,
+    /// `(B, L, 4, C)` when false.
+    pub out_channel_first: bool,
+    /// The 2D side has four slices (`(B, 4, C, H, W)` / `(B, H, W, 4, C)`), one per direction;
+    /// the merge does not sum them.
+    pub one_by_one: bool,
+}
+
+impl Default for CrossOpts {
+    /// Cross2d, channel-first on both sides, not one-by-one (what SS2D v2 uses).
+    fn default() -> Self {
+        CrossOpts {
+            mode: ScanMode::Cross2d,
+            in_channel_first: true,
+            out_channel_first: true,
+            one_by_one: false,
+        }
+    }
+}
+
+/// Validated sizes.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    batch: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    l: usize,
+    /// Elements of the 2D side (`B*C*L`, or `B*4*C*L` one-by-one).
+    plane: usize,
+    /// Elements of the sequence side (`B*4*C*L`).
+    seq: usize,
+}
+
+fn mul(what: &'static str, a: usize, b: usize) -> Result<usize, Error> {
+    a.checked_mul(b).ok_or(Error::Overflow { what })
+}
+
+fn check_len(tensor: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::Length {
+            tensor,
+            expected,
+            actual,
+        })
+    }
+}
+
+impl CrossDims {
+    /// Sequence length `L = h * w`.
+    pub fn seqlen(&self) -> Result<usize, Error> {
+        mul("h*w", self.h, self.w)
+    }
+
+    fn sizes(&self, one_by_one: bool) -> Result<Sizes, Error> {
+        let l = self.seqlen()?;
+        let cl = mul("channels*h*w", self.channels, l)?;
+        let bcl = mul("batch*channels*h*w", self.batch, cl)?;
+        let seq = mul("batch*4*channels*h*w", bcl, 4)?;
+        if isize::try_from(seq).is_err() {
+            return Err(Error::Overflow {
+                what: "tensor size",
+            });
+        }
+        Ok(Sizes {
+            batch: self.batch,
+            c: self.channels,
+            h: self.h,
+            w: self.w,
+            l,
+            plane: if one_by_one { seq } else { bcl },
+            seq,
+        })
+    }
+}
+
+/// Elements of the cross-scan input `x` (the 2D side): `B*C*H*W`, or `B*4*C*H*W` one-by-one.
+pub fn cross_scan_input_len(dims: CrossDims, opts: CrossOpts) -> Result<usize, Error> {
+    Ok(dims.sizes(opts.one_by_one)?.plane)
+}
+
+/// Elements of the sequence side (`xs` of the scan, `ys` of the merge): `B*4*C*H*W`.
+pub fn cross_scan_output_len(dims: CrossDims, opts: CrossOpts) -> Result<usize, Error> {
+    Ok(dims.sizes(opts.one_by_one)?.seq)
+}
+
+/// Elements of the cross-merge output `y`: `B*C*H*W`, or `B*4*C*H*W` one-by-one.
+pub fn cross_merge_output_len(dims: CrossDims, opts: CrossOpts) -> Result<usize, Error> {
+    Ok(dims.sizes(opts.one_by_one)?.plane)
+}
+
+/// Element offsets: `b*b + k*k + c*c + pos*p`.
+#[derive(Clone, Copy, Debug)]
+struct Strides {
+    b: usize,
+    k: usize,
+    c: usize,
+    p: usize,
+}
+
+/// Strides of a four-slice tensor: `(B, 4, C, L)` channel-first or `(B, L, 4, C)`.
+fn strides4(channel_first: bool, c: usize, l: usize) -> Strides {
+    if channel_first {
+        Strides {
+            b: 4 * c * l,
+            k: c * l,
+            c: l,
+            p: 1,
+        }
+    } else {
+        Strides {
+            b: 4 * c * l,
+            k: c,
+            c: 1,
+            p: 4 * c,
+        }
+    }
+}
+
+/// Strides of a plane: `(B, C, L)` channel-first or `(B, L, C)`; `k` is 0 (no slices).
+fn strides1(channel_first: bool, c: usize, l: usize) -> Strides {
+    if channel_first {
+        Strides {
+            b: c * l,
+            k: 0,
+            c: l,
+            p: 1,
+        }
+    } else {
+        Strides {
+            b: c * l,
+            k: 0,
+            c: 1,
+            p: c,
+        }
+    }
+}
+
+/// A two-level position map with signed strides: step `t = i*inner.0 + j` maps to
+/// `start + i*outer.1 + j*inner.1`. Built only for validated sizes (no overflow).
+#[derive(Clone, Copy, Debug)]
+struct Map {
+    start: isize,
+    outer: (usize, isize),
+    inner: (usize, isize),
+}
+
+impl Map {
+    fn of(w: Walk) -> Map {
+        Map {
+            start: w.start as isize,
+            outer: w.outer,
+            inner: w.inner,
+        }
+    }
+
+    /// Position at step `t`.
+    #[inline]
+    fn at(&self, t: usize) -> isize {
+        let (i, j) = (t / self.inner.0, t % self.inner.0);
+        self.start + i as isize * self.outer.1 + j as isize * self.inner.1
+    }
+}
+
+/// Forward route of direction `k`: scan step `s` -> pixel `p` (`xs[k][s] = x[p]`).
+fn route(mode: ScanMode, s: &Sizes, k: usize) -> Map {
+    // Sizes are validated (every product fits isize), so the walk exists.
+    Map::of(mode.walk(s.h, s.w, k).unwrap_or(Walk::forward(0)))
+}
+
+/// Inverse route of direction `k`: pixel `p` (row-major) -> scan step `s` holding it. All four
+/// are `(H, W)`-shaped, so a merge walks them in lockstep.
+fn inverse(mode: ScanMode, s: &Sizes, k: usize) -> Map {
+    let (h, w) = (s.h, s.w as isize);
+    let hh = s.h as isize;
+    let last = s.l as isize - 1;
+    let kk = match mode {
+        ScanMode::Cross2d => k,
+        ScanMode::Unidi => 0,
+        ScanMode::Bidi => 2 * (k / 2),
+    };
+    match kk {
+        // p -> p
+        0 => Map {
+            start: 0,
+            outer: (h, w),
+            inner: (s.w, 1),
+        },
+        // p = h*W + w -> q = w*H + h
+        1 => Map {
+            start: 0,
+            outer: (h, 1),
+            inner: (s.w, hh),
+        },
+        // p -> L-1-p
+        2 => Map {
+            start: last,
+            outer: (h, -w),
+            inner: (s.w, -1),
+        },
+        // p -> L-1-q
+        _ => Map {
+            start: last,
+            outer: (h, -1),
+            inner: (s.w, -hh),
+        },
+    }
+}
+
+/// Target elements per chunk of work.
+const CHUNK_ELEMS: usize = 16 * 1024;
+/// At least this many chunks (when there are that many rows), so threads balance.
+const MIN_CHUNKS: usize = 32;
+
+/// Rows of `row_len` elements per chunk for `rows` rows.
+pub(crate) fn rows_per_chunk(rows: usize, row_len: usize) -> usize {
+    (CHUNK_ELEMS / row_len.max(1))
+        .min(rows.div_ceil(MIN_CHUNKS))
+        .max(1)
+}
+
+/// Runs `f(first_row, chunk)` over chunks of `rows_per_chunk` rows of `row_len` elements of
+/// `out` (the last chunk may be shorter), on `par`'s threads. `out.len()` must be a multiple of
+/// `row_len`, and `row_len` non-zero.
+pub(crate) fn for_each_rows<F>(
+    par: Parallelism<'_>,
+    out: &mut [f32],
+    row_len: usize,
+    rows_per_chunk: usize,
+    f: F,
+) where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    let chunk = row_len * rows_per_chunk;
+    if par.is_sequential() {
+        for (i, c) in out.chunks_mut(chunk).enumerate() {
+            f(i * rows_per_chunk, c);
+        }
+    } else {
+        par.install(|| {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i * rows_per_chunk, c));
+        });
+    }
+}
+
+#[inline]
+fn at(t: &[f32], i: isize) -> f32 {
+    t[i as usize]
+}
+
+/// The scan on validated sizes: `out[b,k,c,s] = x[b,(k),c,route_k(s)]`.
+fn scan_impl(s: &Sizes, opts: &CrossOpts, x: &[f32], out: &mut [f32], par: Parallelism<'_>) {
+    let si = if opts.one_by_one {
+        strides4(opts.in_channel_first, s.c, s.l)
+    } else {
+        strides1(opts.in_channel_first, s.c, s.l)
+    };
+    let routes: [Map; 4] = core::array::from_fn(|k| route(opts.mode, s, k));
+    let (c, l) = (s.c, s.l);
+    if opts.out_channel_first {
+        // Rows (b, k, c) of L contiguous outputs.
+        let rows = s.batch * 4 * c;
+        let rpc = rows_per_chunk(rows, l);
+        for_each_rows(par, out, l, rpc, |r0, chunk| {
+            for (i, row) in chunk.chunks_mut(l).enumerate() {
+                let r = r0 + i;
+                let (b, k, ch) = (r / (4 * c), (r / c) % 4, r % c);
+                let base = (b * si.b + k * si.k + ch * si.c) as isize;
+                let m = &routes[k];
+                let sp = si.p as isize;
+                let step = m.inner.1 * sp;
+                let n = m.inner.0;
+                for (o, seg) in row.chunks_mut(n).enumerate() {
+                    let a = base + (m.start + o as isize * m.outer.1) * sp;
+                    if step == 1 {
+                        let a = a as usize;
+                        seg.copy_from_slice(&x[a..a + n]);
+                    } else if step == -1 {
+                        let a = a as usize;
+                        for (y, v) in seg.iter_mut().zip(x[a + 1 - n..=a].iter().rev()) {
+                            *y = *v;
+                        }
+                    } else {
+                        for (j, y) in seg.iter_mut().enumerate() {
+                            *y = at(x, a + j as isize * step);
+                        }
+                    }
+                }
+            }
+        });
+    } else {
+        // Pixels (b, s): blocks of 4*C contiguous outputs (k, c).
+        let rows = s.batch * l;
+        let rl = 4 * c;
+        let rpc = rows_per_chunk(rows, rl);
+        for_each_rows(par, out, rl, rpc, |r0, chunk| {
+            for (i, px) in chunk.chunks_mut(rl).enumerate() {
+                let r = r0 + i;
+                let (b, t) = (r / l, r % l);
+                for (k, blk) in px.chunks_mut(c).enumerate() {
+                    let p = routes[k].at(t) as usize;
+                    let a = b * si.b + k * si.k + p * si.p;
+                    if si.c == 1 {
+                        blk.copy_from_slice(&x[a..a + c]);
+                    } else {
+                        for (ch, y) in blk.iter_mut().enumerate() {
+                            *y = x[a + ch * si.c];
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The merge on validated sizes.
+fn merge_impl(s: &Sizes, opts: &CrossOpts, ys: &[f32], out: &mut [f32], par: Parallelism<'_>) {
+    let si = strides4(opts.out_channel_first, s.c, s.l);
+    let inv: [Map; 4] = core::array::from_fn(|k| inverse(opts.mode, s, k));
+    let (c, l, w) = (s.c, s.l, s.w);
+    // Output slices: four one-by-one (no sum), else one.
+    let j_count = if opts.one_by_one { 4 } else { 1 };
+    let sp = si.p as isize;
+    let unidi = opts.mode == ScanMode::Unidi;
+    // Output (b, j, ch) at one pixel, from the offsets `idx[k]` of the four directions'
+    // elements that hold that pixel.
+    let value = move |idx: &[isize; 4], j: usize| -> f32 {
+        let v = |k: usize| at(ys, idx[k]);
+        if j_count == 4 {
+            v(j)
+        } else if unidi {
+            ((v(0) + v(1)) + v(2)) + v(3)
+        } else {
+            (v(0) + v(2)) + (v(1) + v(3))
+        }
+    };
+    if opts.in_channel_first {
+        // Rows (b, j, c) of L contiguous outputs; the four inverse maps share the (H, W) shape.
+        let rows = s.batch * j_count * c;
+        let rpc = rows_per_chunk(rows, l);
+        let steps: [isize; 4] = core::array::from_fn(|k| inv[k].inner.1 * sp);
+        for_each_rows(par, out, l, rpc, |r0, chunk| {
+            for (i, row) in chunk.chunks_mut(l).enumerate() {
+                let r = r0 + i;
+                let (b, j, ch) = (r / (j_count * c), (r / c) % j_count, r % c);
+                for (o, seg) in row.chunks_mut(w).enumerate() {
+                    let o = o as isize;
+                    let mut idx: [isize; 4] = core::array::from_fn(|k| {
+                        (b * si.b + k * si.k + ch * si.c) as isize
+                            + (inv[k].start + o * inv[k].outer.1) * sp
+                    });
+                    for y in seg.iter_mut() {
+                        *y = value(&idx, j);
+                        for k in 0..4 {
+                            idx[k] += steps[k];
+                        }
+                    }
+                }
+            }
+        });
+    } else {
+        // Pixels (b, p): blocks of J*C contiguous outputs (j, c).
+        let rows = s.batch * l;
+        let rl = j_count * c;
+        let rpc = rows_per_chunk(rows, rl);
+        let sc = si.c as isize;
+        for_each_rows(par, out, rl, rpc, |r0, chunk| {
+            for (i, px) in chunk.chunks_mut(rl).enumerate() {
+                let r = r0 + i;
+                let (b, t) = (r / l, r % l);
+                let first: [isize; 4] =
+                    core::array::from_fn(|k| (b * si.b + k * si.k) as isize + inv[k].at(t) * sp);
+                for (j, blk) in px.chunks_mut(c).enumerate() {
+                    let mut idx = first;
+                    for y in blk.iter_mut() {
+                        *y = value(&idx, j);
+                        for v in idx.iter_mut() {
+                            *v += sc;
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// VMamba's `cross_scan_fn(x, in_channel_first, out_channel_first, one_by_one, scans)`.
+///
+/// `x`: `(B, C, H, W)` / `(B, H, W, C)` per `opts.in_channel_first` (one-by-one:
+/// `(B, 4, C, H, W)` / `(B, H, W, 4, C)`); `out` (`xs`): `(B, 4, C, L)` / `(B, L, 4, C)` per
+/// `opts.out_channel_first`. A pure permutation: bitwise exact for every [`Parallelism`].
+///
+/// Errors: [`Error::Overflow`] when a size product overflows, [`Error::Length`] naming `x` or
+/// `xs` when a buffer has the wrong length. Nothing is written on error. Zero sizes are a valid
+/// empty problem.
+pub fn cross_scan(
+    x: &[f32],
+    dims: CrossDims,
+    opts: CrossOpts,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) -> Result<(), Error> {
+    let s = dims.sizes(opts.one_by_one)?;
+    check_len("x", s.plane, x.len())?;
+    check_len("xs", s.seq, out.len())?;
+    if s.seq == 0 {
+        return Ok(());
+    }
+    scan_impl(&s, &opts, x, out, par);
+    Ok(())
+}
+
+/// VMamba's `cross_merge_fn(ys, in_channel_first, out_channel_first, one_by_one, scans)`.
+///
+/// `ys`: `(B, 4, C, H, W)` / `(B, H, W, 4, C)` per `opts.out_channel_first` (direction `k`'s
+/// sequence in its scan order, viewed as `H x W`); `out` (`y`): `(B, C, L)` / `(B, L, C)` per
+/// `opts.in_channel_first`, the sum of the four directions mapped back to row-major order in
+/// upstream's order of additions (module docs). One-by-one: `(B, 4, C, L)` / `(B, L, 4, C)`,
+/// each direction mapped back, not summed.
+///
+/// Errors: [`Error::Overflow`], [`Error::Length`] naming `ys` or `y`. Nothing is written on
+/// error. Zero sizes are a valid empty problem.
+pub fn cross_merge(
+    ys: &[f32],
+    dims: CrossDims,
+    opts: CrossOpts,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) -> Result<(), Error> {
+    let s = dims.sizes(opts.one_by_one)?;
+    check_len("ys", s.seq, ys.len())?;
+    check_len("y", s.plane, out.len())?;
+    if s.seq == 0 {
+        return Ok(());
+    }
+    merge_impl(&s, &opts, ys, out, par);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_routes_invert_forward_routes() {
+        for mode in [ScanMode::Cross2d, ScanMode::Unidi, ScanMode::Bidi] {
+            for (h, w) in [(1, 1), (1, 4), (3, 1), (2, 3), (5, 7), (4, 4)] {
+                let s = CrossDims {
+                    batch: 1,
+                    channels: 1,
+                    h,
+                    w,
+                }
+                .sizes(false)
+                .unwrap();
+                for k in 0..4 {
+                    let f = route(mode, &s, k);
+                    let g = inverse(mode, &s, k);
+                    for t in 0..h * w {
+                        let p = f.at(t);
+                        assert_eq!(g.at(p as usize), t as isize, "{mode:?} {h}x{w} k={k}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_overflow() {
+        let dims = CrossDims {
+            batch: 1,
+            channels: 2,
+            h: 2,
+            w: 3,
+        };
+        let opts = CrossOpts::default();
+        let x = vec![1.0; 12];
+        let mut out = vec![7.0; 48];
+        assert_eq!(
+            cross_scan(&x[..11], dims, opts, &mut out, Parallelism::Sequential),
+            Err(Error::Length {
+                tensor: "x",
+                expected: 12,
+                actual: 11
+            })
+        );
+        assert!(out.iter().all(|&v| v == 7.0));
+        let big = CrossDims {
+            batch: 1,
+            channels: 1,
+            h: usize::MAX,
+            w: 2,
+        };
+        assert!(matches!(
+            cross_merge(&x, big, opts, &mut out, Parallelism::Sequential),
+            Err(Error::Overflow { .. })
+        ));
+    }
+}
