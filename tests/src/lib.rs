@@ -234,46 +234,71 @@ pub fn assert_close_floor<A: Copy + Into<f64>, B: Copy + Into<f64>>(
     rel: f64,
     abs: f64,
 ) -> f64 {
-    let d = diff(got, want);
-    let tol = rel * d.max_ref + abs;
-    assert!(
-        d.max_err <= tol,
-        "{name}: max|err| = {:.3e} > tol {:.3e} (= {rel:.0e} x max|ref| {:.3e} + {abs:.0e}); \
-         worst at index {}: got {:e}, want {:e}; err/max|ref| = {:.3e}",
-        d.max_err,
-        tol,
-        d.max_ref,
-        d.at,
-        d.got,
-        d.want,
-        d.ratio()
-    );
-    d.ratio()
+    check_close(name, got, want, rel, abs).unwrap_or_else(|m| panic!("{m}"))
 }
 
-/// Asserts bitwise equality of two `f32` buffers, naming the first differing index.
-pub fn assert_bitwise(name: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{name}: length mismatch");
-    if let Some(i) = got
+/// Non-panicking [`assert_close_floor`]: `Ok(err / max|ref|)` or a message naming the worst
+/// element.
+pub fn check_close<A: Copy + Into<f64>, B: Copy + Into<f64>>(
+    name: &str,
+    got: &[A],
+    want: &[B],
+    rel: f64,
+    abs: f64,
+) -> Result<f64, String> {
+    let d = diff(got, want);
+    let tol = rel * d.max_ref + abs;
+    if d.max_err <= tol {
+        Ok(d.ratio())
+    } else {
+        Err(format!(
+            "{name}: max|err| = {:.3e} > tol {:.3e} (= {rel:.0e} x max|ref| {:.3e} + {abs:.0e}); \
+             worst at index {} of {}: got {:e}, want {:e}; err/max|ref| = {:.3e}",
+            d.max_err,
+            tol,
+            d.max_ref,
+            d.at,
+            got.len(),
+            d.got,
+            d.want,
+            d.ratio()
+        ))
+    }
+}
+
+/// Non-panicking [`assert_bitwise`].
+pub fn check_bitwise(name: &str, got: &[f32], want: &[f32]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{name}: length {} != {}", got.len(), want.len()));
+    }
+    match got
         .iter()
         .zip(want)
         .position(|(a, b)| a.to_bits() != b.to_bits())
     {
-        let n = got
-            .iter()
-            .zip(want)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
-        panic!(
-            "{name}: not bitwise equal: {n} of {} elements differ, first at index {i}: \
-             got {:e} ({:#010x}), want {:e} ({:#010x})",
-            got.len(),
-            got[i],
-            got[i].to_bits(),
-            want[i],
-            want[i].to_bits()
-        );
+        None => Ok(()),
+        Some(i) => {
+            let n = got
+                .iter()
+                .zip(want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            Err(format!(
+                "{name}: not bitwise equal: {n} of {} elements differ, first at index {i}: \
+                 got {:e} ({:#010x}), want {:e} ({:#010x})",
+                got.len(),
+                got[i],
+                got[i].to_bits(),
+                want[i],
+                want[i].to_bits()
+            ))
+        }
     }
+}
+
+/// Asserts bitwise equality of two `f32` buffers, naming the first differing index.
+pub fn assert_bitwise(name: &str, got: &[f32], want: &[f32]) {
+    check_bitwise(name, got, want).unwrap_or_else(|m| panic!("{m}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -784,4 +809,20 @@ impl Spec {
 /// Divisors of `n` (`n > 0`), ascending.
 pub fn divisors(n: usize) -> Vec<usize> {
     (1..=n).filter(|k| n % k == 0).collect()
+}
+
+/// Concatenates `(outer, la, inner)` and `(outer, lb, inner)` along the middle axis.
+pub fn concat_axis(a: &[f32], b: &[f32], outer: usize, inner: usize) -> Vec<f32> {
+    if outer == 0 || inner == 0 {
+        return Vec::new();
+    }
+    let (ra, rb) = (a.len() / outer, b.len() / outer);
+    assert_eq!(a.len(), outer * ra);
+    assert_eq!(b.len(), outer * rb);
+    let mut y = Vec::with_capacity(a.len() + b.len());
+    for o in 0..outer {
+        y.extend_from_slice(&a[o * ra..(o + 1) * ra]);
+        y.extend_from_slice(&b[o * rb..(o + 1) * rb]);
+    }
+    y
 }
