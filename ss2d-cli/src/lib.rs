@@ -1,2 +1,27 @@
-//! Library side of the `ss2d` command: safetensors I/O and the commands.
+//! Library side of the `ss2d` command: safetensors I/O ([`io`]), the command-line definition
+//! ([`cli`]) and the commands ([`scan`], [`bench`]).
+//!
+//! The binary is a thin shell over [`run`]: it parses the arguments, calls [`run`] and turns an
+//! [`Error`] into one `ss2d: error: ...` line on stderr and exit status 1.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod io;
+pub mod isa;
+pub mod scan;
+
+pub use error::Error;
+
+use std::io::Write;
+
+/// Runs a parsed command line; reports (bench tables, JSON) go to `out`.
+pub fn run(cli: cli::Cli, out: &mut dyn Write) -> Result<(), Error> {
+    isa::check()?;
+    match cli.command {
+        cli::Command::Scan(a) => scan::command(&a),
+        cli::Command::Bench(a) => bench::command(&a, out),
+    }
+}
