@@ -808,7 +808,7 @@ impl Spec {
 
 /// Divisors of `n` (`n > 0`), ascending.
 pub fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|k| n % k == 0).collect()
+    (1..=n).filter(|&k| n.is_multiple_of(k)).collect()
 }
 
 /// Concatenates `(outer, la, inner)` and `(outer, lb, inner)` along the middle axis.

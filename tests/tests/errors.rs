@@ -79,7 +79,10 @@ fn for_reference<T: reference::Real + std::fmt::Debug>(
     let mut st = state_len.map(|n| vec![s; n]);
     let got = reference::selective_scan(&p.shape, &p.walk, &p.args(), &mut out, st.as_deref_mut());
     assert_eq!(got, Err(want), "{what}: reference");
-    let untouched = |v: &[T]| v.iter().all(|&x| !(x < s) && !(x > s));
+    let untouched = |v: &[T]| {
+        v.iter()
+            .all(|&x| x.partial_cmp(&s) == Some(std::cmp::Ordering::Equal))
+    };
     assert!(untouched(&out), "{what}: reference wrote out");
     if let Some(st) = &st {
         assert!(untouched(st), "{what}: reference wrote final_state");
