@@ -458,16 +458,21 @@ pub fn bench_scan(
     )
     .map_err(core_err)?;
     let max_ref = out_r.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let max_diff = out_k
-        .iter()
-        .zip(&out_r)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // NaN-propagating max: a NaN anywhere in the kernel's output must fail the check.
+    let max_diff = out_k.iter().zip(&out_r).fold(0.0f32, |m, (a, b)| {
+        let d = (a - b).abs();
+        if d.is_nan() || d > m {
+            d
+        } else {
+            m
+        }
+    });
     let rel = if max_ref > 0.0 {
         f64::from(max_diff) / f64::from(max_ref)
     } else {
         f64::from(max_diff)
     };
-    if !(rel <= 1e-4) {
+    if rel.is_nan() || rel > 1e-4 {
         return Err(Error::Check(format!(
             "shape {shape}: kernel and reference disagree: max |kernel - ref| = {max_diff:e}, \
              max |ref| = {max_ref:e}"

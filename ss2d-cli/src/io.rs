@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -256,12 +257,32 @@ pub fn numel(shape: &[usize]) -> Option<usize> {
 
 impl TensorFile {
     /// Reads and parses `path`.
+    ///
+    /// A regular file is read whole (its length bounds the allocation). Anything else (a pipe,
+    /// `/dev/stdin`, a device) is read in stages: the 8-byte prefix, then at most the
+    /// header length safetensors allows, then only as many data bytes as the header declares
+    /// (plus one, to detect trailing bytes), each growing with the bytes actually received.
+    /// So an endless source such as `/dev/zero` fails fast instead of filling memory.
     pub fn open(path: impl AsRef<Path>) -> Result<TensorFile, IoError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| IoError::Read {
+        let read_err = |source| IoError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if meta.is_dir() {
+            return Err(read_err(std::io::Error::other("it is a directory")));
+        }
+        let bytes = if meta.is_file() {
+            let mut v = Vec::new();
+            v.try_reserve_exact(usize::try_from(meta.len()).unwrap_or(usize::MAX))
+                .map_err(|_| read_err(std::io::Error::other("the file does not fit in memory")))?;
+            file.read_to_end(&mut v).map_err(read_err)?;
+            v
+        } else {
+            read_stream(&mut file).map_err(read_err)?
+        };
         TensorFile::from_bytes(path, bytes)
     }
 
@@ -409,7 +430,7 @@ impl TensorFile {
         let raw = self.bytes.get(e.start..e.end).unwrap_or(&[]);
         let actual = raw.len() / 4;
         let expected = numel(&e.shape);
-        if expected != Some(actual) || raw.len() % 4 != 0 {
+        if expected != Some(actual) || !raw.len().is_multiple_of(4) {
             return Err(IoError::Length {
                 path: self.path.clone(),
                 tensor: name.to_string(),
@@ -432,6 +453,41 @@ impl TensorFile {
             data,
         }))
     }
+}
+
+/// Largest header safetensors accepts (its `MAX_HEADER_SIZE`).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Reads a safetensors stream in stages (see [`TensorFile::open`]); stops early on anything the
+/// parser will reject anyway, returning what was read so the parser names the problem.
+fn read_stream(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    r.by_ref().take(PREFIX as u64).read_to_end(&mut v)?;
+    let Some(prefix) = v.get(..PREFIX) else {
+        return Ok(v);
+    };
+    let mut len_bytes = [0u8; PREFIX];
+    len_bytes.copy_from_slice(prefix);
+    let n = u64::from_le_bytes(len_bytes);
+    if n > MAX_HEADER {
+        return Ok(v);
+    }
+    r.by_ref().take(n).read_to_end(&mut v)?;
+    let Ok(n) = usize::try_from(n) else {
+        return Ok(v);
+    };
+    if v.len() < PREFIX + n {
+        return Ok(v);
+    }
+    let Some(need) = declared_data_len(&v, n).or_else(|| {
+        // No tensors (or an unparsable header): no data may follow.
+        raw_header(&v, n).map(|_| 0)
+    }) else {
+        return Ok(v);
+    };
+    r.take(u64::try_from(need).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut v)?;
+    Ok(v)
 }
 
 fn decode_le(raw: &[u8]) -> Vec<f32> {
@@ -521,7 +577,7 @@ fn diagnose_sizes(bytes: &[u8], n: usize) -> Option<String> {
         let have = e.checked_sub(s)?;
         let bits = numel(&i.shape).and_then(|k| k.checked_mul(i.dtype.bitsize()));
         match bits {
-            Some(b) if b % 8 == 0 && b / 8 == have => None,
+            Some(b) if b.is_multiple_of(8) && b / 8 == have => None,
             Some(b) => Some(format!(
                 "tensor `{name}` has shape {} of {} ({} bytes) but data_offsets cover {have} bytes",
                 fmt_shape(&i.shape),
@@ -621,9 +677,10 @@ pub fn write_tensors(
         _ => PathBuf::from("."),
     };
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Keep the temporary name within NAME_MAX even for a long target name.
+    let stem: String = file_name.to_string_lossy().chars().take(64).collect();
     let tmp_name = format!(
-        ".{}.{}-{}.tmp",
-        file_name.to_string_lossy(),
+        ".{stem}.{}-{}.tmp",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
@@ -670,7 +727,7 @@ mod tests {
     /// Builds a safetensors file by hand from a header JSON and a data section.
     fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
         let mut h = header.as_bytes().to_vec();
-        while h.len() % 8 != 0 {
+        while !h.len().is_multiple_of(8) {
             h.push(b' ');
         }
         let mut v = (h.len() as u64).to_le_bytes().to_vec();
@@ -818,6 +875,28 @@ mod tests {
     }
 
     #[test]
+    fn streams_stop_at_the_declared_size() {
+        let good = raw_file(
+            r#"{"u":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            &[0; 8],
+        );
+        // Exactly the file, even when the source goes on forever afterwards.
+        let mut endless = std::io::Read::chain(&good[..], std::io::repeat(7));
+        let v = read_stream(&mut endless).unwrap();
+        assert_eq!(v.len(), good.len() + 1);
+        let e = msg(TensorFile::from_bytes("s", v));
+        assert!(e.contains("trailing"), "{e}");
+        assert_eq!(read_stream(&mut &good[..]).unwrap(), good);
+        // An endless stream of zeros: header length 0, stops after the prefix.
+        let v = read_stream(&mut std::io::repeat(0)).unwrap();
+        assert_eq!(v.len(), PREFIX);
+        assert!(msg(TensorFile::from_bytes("z", v)).contains("JSON"));
+        // A huge declared header is not read at all.
+        let v = read_stream(&mut std::io::repeat(0xff)).unwrap();
+        assert_eq!(v.len(), PREFIX);
+    }
+
+    #[test]
     fn unreadable_and_unwritable() {
         let e = TensorFile::open("/nonexistent/x.safetensors")
             .unwrap_err()
@@ -859,6 +938,12 @@ mod tests {
         std::fs::create_dir(&sub).unwrap();
         assert!(write_tensors(&sub, &[], &BTreeMap::new()).is_err());
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        let e = TensorFile::open(&sub).unwrap_err().to_string();
+        assert!(e.contains("directory"), "{e}");
+        // A 255-byte file name still gets a valid temporary name.
+        let long = d.join("x".repeat(240) + ".safetensors");
+        write_tensors(&long, &[], &BTreeMap::new()).unwrap();
+        assert!(TensorFile::open(&long).unwrap().names().next().is_none());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

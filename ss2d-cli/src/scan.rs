@@ -100,8 +100,7 @@ fn scoped_threads_scan(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect::<Result<(), _>>()
+            .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 
@@ -226,15 +225,15 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
     };
     let u_shape = inputs.u.shape();
     expect_shape(file, &inputs.delta, u_shape, "the shape of `u`")?;
-    expect_shape(file, &inputs.a, &[dim, n], "D from `u`")?;
+    expect_shape(file, &inputs.a, &[dim, n], "(D, N): D = channels of `u`")?;
     if let Some(z) = &inputs.z {
         expect_shape(file, z, u_shape, "the shape of `u`")?;
     }
     if let Some(d) = &inputs.d {
-        expect_shape(file, d, &[dim], "D from `u`")?;
+        expect_shape(file, d, &[dim], "one per channel of `u`")?;
     }
     if let Some(bias) = &inputs.bias {
-        expect_shape(file, bias, &[dim], "D from `u`")?;
+        expect_shape(file, bias, &[dim], "one per channel of `u`")?;
     }
     let dims = (bsz, dim, len, n);
     let shape = ScanShape {
