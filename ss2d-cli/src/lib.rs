@@ -1,5 +1,5 @@
 //! Library side of the `ss2d` command: safetensors I/O ([`io`]), the command-line definition
-//! ([`cli`]) and the commands ([`scan`], [`bench`]).
+//! ([`cli`]) and the commands ([`scan`], [`bench`](mod@bench)).
 //!
 //! The binary is a thin shell over [`run`]: it parses the arguments, calls [`run`] and turns an
 //! [`Error`] into one `ss2d: error: ...` line on stderr and exit status 1.
