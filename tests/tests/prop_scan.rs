@@ -314,3 +314,52 @@ fn scratch_and_output_prefill_do_not_matter() {
         panic!("{e}");
     }
 }
+
+/// States beyond one register block (the kernel keeps at most 16 states in registers and runs
+/// blocks in order): N = 17, 31, 32, 33, 64, 100, 256 against the f64 reference.
+#[test]
+fn large_dstate_matches_f64_reference() {
+    let mut worst = 0.0f64;
+    for (i, dstate) in [17usize, 31, 32, 33, 64, 100, 256].into_iter().enumerate() {
+        for (b, c, layout) in [
+            (
+                BcLayout::Grouped(2),
+                BcLayout::Constant,
+                Layout::ChannelFirst,
+            ),
+            (
+                BcLayout::Constant,
+                BcLayout::Grouped(1),
+                Layout::ChannelLast,
+            ),
+        ] {
+            let s = Spec {
+                b,
+                c,
+                layout,
+                walk: WalkKind::Cross {
+                    h: 7,
+                    w: 11,
+                    k: i % 4,
+                },
+                seed: 100 + i as u64,
+                ..Spec::full(2, 2 * ss2d_core::LANES + 2, 77, dstate)
+            };
+            let p = s.build();
+            let (out, st) = p.run();
+            let (rout, rst) = p.reference::<f64>();
+            let r = check_close(&format!("{s:?} out"), &out, &rout, REL, ABS)
+                .unwrap_or_else(|m| panic!("{m}"));
+            let rs = check_close(
+                &format!("{s:?} final state"),
+                &st.expect("state"),
+                &rst.expect("state"),
+                REL,
+                ABS,
+            )
+            .unwrap_or_else(|m| panic!("{m}"));
+            worst = worst.max(r).max(rs);
+        }
+    }
+    println!("large dstate: worst err/max|ref| {worst:.3e}");
+}
