@@ -1,1 +1,96 @@
-//! Criterion benches live in `benches/`.
+//! Shared input builders for the criterion benches and examples: deterministic inputs in the
+//! VMamba domain.
+
+use ss2d_core::{BcLayout, Layout, ScanShape};
+
+/// A small deterministic generator (64-bit LCG), uniform in `[lo, hi)`.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// Next value in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let x = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * x
+    }
+
+    /// `n` values in `[lo, hi)`.
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+/// Owned inputs of a scan in the VMamba domain: bias + softplus, D, grouped B/C.
+pub struct ScanInputs {
+    /// The shape.
+    pub shape: ScanShape,
+    /// u.
+    pub u: Vec<f32>,
+    /// delta.
+    pub delta: Vec<f32>,
+    /// A.
+    pub a: Vec<f32>,
+    /// B.
+    pub b: Vec<f32>,
+    /// C.
+    pub c: Vec<f32>,
+    /// D.
+    pub d: Vec<f32>,
+    /// delta_bias.
+    pub bias: Vec<f32>,
+}
+
+impl ScanInputs {
+    /// Deterministic inputs for (batch, dim, seqlen, dstate, groups), channel-first.
+    pub fn new(batch: usize, dim: usize, seqlen: usize, dstate: usize, groups: usize) -> Self {
+        let mut g = Lcg(42);
+        let shape = ScanShape {
+            batch,
+            dim,
+            seqlen,
+            dstate,
+            b: BcLayout::Grouped(groups),
+            c: BcLayout::Grouped(groups),
+            layout: Layout::ChannelFirst,
+        };
+        let bdl = batch * dim * seqlen;
+        let bc = batch * groups * dstate * seqlen;
+        ScanInputs {
+            shape,
+            u: g.vec(bdl, -1.0, 1.0),
+            delta: g.vec(bdl, -0.5, 0.5),
+            a: (0..dim * dstate)
+                .map(|i| -((i % dstate) as f32 + 1.0))
+                .collect(),
+            b: g.vec(bc, -1.0, 1.0),
+            c: g.vec(bc, -1.0, 1.0),
+            d: vec![1.0; dim],
+            // softplus(bias) in ~[1e-3, 1e-1]: inverse softplus of dt.
+            bias: (0..dim)
+                .map(|_| {
+                    let dt = (g.uniform(0.001f32.ln(), 0.1f32.ln())).exp();
+                    dt + (-(-dt).exp_m1()).ln()
+                })
+                .collect(),
+        }
+    }
+
+    /// The arguments as the kernel takes them.
+    pub fn args(&self) -> ss2d_core::ScanArgs<'_> {
+        ss2d_core::ScanArgs {
+            u: &self.u,
+            delta: &self.delta,
+            a: &self.a,
+            b: &self.b,
+            c: &self.c,
+            d_skip: Some(&self.d),
+            z: None,
+            delta_bias: Some(&self.bias),
+            delta_softplus: true,
+            initial_state: None,
+        }
+    }
+}

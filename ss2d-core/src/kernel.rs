@@ -5,18 +5,25 @@
 //! ```text
 //! for s in 0..steps:                         // sequential: carries the state
 //!     for n in n0..n0+NB:                    // fixed order, states in registers
-//!         dA   = exp2(dt[s] * A2[n])         // A2 = A * log2(e)
+//!         dA   = exp2(dt[s] * A2[n])         // A2 = A * log2(e); both clamped to +-2^60
 //!         h[n] = dA * h[n] + dtu[s] * B(s, n)
 //!         y[s] = y[s] + C(s, n) * h[n]
 //! ```
 //! `y[s]` arrives holding `D * u` (or 0) and leaves holding the full output before the gate.
+//! The loop over `n` is unrolled by hand (a macro) so the `NB <= 16` states and `A2` values
+//! stay in registers: a rolled loop spills them and runs several times slower.
 
-use crate::math::exp2;
+use crate::math::exp2_kernel;
 use crate::simd::{fma, splat, V};
 
 /// Where the kernel reads `B(s, n)` or `C(s, n)` from.
 pub(crate) trait Bc: Copy {
-    fn get(&self, s: usize, n: usize) -> V;
+    /// Values for states `n0 .. n0 + nb` at step `s`.
+    type Row<'r>: Copy
+    where
+        Self: 'r;
+    fn row(&self, s: usize, n0: usize, nb: usize) -> Self::Row<'_>;
+    fn at(row: Self::Row<'_>, i: usize) -> V;
 }
 
 /// Varying B/C, packed per step: value `(s, n)` at `p[s * stride + n]`, broadcast to all lanes
@@ -28,9 +35,18 @@ pub(crate) struct Packed<'a> {
 }
 
 impl Bc for Packed<'_> {
+    type Row<'r>
+        = &'r [f32]
+    where
+        Self: 'r;
     #[inline(always)]
-    fn get(&self, s: usize, n: usize) -> V {
-        splat(self.p[s * self.stride + n])
+    fn row(&self, s: usize, n0: usize, nb: usize) -> &[f32] {
+        let o = s * self.stride + n0;
+        &self.p[o..o + nb]
+    }
+    #[inline(always)]
+    fn at(row: &[f32], i: usize) -> V {
+        splat(row[i])
     }
 }
 
@@ -41,14 +57,48 @@ pub(crate) struct PerLane<'a> {
 }
 
 impl Bc for PerLane<'_> {
+    type Row<'r>
+        = &'r [V]
+    where
+        Self: 'r;
     #[inline(always)]
-    fn get(&self, _s: usize, n: usize) -> V {
-        self.v[n]
+    fn row(&self, _s: usize, n0: usize, nb: usize) -> &[V] {
+        &self.v[n0..n0 + nb]
     }
+    #[inline(always)]
+    fn at(row: &[V], i: usize) -> V {
+        row[i]
+    }
+}
+
+/// Largest state block kept in registers.
+pub(crate) const MAX_BLOCK: usize = 16;
+
+/// Calls `$m!(i)` for i in 0..16.
+macro_rules! unroll16 {
+    ($m:ident) => {
+        $m!(0);
+        $m!(1);
+        $m!(2);
+        $m!(3);
+        $m!(4);
+        $m!(5);
+        $m!(6);
+        $m!(7);
+        $m!(8);
+        $m!(9);
+        $m!(10);
+        $m!(11);
+        $m!(12);
+        $m!(13);
+        $m!(14);
+        $m!(15);
+    };
 }
 
 /// One block of `NB` states `n0 .. n0 + NB` over `dt.len()` steps.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn block<const NB: usize, B: Bc, C: Bc>(
     h: &mut [V],
     a2: &[V],
@@ -59,25 +109,49 @@ fn block<const NB: usize, B: Bc, C: Bc>(
     dtu: &[V],
     y: &mut [V],
 ) {
-    let mut hs: [V; NB] = core::array::from_fn(|i| h[n0 + i]);
-    let a: [V; NB] = core::array::from_fn(|i| a2[n0 + i]);
+    let zero = splat(0.0);
+    let mut hs = [zero; MAX_BLOCK];
+    let mut a = [zero; MAX_BLOCK];
+    let hb = &h[n0..n0 + NB];
+    let ab = &a2[n0..n0 + NB];
+    macro_rules! init {
+        ($i:literal) => {
+            if $i < NB {
+                hs[$i] = hb[$i];
+                a[$i] = ab[$i];
+            }
+        };
+    }
+    unroll16!(init);
     let steps = dt.len().min(dtu.len()).min(y.len());
     for s in 0..steps {
         let t = dt[s];
         let x = dtu[s];
         let mut acc = y[s];
-        for i in 0..NB {
-            let da = exp2(t * a[i]);
-            hs[i] = fma(da, hs[i], x * b.get(s, n0 + i));
-            acc = fma(hs[i], c.get(s, n0 + i), acc);
+        let br = b.row(s, n0, NB);
+        let cr = c.row(s, n0, NB);
+        macro_rules! state {
+            ($i:literal) => {
+                if $i < NB {
+                    let da = exp2_kernel(t * a[$i]);
+                    hs[$i] = fma(da, hs[$i], x * B::at(br, $i));
+                    acc = fma(hs[$i], C::at(cr, $i), acc);
+                }
+            };
         }
+        unroll16!(state);
         y[s] = acc;
     }
-    h[n0..n0 + NB].copy_from_slice(&hs);
+    let hb = &mut h[n0..n0 + NB];
+    macro_rules! fini {
+        ($i:literal) => {
+            if $i < NB {
+                hb[$i] = hs[$i];
+            }
+        };
+    }
+    unroll16!(fini);
 }
-
-/// Largest state block kept in registers.
-pub(crate) const MAX_BLOCK: usize = 16;
 
 /// Runs all `h.len()` states over the chunk, in blocks of at most [`MAX_BLOCK`] states, block
 /// after block (the sum over `n` stays in order `0..N`).
@@ -99,7 +173,7 @@ pub(crate) fn chunk<B: Bc, C: Bc>(
             ($($k:literal)*) => {
                 match nb {
                     $($k => block::<$k, B, C>(h, a2, n0, b, c, dt, dtu, y),)*
-                    _ => unreachable!(),
+                    _ => {}
                 }
             };
         }

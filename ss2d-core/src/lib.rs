@@ -58,6 +58,7 @@ pub mod error;
 mod kernel;
 pub mod level;
 pub mod math;
+mod pack;
 pub mod reference;
 pub mod scan;
 pub mod shape;

@@ -12,10 +12,11 @@
 //! degree-7 minimax polynomial: relative error <= 1e-6 over the whole line (the torch threshold at
 //! 20 is not needed: above it the correction is below half an ulp). `silu(z) = z / (1 + exp(-z))`,
 //! relative error <= 1e-6.
+#![allow(clippy::excessive_precision)] // coefficients carry every digit of their f32 fit
 
 #[cfg(not(target_feature = "avx512f"))]
 use crate::simd::I;
-use crate::simd::{fma, splat, V};
+use crate::simd::{fma, round_nearest, splat, V};
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 
@@ -58,8 +59,33 @@ fn exp2_reduced(f: V) -> V {
 pub fn exp2(x: V) -> V {
     // Clamp keeping NaN: x86 max/min return the second operand when either is NaN.
     let x = splat(128.0).fast_min(splat(K_MIN).fast_max(x));
-    let k = x.round();
+    let k = round_nearest(x);
     scale(exp2_reduced(x - k), k)
+}
+
+/// `2^x` for the kernel's `dt * A2`, where the caller keeps `|x| <= 2^120` or NaN (it clamps `dt`
+/// once per step and `A2` once per panel, see [`KERNEL_CLAMP`]). With AVX-512 `scalef` handles
+/// overflow and gradual underflow itself, so no per-state clamp is needed; other levels clamp.
+#[inline(always)]
+pub(crate) fn exp2_kernel(x: V) -> V {
+    #[cfg(target_feature = "avx512f")]
+    {
+        let k = round_nearest(x);
+        scale(exp2_reduced(x - k), k)
+    }
+    #[cfg(not(target_feature = "avx512f"))]
+    {
+        exp2(x)
+    }
+}
+
+/// Bound applied to `dt` (per step) and `A2` (per panel) so that `dt * A2` stays finite.
+pub(crate) const KERNEL_CLAMP: f32 = 1.152_921_5e18; // 2^60
+
+/// Clamps to `[-KERNEL_CLAMP, KERNEL_CLAMP]`, keeping NaN.
+#[inline(always)]
+pub(crate) fn clamp_kernel(x: V) -> V {
+    splat(KERNEL_CLAMP).fast_min(splat(-KERNEL_CLAMP).fast_max(x))
 }
 
 /// `p * 2^k` for integral `k` in `[K_MIN, 128]` (`128` gives inf).
@@ -91,7 +117,7 @@ const LN2_LO: f32 = 1.428_606_765_330_187e-6;
 pub fn exp(x: V) -> V {
     let lo = K_MIN * core::f32::consts::LN_2;
     let x = splat(128.0 * core::f32::consts::LN_2).fast_min(splat(lo).fast_max(x));
-    let k = (x * splat(LOG2E)).round();
+    let k = round_nearest(x * splat(LOG2E));
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
     scale(exp2_reduced(r * splat(LOG2E)), k)

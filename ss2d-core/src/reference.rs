@@ -108,7 +108,7 @@ pub fn selective_scan<T: Real>(
                 if let Some(bias) = args.delta_bias {
                     dt = dt + T::of(bias[d]);
                 }
-                if args.delta_softplus && !(dt > twenty) {
+                if args.delta_softplus && dt <= twenty {
                     dt = dt.exp().log1p();
                 }
                 let mut y = T::ZERO;

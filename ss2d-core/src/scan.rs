@@ -14,9 +14,10 @@ use core::marker::PhantomData;
 
 use crate::error::{check_len, mul, Error};
 use crate::kernel::{self, Packed, PerLane};
-use crate::math::{silu, softplus};
+use crate::math::{clamp_kernel, silu, softplus};
+use crate::pack::Lanes;
 use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
-use crate::simd::{as_vectors, load, splat, vectors_len, LANES, V};
+use crate::simd::{as_vectors, splat, vectors_len, LANES, V};
 use crate::walk::Walk;
 
 /// Steps per chunk: the packed panels of a chunk (dt, dtu, y: `3 * CHUNK` vectors, 12 KiB
@@ -90,7 +91,7 @@ pub(crate) fn validate(
 pub fn scratch_len(shape: &ValidShape) -> usize {
     let n = shape.shape.dstate;
     // h, A2, constant B, constant C, then dt, dtu, y panels; then packed B/C rows.
-    vectors_len(4 * n + 3 * CHUNK) + CHUNK * 2 * n
+    vectors_len(4 * n + 4 * CHUNK) + CHUNK * 2 * n
 }
 
 /// Runs the whole scan on the calling thread.
@@ -217,82 +218,60 @@ impl<'a> ScanPlan<'a> {
     fn run_unit(&self, unit: usize, out: &Sink<'_>, state: Option<&Sink<'_>>, scratch: &mut [f32]) {
         let s = &self.v.shape;
         let n = s.dstate;
+        let l = s.seqlen;
         let (b, panel) = (unit / self.v.panels, unit % self.v.panels);
         let (d0, nl) = self.v.panel_channels(panel);
-        let (vecs, rest) = split_scratch(scratch, 4 * n + 3 * CHUNK);
+        let (vecs, rest) = split_scratch(scratch, 4 * n + 4 * CHUNK);
         let (h, vecs) = vecs.split_at_mut(n);
         let (a2, vecs) = vecs.split_at_mut(n);
         let (bconst, vecs) = vecs.split_at_mut(n);
         let (cconst, vecs) = vecs.split_at_mut(n);
         let (dt, vecs) = vecs.split_at_mut(CHUNK);
-        let (dtu, y) = vecs.split_at_mut(CHUNK);
+        let (dtu, vecs) = vecs.split_at_mut(CHUNK);
+        let (y, up) = vecs.split_at_mut(CHUNK);
         let bcp = &mut rest[..CHUNK * 2 * n];
 
-        let lane = |t: &[f32], i: usize| -> f32 {
-            if i < nl {
-                t[i]
-            } else {
-                0.0
+        // Per-channel vectors: lane j of `t[(d0 + j) * stride + k]`, zero past the panel.
+        let per_chan = |t: &[f32], stride: usize, k: usize| -> V {
+            let mut a = [0.0f32; LANES];
+            for (j, x) in a.iter_mut().enumerate().take(nl) {
+                *x = t[(d0 + j) * stride + k];
             }
+            V::new(a)
         };
-        // Per-channel vectors: A2 = A*log2(e) per state, constant B/C, D, bias.
         let log2e = splat(core::f32::consts::LOG2_E);
-        let per_state = |t: &[f32], k: usize| -> V {
-            V::new(core::array::from_fn(|i| {
-                if i < nl {
-                    t[(d0 + i) * n + k]
-                } else {
-                    0.0
-                }
-            }))
-        };
         for k in 0..n {
-            a2[k] = per_state(self.args.a, k) * log2e;
+            a2[k] = clamp_kernel(per_chan(self.args.a, n, k) * log2e);
             if s.b == BcLayout::Constant {
-                bconst[k] = per_state(self.args.b, k);
+                bconst[k] = per_chan(self.args.b, n, k);
             }
             if s.c == BcLayout::Constant {
-                cconst[k] = per_state(self.args.c, k);
+                cconst[k] = per_chan(self.args.c, n, k);
             }
             h[k] = match self.args.initial_state {
-                Some(st) => V::new(core::array::from_fn(|i| {
-                    if i < nl {
-                        st[(b * s.dim + d0 + i) * n + k]
-                    } else {
-                        0.0
-                    }
-                })),
+                Some(st) => per_chan(&st[b * s.dim * n..], n, k),
                 None => splat(0.0),
             };
         }
-        let chan = |t: Option<&[f32]>| -> V {
-            match t {
-                Some(t) => V::new(core::array::from_fn(|i| lane(&t[d0.min(t.len())..], i))),
-                None => splat(0.0),
-            }
-        };
-        let dskip = chan(self.args.d_skip);
-        let bias = chan(self.args.delta_bias);
+        let dskip = self.args.d_skip.map(|t| per_chan(t, 1, 0));
+        let bias = self
+            .args
+            .delta_bias
+            .map_or(splat(0.0), |t| per_chan(t, 1, 0));
 
-        let l = s.seqlen;
-        // Offsets of (b, d0, p) in the u-shaped tensors: base + p * pstride + lane * lstride.
-        let (base, pstride, lstride) = match s.layout {
-            Layout::ChannelFirst => ((b * s.dim + d0) * l, 1, l),
-            Layout::ChannelLast => (b * l * s.dim + d0, s.dim, 1),
-        };
-        let gather = |t: &[f32], p: usize| -> V {
-            let o = base + p * pstride;
-            if lstride == 1 && nl == LANES {
-                load(&t[o..])
-            } else {
-                V::new(core::array::from_fn(|i| {
-                    if i < nl {
-                        t[o + i * lstride]
-                    } else {
-                        0.0
-                    }
-                }))
-            }
+        let lanes = match s.layout {
+            Layout::ChannelFirst => Lanes {
+                base: (b * s.dim + d0) * l,
+                pstride: 1,
+                lstride: l,
+                nl,
+            },
+            Layout::ChannelLast => Lanes {
+                base: b * l * s.dim + d0,
+                pstride: s.dim,
+                lstride: 1,
+                nl,
+            },
         };
         // Row offset of group data for B/C varying: ((b*G + g)*N + k)*L + p.
         let bc_row = |layout: BcLayout| -> usize {
@@ -309,35 +288,39 @@ impl<'a> ScanPlan<'a> {
             let len = (l - s0).min(CHUNK);
             let pos = &mut pos[..len];
             self.walk.positions(s0, pos);
-            // Pack.
-            for (i, &p) in pos.iter().enumerate() {
-                let u = gather(self.args.u, p);
-                let mut t = gather(self.args.delta, p) + bias;
+            // Pack: raw u and delta, then dt = softplus(delta + bias), dtu = dt*u, y = D*u.
+            let (dt, dtu, y, up) = (
+                &mut dt[..len],
+                &mut dtu[..len],
+                &mut y[..len],
+                &mut up[..len],
+            );
+            lanes.gather(self.args.u, pos, up);
+            lanes.gather(self.args.delta, pos, dt);
+            for i in 0..len {
+                let mut t = dt[i] + bias;
                 if self.args.delta_softplus {
                     t = softplus(t);
                 }
-                dt[i] = t;
-                dtu[i] = t * u;
-                y[i] = dskip * u;
+                dtu[i] = t * up[i];
+                dt[i] = clamp_kernel(t);
+                y[i] = match dskip {
+                    Some(d) => d * up[i],
+                    None => splat(0.0),
+                };
             }
-            if let BcLayout::Grouped(_) = s.b {
-                for k in 0..n {
-                    let row = &self.args.b[brow + k * l..brow + (k + 1) * l];
-                    for (i, &p) in pos.iter().enumerate() {
-                        bcp[i * 2 * n + k] = row[p];
-                    }
-                }
-            }
-            if let BcLayout::Grouped(_) = s.c {
-                for k in 0..n {
-                    let row = &self.args.c[crow + k * l..crow + (k + 1) * l];
-                    for (i, &p) in pos.iter().enumerate() {
-                        bcp[i * 2 * n + n + k] = row[p];
+            for (layout, row, t, off) in [(s.b, brow, self.args.b, 0), (s.c, crow, self.args.c, n)]
+            {
+                if let BcLayout::Grouped(_) = layout {
+                    for k in 0..n {
+                        let r = &t[row + k * l..row + (k + 1) * l];
+                        for (i, &p) in pos.iter().enumerate() {
+                            bcp[i * 2 * n + off + k] = r[p];
+                        }
                     }
                 }
             }
             // Kernel.
-            let (dtc, dtuc, yc) = (&dt[..len], &dtu[..len], &mut y[..len]);
             let bpk = Packed {
                 p: bcp,
                 stride: 2 * n,
@@ -350,40 +333,31 @@ impl<'a> ScanPlan<'a> {
             let cpl = PerLane { v: cconst };
             match (s.b, s.c) {
                 (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
-                    kernel::chunk(h, a2, bpk, cpk, dtc, dtuc, yc)
+                    kernel::chunk(h, a2, bpk, cpk, dt, dtu, y)
                 }
                 (BcLayout::Grouped(_), BcLayout::Constant) => {
-                    kernel::chunk(h, a2, bpk, cpl, dtc, dtuc, yc)
+                    kernel::chunk(h, a2, bpk, cpl, dt, dtu, y)
                 }
                 (BcLayout::Constant, BcLayout::Grouped(_)) => {
-                    kernel::chunk(h, a2, bpl, cpk, dtc, dtuc, yc)
+                    kernel::chunk(h, a2, bpl, cpk, dt, dtu, y)
                 }
                 (BcLayout::Constant, BcLayout::Constant) => {
-                    kernel::chunk(h, a2, bpl, cpl, dtc, dtuc, yc)
+                    kernel::chunk(h, a2, bpl, cpl, dt, dtu, y)
                 }
             }
-            // Unpack.
-            for (i, &p) in pos.iter().enumerate() {
-                let mut v = y[i];
-                if let Some(z) = self.args.z {
-                    v = v * silu(gather(z, p));
-                }
-                let o = base + p * pstride;
-                if lstride == 1 {
-                    let a = v.to_array();
-                    out.put(o, &a[..nl]);
-                } else {
-                    let a = v.to_array();
-                    for (j, &x) in a[..nl].iter().enumerate() {
-                        out.put(o + j * lstride, core::slice::from_ref(&x));
-                    }
+            // Unpack: out = y * silu(z).
+            if let Some(z) = self.args.z {
+                lanes.gather(z, pos, up);
+                for i in 0..len {
+                    y[i] *= silu(up[i]);
                 }
             }
+            lanes.scatter(y, pos, out);
             s0 += len;
         }
         if let Some(st) = state {
-            for k in 0..n {
-                let a = h[k].to_array();
+            for (k, hk) in h.iter().enumerate() {
+                let a = hk.to_array();
                 for (j, &x) in a[..nl].iter().enumerate() {
                     st.put((b * s.dim + d0 + j) * n + k, core::slice::from_ref(&x));
                 }
@@ -438,8 +412,19 @@ impl<'o> Sink<'o> {
         }
     }
 
+    /// Writes the first `n` lanes of `v` at `start..start + n`.
+    #[inline(always)]
+    pub(crate) fn put_lanes(&self, start: usize, v: V, n: usize) {
+        if n == LANES {
+            self.put(start, v.as_array());
+        } else {
+            self.put(start, &v.as_array()[..n.min(LANES)]);
+        }
+    }
+
     /// Adds `vals` onto `start..start + vals.len()` (same contract as [`Sink::put`]).
     #[inline(always)]
+    #[allow(dead_code)] // used by the fused 2D scan's merge
     pub(crate) fn add(&self, start: usize, vals: &[f32]) {
         if start <= self.len && vals.len() <= self.len - start {
             for (i, &v) in vals.iter().enumerate() {
@@ -503,5 +488,110 @@ impl WorkItem<'_> {
             self.plan.run_unit(u, self.out, self.state, scratch);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, lo: f32, hi: f32) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
+        }
+    }
+
+    const BUF: usize = 6000;
+
+    fn check(shape: ScanShape, walk: Walk, with_z: bool) {
+        let mut g = Lcg(7);
+        let bdl = shape.batch * shape.dim * shape.seqlen;
+        let mut fill = |n: usize, lo: f32, hi: f32| -> [f32; BUF] {
+            let mut a = [0.0; BUF];
+            for x in a.iter_mut().take(n) {
+                *x = g.next(lo, hi);
+            }
+            a
+        };
+        let u = fill(bdl, -1.0, 1.0);
+        let delta = fill(bdl, -3.0, 0.5);
+        let z = fill(bdl, -2.0, 2.0);
+        let a = fill(shape.dim * shape.dstate, -3.0, -0.1);
+        let bl = shape.bc_len(shape.b).unwrap();
+        let cl = shape.bc_len(shape.c).unwrap();
+        let bb = fill(bl, -1.0, 1.0);
+        let cc = fill(cl, -1.0, 1.0);
+        let dd = fill(shape.dim, 0.5, 1.5);
+        let bias = fill(shape.dim, -1.0, 0.0);
+        let args = ScanArgs {
+            u: &u[..bdl],
+            delta: &delta[..bdl],
+            a: &a[..shape.dim * shape.dstate],
+            b: &bb[..bl],
+            c: &cc[..cl],
+            d_skip: Some(&dd[..shape.dim]),
+            z: if with_z { Some(&z[..bdl]) } else { None },
+            delta_bias: Some(&bias[..shape.dim]),
+            delta_softplus: true,
+            initial_state: None,
+        };
+        let mut out = [0.0f32; BUF];
+        let mut want = [0.0f64; BUF];
+        let mut scratch = [0.0f32; 8192];
+        let v = shape.validate().unwrap();
+        let need = scratch_len(&v);
+        selective_scan(
+            &shape,
+            &walk,
+            &args,
+            &mut out[..bdl],
+            None,
+            &mut scratch[..need],
+        )
+        .unwrap();
+        reference::selective_scan::<f64>(&shape, &walk, &args, &mut want[..bdl], None).unwrap();
+        let m = want[..bdl].iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for i in 0..bdl {
+            let e = (out[i] as f64 - want[i]).abs();
+            assert!(
+                e <= 1e-5 * m + 1e-6,
+                "{shape:?} {walk:?} i={i} got {} want {}",
+                out[i],
+                want[i]
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_matches_reference_small() {
+        for layout in [Layout::ChannelFirst, Layout::ChannelLast] {
+            for (dim, n, g) in [(3, 4, 1), (40, 16, 2), (17, 1, 1), (34, 3, 2)] {
+                for (bl, cl) in [
+                    (BcLayout::Grouped(g), BcLayout::Grouped(g)),
+                    (BcLayout::Constant, BcLayout::Grouped(g)),
+                    (BcLayout::Grouped(g), BcLayout::Constant),
+                ] {
+                    let seqlen = 37;
+                    let shape = ScanShape {
+                        batch: 2,
+                        dim,
+                        seqlen,
+                        dstate: n,
+                        b: bl,
+                        c: cl,
+                        layout,
+                    };
+                    check(shape, Walk::forward(seqlen), true);
+                    check(shape, Walk::reverse(seqlen), false);
+                    check(shape, Walk::cross(37, 1, 1).unwrap(), false);
+                }
+            }
+        }
     }
 }

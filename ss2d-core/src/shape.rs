@@ -115,7 +115,7 @@ impl ScanShape {
                 if g == 0 {
                     return Err(Error::Zero { field: name });
                 }
-                if self.dim % g != 0 {
+                if !self.dim.is_multiple_of(g) {
                     return Err(Error::Groups {
                         tensor: name,
                         dim: self.dim,

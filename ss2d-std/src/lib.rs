@@ -2,7 +2,20 @@
 //!
 //! Threads (rayon), VMamba's 2D cross-scan and cross-merge, the fused 4-direction SS2D scan and
 //! the SS2D layer, on top of the `no_std` kernels of `ss2d-core`.
+//!
+//! Every entry point takes a [`Parallelism`]: sequential, `n` threads, or a caller's rayon pool.
+//! Work is split into independent items over disjoint outputs, so results are bitwise identical
+//! for every thread count.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub use ss2d_core as core;
+
+pub mod cross;
+pub mod unfused;
+
+mod par;
+mod scan;
+
+pub use par::Parallelism;
+pub use scan::selective_scan;

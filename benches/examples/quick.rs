@@ -1,0 +1,39 @@
+//! Quick single-threaded kernel timing: `cargo run --release -p ss2d-benches --example quick -- B D L N G [layout]`.
+use ss2d_benches::ScanInputs;
+use ss2d_core::{Layout, Walk};
+use std::time::Instant;
+
+fn main() {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .take(5)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let cl = std::env::args().nth(6).as_deref() == Some("cl");
+    let (b, d, l, n, g) = (a[0], a[1], a[2], a[3], a[4]);
+    let mut inp = ScanInputs::new(b, d, l, n, g);
+    if cl {
+        inp.shape.layout = Layout::ChannelLast;
+    }
+    let v = inp.shape.validate().unwrap();
+    let mut scratch = vec![0.0; ss2d_core::scratch_len(&v)];
+    let mut out = vec![0.0; b * d * l];
+    let walk = Walk::forward(l);
+    let mut times = vec![];
+    for _ in 0..9 {
+        let t = Instant::now();
+        ss2d_core::selective_scan(&inp.shape, &walk, &inp.args(), &mut out, None, &mut scratch)
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let med = times[times.len() / 2];
+    let el = (b * d * l * n) as f64;
+    println!(
+        "B={b} D={d} L={l} N={n} G={g} {}: median {:.3} ms, {:.2} G elements/s (lanes {})",
+        if cl { "cl" } else { "cf" },
+        med * 1e3,
+        el / med / 1e9,
+        ss2d_core::LANES
+    );
+}
