@@ -234,7 +234,16 @@ fn small_matmul(
     });
 }
 
+/// Rows per register block of [`matmul_run`].
+const MR: usize = 4;
+/// Columns (positions) per register block of [`matmul_run`].
+const NR: usize = 16;
+
 /// Rows `m0..m1` of `wk (m, kd) @ inp (kd, len)` into `orows` (`(m1 - m0, len)`).
+///
+/// Columns are processed in blocks whose input (`kd` rows) is first packed into a contiguous,
+/// L1-sized buffer; inside a block, `MR x NR` outputs accumulate in registers over `j`
+/// (ascending, from `0.0`, so every element is the same fixed-order sum as a naive loop).
 fn matmul_run(
     wk: &[f32],
     m0: usize,
@@ -245,47 +254,54 @@ fn matmul_run(
     orows: &mut [f32],
 ) {
     let nm = m1 - m0;
-    orows.fill(0.0);
     if kd == 0 {
+        orows.fill(0.0);
         return;
     }
-    if nm <= kd {
-        // Few outputs, many inputs (x_proj): keep the output tile in L1, stream each input
-        // row tile once.
-        let t = (4096 / nm).clamp(64, 1024) / 16 * 16;
-        let mut t0 = 0;
-        while t0 < len {
-            let tl = t.min(len - t0);
-            for j in 0..kd {
-                let x = &inp[j * len + t0..j * len + t0 + tl];
-                for (mi, orow) in orows.chunks_mut(len).enumerate() {
-                    let wv = wk[(m0 + mi) * kd + j];
-                    for (o, &v) in orow[t0..t0 + tl].iter_mut().zip(x) {
-                        *o += wv * v;
+    // Column block: kd x cb packed floats stay within ~32 KiB.
+    let cb = ((8192 / kd).clamp(NR, 1024) / NR) * NR;
+    let mut pack = vec![0.0f32; kd * cb];
+    let mut c0 = 0;
+    while c0 < len {
+        let nc = cb.min(len - c0);
+        // Pack kd x nc, zero-padded to a multiple of NR columns.
+        let ncp = nc.div_ceil(NR) * NR;
+        for j in 0..kd {
+            let dst = &mut pack[j * ncp..(j + 1) * ncp];
+            dst[..nc].copy_from_slice(&inp[j * len + c0..j * len + c0 + nc]);
+            dst[nc..].fill(0.0);
+        }
+        let pack = &pack[..kd * ncp];
+        let mut r0 = 0;
+        while r0 < nm {
+            let nr = MR.min(nm - r0);
+            // Rows past `nr` repeat the last real row; their results are dropped.
+            let wrow: [&[f32]; MR] = core::array::from_fn(|r| {
+                let o = (m0 + r0 + r.min(nr - 1)) * kd;
+                &wk[o..o + kd]
+            });
+            let mut s0 = 0;
+            while s0 < nc {
+                let mut acc = [[0.0f32; NR]; MR];
+                for (j, prow) in pack.chunks_exact(ncp).enumerate() {
+                    let x: &[f32; NR] = prow[s0..s0 + NR].try_into().unwrap_or(&[0.0; NR]);
+                    for (a, w) in acc.iter_mut().zip(&wrow) {
+                        let wv = w[j];
+                        for (o, &v) in a.iter_mut().zip(x) {
+                            *o += wv * v;
+                        }
                     }
                 }
-            }
-            t0 += tl;
-        }
-    } else {
-        // Many outputs, few inputs (dt_proj): keep the input tile in L1, finish each output
-        // row tile in turn.
-        let t = (8192 / kd).clamp(64, 2048) / 16 * 16;
-        let mut t0 = 0;
-        while t0 < len {
-            let tl = t.min(len - t0);
-            for (mi, orow) in orows.chunks_mut(len).enumerate() {
-                let wr = &wk[(m0 + mi) * kd..(m0 + mi + 1) * kd];
-                let o = &mut orow[t0..t0 + tl];
-                for (j, &wv) in wr.iter().enumerate() {
-                    let x = &inp[j * len + t0..j * len + t0 + tl];
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        *o += wv * v;
-                    }
+                let n = NR.min(nc - s0);
+                for (r, a) in acc.iter().enumerate().take(nr) {
+                    let o = (r0 + r) * len + c0 + s0;
+                    orows[o..o + n].copy_from_slice(&a[..n]);
                 }
+                s0 += NR;
             }
-            t0 += tl;
+            r0 += nr;
         }
+        c0 += nc;
     }
 }
 
