@@ -298,3 +298,39 @@ fn scan_with_da_near_float_max_is_finite() {
         ss2d_core::SimdLevel::compiled()
     );
 }
+
+/// `A = -inf` (an infinite `A_log`) makes `dA = exp(dt * A) = 0` for every `dt > 0`: each step
+/// forgets the state, `h = dt * u * B`. Minimized: one channel, N = 1, two steps, softplus
+/// `dt = softplus(-40) = 4.2e-18`, initial state 5, `u = B = C = 1`; the reference gives
+/// `out = [4.2e-18, 4.2e-18]`. A kernel that clamps `A * log2(e)` to a finite bound (so that
+/// `dt * A2` stays finite) keeps `dA ~ 1` for tiny `dt` and carries the initial state instead.
+#[test]
+fn infinite_a_forgets_the_state_like_the_reference() {
+    let shape = ScanShape {
+        batch: 1,
+        dim: 1,
+        seqlen: 2,
+        dstate: 1,
+        b: BcLayout::Constant,
+        c: BcLayout::Constant,
+        layout: Layout::ChannelFirst,
+    };
+    let args = ScanArgs {
+        u: &[1.0, 1.0],
+        delta: &[-40.0, -40.0],
+        a: &[f32::NEG_INFINITY],
+        b: &[1.0],
+        c: &[1.0],
+        delta_softplus: true,
+        initial_state: Some(&[5.0]),
+        ..ScanArgs::default()
+    };
+    let walk = Walk::forward(2);
+    let mut want = [0.0f64; 2];
+    reference::selective_scan(&shape, &walk, &args, &mut want, None).expect("reference");
+    let mut out = [0.0f32; 2];
+    let need = ss2d_core::scratch_len(&shape.validate().expect("shape"));
+    let mut scratch = vec![0.0; need];
+    ss2d_core::selective_scan(&shape, &walk, &args, &mut out, None, &mut scratch).expect("run");
+    check_close("A = -inf", &out, &want, 1e-4, 0.0).unwrap_or_else(|m| panic!("{m}"));
+}
