@@ -70,19 +70,17 @@ impl Lanes {
                     }
                 } else {
                     let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
-                    let rows: [V; LANES] = core::array::from_fn(|j| {
-                        if j < self.nl {
-                            load(&t[self.base + j * self.lstride + lo..])
-                        } else {
-                            splat(0.0)
-                        }
-                    });
-                    let tr = transpose(rows);
+                    let mut m = [splat(0.0); LANES];
+                    for (j, r) in m.iter_mut().enumerate().take(self.nl) {
+                        *r = load(&t[self.base + j * self.lstride + lo..]);
+                    }
+                    transpose(&mut m);
+                    let d = &mut dst[s..s + LANES];
                     if dir > 0 {
-                        dst[s..s + LANES].copy_from_slice(&tr);
+                        d.copy_from_slice(&m);
                     } else {
-                        for k in 0..LANES {
-                            dst[s + k] = tr[LANES - 1 - k];
+                        for (k, x) in d.iter_mut().enumerate() {
+                            *x = m[LANES - 1 - k];
                         }
                     }
                 }
@@ -95,21 +93,21 @@ impl Lanes {
     }
 
     #[inline(always)]
-    fn scatter_one(&self, v: V, p: usize, out: &Sink<'_>) {
+    fn scatter_one<const ADD: bool>(&self, v: V, p: usize, out: &Sink<'_>) {
         let o = self.base + p * self.pstride;
         if self.lstride == 1 {
-            out.put_lanes(o, v, self.nl);
+            out.put_lanes::<ADD>(o, v, self.nl);
         } else {
             let a = v.to_array();
             for (j, &x) in a.iter().enumerate().take(self.nl) {
-                out.put(o + j * self.lstride, core::slice::from_ref(&x));
+                out.put_slice::<ADD>(o + j * self.lstride, core::slice::from_ref(&x));
             }
         }
     }
 
-    /// Writes `src[s]` to the panel's lanes at position `pos[s]`.
+    /// Writes `src[s]` to the panel's lanes at position `pos[s]` (adds onto them when `ADD`).
     #[inline(always)]
-    pub(crate) fn scatter(&self, src: &[V], pos: &[usize], out: &Sink<'_>) {
+    pub(crate) fn scatter<const ADD: bool>(&self, src: &[V], pos: &[usize], out: &Sink<'_>) {
         let n = pos.len().min(src.len());
         let mut s = 0;
         if self.pstride == 1 && self.lstride != 1 {
@@ -118,27 +116,29 @@ impl Lanes {
                 let dir = run_dir(blk);
                 if dir == 0 {
                     for k in 0..LANES {
-                        self.scatter_one(src[s + k], blk[k], out);
+                        self.scatter_one::<ADD>(src[s + k], blk[k], out);
                     }
                 } else {
-                    let (lo, steps): (usize, [V; LANES]) = if dir > 0 {
-                        (blk[0], core::array::from_fn(|k| src[s + k]))
+                    let mut m = [splat(0.0); LANES];
+                    let lo = if dir > 0 {
+                        m.copy_from_slice(&src[s..s + LANES]);
+                        blk[0]
                     } else {
-                        (
-                            blk[LANES - 1],
-                            core::array::from_fn(|k| src[s + LANES - 1 - k]),
-                        )
+                        for (k, x) in m.iter_mut().enumerate() {
+                            *x = src[s + LANES - 1 - k];
+                        }
+                        blk[LANES - 1]
                     };
-                    let rows = transpose(steps);
-                    for (j, r) in rows.iter().enumerate().take(self.nl) {
-                        out.put_lanes(self.base + j * self.lstride + lo, *r, LANES);
+                    transpose(&mut m);
+                    for (j, r) in m.iter().enumerate().take(self.nl) {
+                        out.put_lanes::<ADD>(self.base + j * self.lstride + lo, *r, LANES);
                     }
                 }
                 s += LANES;
             }
         }
         for k in s..n {
-            self.scatter_one(src[k], pos[k], out);
+            self.scatter_one::<ADD>(src[k], pos[k], out);
         }
     }
 }

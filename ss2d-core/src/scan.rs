@@ -352,7 +352,7 @@ impl<'a> ScanPlan<'a> {
                     y[i] *= silu(up[i]);
                 }
             }
-            lanes.scatter(y, pos, out);
+            lanes.scatter::<false>(y, pos, out);
             s0 += len;
         }
         if let Some(st) = state {
@@ -399,38 +399,46 @@ impl<'o> Sink<'o> {
         }
     }
 
-    /// Writes `vals` at `start..start + vals.len()`; out-of-range writes are dropped
-    /// (validation makes them impossible).
+    /// Writes (or adds, when `ADD`) `vals` at `start..start + vals.len()`; out-of-range writes
+    /// are dropped (validation makes them impossible).
+    #[inline(always)]
+    pub(crate) fn put_slice<const ADD: bool>(&self, start: usize, vals: &[f32]) {
+        if start <= self.len && vals.len() <= self.len - start {
+            if ADD {
+                for (i, &v) in vals.iter().enumerate() {
+                    // SAFETY: in bounds (checked above); by the work-item partition only this
+                    // item touches these elements while the buffer is exclusively borrowed.
+                    unsafe { *self.ptr.add(start + i) += v };
+                }
+            } else {
+                // SAFETY: as above; the source is a distinct local slice.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(start), vals.len())
+                };
+            }
+        }
+    }
+
+    /// Writes `vals` at `start..` (see [`Sink::put_slice`]).
     #[inline(always)]
     pub(crate) fn put(&self, start: usize, vals: &[f32]) {
-        if start <= self.len && vals.len() <= self.len - start {
-            // SAFETY: the range is inside the buffer (checked above) and, by the work-item
-            // partition, written by this item only; the buffer is exclusively borrowed for 'o.
-            unsafe {
-                core::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(start), vals.len())
-            };
-        }
+        self.put_slice::<false>(start, vals)
     }
 
-    /// Writes the first `n` lanes of `v` at `start..start + n`.
+    /// Writes (or adds) the first `n` lanes of `v` at `start..start + n`.
     #[inline(always)]
-    pub(crate) fn put_lanes(&self, start: usize, v: V, n: usize) {
+    pub(crate) fn put_lanes<const ADD: bool>(&self, start: usize, v: V, n: usize) {
         if n == LANES {
-            self.put(start, v.as_array());
-        } else {
-            self.put(start, &v.as_array()[..n.min(LANES)]);
-        }
-    }
-
-    /// Adds `vals` onto `start..start + vals.len()` (same contract as [`Sink::put`]).
-    #[inline(always)]
-    #[allow(dead_code)] // used by the fused 2D scan's merge
-    pub(crate) fn add(&self, start: usize, vals: &[f32]) {
-        if start <= self.len && vals.len() <= self.len - start {
-            for (i, &v) in vals.iter().enumerate() {
-                // SAFETY: in bounds (checked above), written by this item only (see `put`).
-                unsafe { *self.ptr.add(start + i) += v };
+            if start <= self.len && LANES <= self.len - start {
+                // SAFETY: in bounds (checked above); exclusive to this item (type docs).
+                unsafe {
+                    let p = self.ptr.add(start) as *mut V;
+                    let w = if ADD { p.read_unaligned() + v } else { v };
+                    p.write_unaligned(w);
+                }
             }
+        } else {
+            self.put_slice::<ADD>(start, &v.as_array()[..n.min(LANES)]);
         }
     }
 }

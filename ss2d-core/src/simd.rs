@@ -64,53 +64,84 @@ pub(crate) fn round_nearest(x: V) -> V {
     }
 }
 
-/// Transposes a `LANES x LANES` block: `out[j].lane(i) = rows[i].lane(j)`.
+/// Transposes a `LANES x LANES` block in place: afterwards `m[j].lane(i)` is the old
+/// `m[i].lane(j)`.
 #[inline(always)]
-pub(crate) fn transpose(rows: [V; LANES]) -> [V; LANES] {
+pub(crate) fn transpose(m: &mut [V; LANES]) {
     #[cfg(target_feature = "avx512f")]
     {
-        transpose16(rows)
+        transpose16(m)
     }
     #[cfg(not(target_feature = "avx512f"))]
     {
-        V::transpose(rows)
+        *m = V::transpose(*m);
     }
 }
 
 #[cfg(target_feature = "avx512f")]
 #[inline(always)]
-fn transpose16(r: [V; 16]) -> [V; 16] {
+fn transpose16(m: &mut [V; 16]) {
     use core::arch::x86_64::{
-        __m512, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+        _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
     };
-    let r: [__m512; 16] = r.map(Into::into);
+    macro_rules! r {
+        ($i:expr) => {
+            core::arch::x86_64::__m512::from(m[$i])
+        };
+    }
     // SAFETY: compiled only with avx512f enabled for the whole build, so these instructions
     // exist on every CPU this code runs on; they only shuffle register contents.
     unsafe {
-        let mut t = r;
-        for k in 0..8 {
-            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        let t0 = _mm512_unpacklo_ps(r!(0), r!(1));
+        let t1 = _mm512_unpackhi_ps(r!(0), r!(1));
+        let t2 = _mm512_unpacklo_ps(r!(2), r!(3));
+        let t3 = _mm512_unpackhi_ps(r!(2), r!(3));
+        let t4 = _mm512_unpacklo_ps(r!(4), r!(5));
+        let t5 = _mm512_unpackhi_ps(r!(4), r!(5));
+        let t6 = _mm512_unpacklo_ps(r!(6), r!(7));
+        let t7 = _mm512_unpackhi_ps(r!(6), r!(7));
+        let t8 = _mm512_unpacklo_ps(r!(8), r!(9));
+        let t9 = _mm512_unpackhi_ps(r!(8), r!(9));
+        let ta = _mm512_unpacklo_ps(r!(10), r!(11));
+        let tb = _mm512_unpackhi_ps(r!(10), r!(11));
+        let tc = _mm512_unpacklo_ps(r!(12), r!(13));
+        let td = _mm512_unpackhi_ps(r!(12), r!(13));
+        let te = _mm512_unpacklo_ps(r!(14), r!(15));
+        let tf = _mm512_unpackhi_ps(r!(14), r!(15));
+        let u = [
+            _mm512_shuffle_ps::<0x44>(t0, t2),
+            _mm512_shuffle_ps::<0xEE>(t0, t2),
+            _mm512_shuffle_ps::<0x44>(t1, t3),
+            _mm512_shuffle_ps::<0xEE>(t1, t3),
+            _mm512_shuffle_ps::<0x44>(t4, t6),
+            _mm512_shuffle_ps::<0xEE>(t4, t6),
+            _mm512_shuffle_ps::<0x44>(t5, t7),
+            _mm512_shuffle_ps::<0xEE>(t5, t7),
+            _mm512_shuffle_ps::<0x44>(t8, ta),
+            _mm512_shuffle_ps::<0xEE>(t8, ta),
+            _mm512_shuffle_ps::<0x44>(t9, tb),
+            _mm512_shuffle_ps::<0xEE>(t9, tb),
+            _mm512_shuffle_ps::<0x44>(tc, te),
+            _mm512_shuffle_ps::<0xEE>(tc, te),
+            _mm512_shuffle_ps::<0x44>(td, tf),
+            _mm512_shuffle_ps::<0xEE>(td, tf),
+        ];
+        macro_rules! out {
+            ($j:literal) => {
+                let x = _mm512_shuffle_f32x4::<0x88>(u[$j], u[4 + $j]);
+                let y = _mm512_shuffle_f32x4::<0xDD>(u[$j], u[4 + $j]);
+                let x2 = _mm512_shuffle_f32x4::<0x88>(u[8 + $j], u[12 + $j]);
+                let y2 = _mm512_shuffle_f32x4::<0xDD>(u[8 + $j], u[12 + $j]);
+                m[$j] = _mm512_shuffle_f32x4::<0x88>(x, x2).into();
+                m[8 + $j] = _mm512_shuffle_f32x4::<0xDD>(x, x2).into();
+                m[4 + $j] = _mm512_shuffle_f32x4::<0x88>(y, y2).into();
+                m[12 + $j] = _mm512_shuffle_f32x4::<0xDD>(y, y2).into();
+            };
         }
-        let mut u = t;
-        for k in 0..4 {
-            u[4 * k] = _mm512_shuffle_ps::<0x44>(t[4 * k], t[4 * k + 2]);
-            u[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * k], t[4 * k + 2]);
-            u[4 * k + 2] = _mm512_shuffle_ps::<0x44>(t[4 * k + 1], t[4 * k + 3]);
-            u[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * k + 1], t[4 * k + 3]);
-        }
-        let mut o = u;
-        for j in 0..4 {
-            let x = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
-            let y = _mm512_shuffle_f32x4::<0xDD>(u[j], u[4 + j]);
-            let x2 = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
-            let y2 = _mm512_shuffle_f32x4::<0xDD>(u[8 + j], u[12 + j]);
-            o[j] = _mm512_shuffle_f32x4::<0x88>(x, x2);
-            o[8 + j] = _mm512_shuffle_f32x4::<0xDD>(x, x2);
-            o[4 + j] = _mm512_shuffle_f32x4::<0x88>(y, y2);
-            o[12 + j] = _mm512_shuffle_f32x4::<0xDD>(y, y2);
-        }
-        o.map(Into::into)
+        out!(0);
+        out!(1);
+        out!(2);
+        out!(3);
     }
 }
 
@@ -120,9 +151,9 @@ mod tests {
 
     #[test]
     fn transpose_is_a_transpose() {
-        let rows: [V; LANES] =
+        let mut t: [V; LANES] =
             core::array::from_fn(|i| V::new(core::array::from_fn(|j| (i * 100 + j) as f32)));
-        let t = transpose(rows);
+        transpose(&mut t);
         for (j, v) in t.iter().enumerate() {
             let a = v.to_array();
             for (i, x) in a.iter().enumerate() {
