@@ -5,7 +5,7 @@
 //! ```text
 //! for s in 0..steps:                         // sequential: carries the state
 //!     for n in n0..n0+NB:                    // fixed order, states in registers
-//!         dA   = exp2(dt[s] * A2[n])         // A2 = A * log2(e); both clamped to +-2^60
+//!         dA   = exp2(dt[s] * A2[n])         // A2 = A * log2(e)
 //!         h[n] = dA * h[n] + dtu[s] * B(s, n)
 //!         y[s] = y[s] + C(s, n) * h[n]
 //! ```

@@ -55,6 +55,7 @@
 )]
 
 pub mod error;
+pub mod fused;
 mod kernel;
 pub mod level;
 pub mod math;

@@ -63,29 +63,26 @@ pub fn exp2(x: V) -> V {
     scale(exp2_reduced(x - k), k)
 }
 
-/// `2^x` for the kernel's `dt * A2`, where the caller keeps `|x| <= 2^120` or NaN (it clamps `dt`
-/// once per step and `A2` once per panel, see [`KERNEL_CLAMP`]). With AVX-512 `scalef` handles
-/// overflow and gradual underflow itself, so no per-state clamp is needed; other levels clamp.
+/// `2^x` for the kernel's `dt * A2`, for every `x`: `-inf -> 0`, `+inf -> inf`, NaN -> NaN.
+///
+/// With AVX-512 (F + DQ) this is `scalef(p(reduce(x)), roundscale(x))`: `vreducepx` returns
+/// `x - round(x)` (and `±0` for `±inf`) and `scalef` handles overflow and gradual underflow, so
+/// no clamp is needed in the innermost loop. Other levels use the clamped [`exp2`].
 #[inline(always)]
 pub(crate) fn exp2_kernel(x: V) -> V {
-    #[cfg(target_feature = "avx512f")]
+    #[cfg(all(target_feature = "avx512f", target_feature = "avx512dq"))]
     {
-        let k = round_nearest(x);
-        scale(exp2_reduced(x - k), k)
+        use core::arch::x86_64::{__m512, _mm512_reduce_ps};
+        let xm: __m512 = x.into();
+        // SAFETY: compiled only with avx512f and avx512dq enabled for the whole build, so the
+        // instruction exists on every CPU this runs on; it only computes on registers.
+        let f: V = unsafe { _mm512_reduce_ps::<0x08>(xm) }.into();
+        scale(exp2_reduced(f), round_nearest(x))
     }
-    #[cfg(not(target_feature = "avx512f"))]
+    #[cfg(not(all(target_feature = "avx512f", target_feature = "avx512dq")))]
     {
         exp2(x)
     }
-}
-
-/// Bound applied to `dt` (per step) and `A2` (per panel) so that `dt * A2` stays finite.
-pub(crate) const KERNEL_CLAMP: f32 = 1.152_921_5e18; // 2^60
-
-/// Clamps to `[-KERNEL_CLAMP, KERNEL_CLAMP]`, keeping NaN.
-#[inline(always)]
-pub(crate) fn clamp_kernel(x: V) -> V {
-    splat(KERNEL_CLAMP).fast_min(splat(-KERNEL_CLAMP).fast_max(x))
 }
 
 /// `p * 2^k` for integral `k` in `[K_MIN, 128]` (`128` gives inf).
@@ -101,10 +98,12 @@ fn scale(p: V, k: V) -> V {
     }
     #[cfg(not(target_feature = "avx512f"))]
     {
-        // k = -127 gives the bit pattern 0, so results below 2^-126 flush to 0.
-        let ki: I = k.fast_trunc_int();
+        // k = -127 gives the bit pattern 0, so results below 2^-126 flush to 0. k = 128 is
+        // applied as 2^127 * 2 so that p < 1 still gives a finite result.
+        let k1 = splat(127.0).fast_min(k);
+        let ki: I = k1.fast_trunc_int();
         let bits = (ki + I::splat(127)) << 23;
-        p * bytemuck::cast::<I, V>(bits)
+        p * bytemuck::cast::<I, V>(bits) * ((k - k1) + splat(1.0))
     }
 }
 
@@ -209,6 +208,21 @@ mod tests {
             let e = (got - (x as f64).exp()).abs();
             assert!(e <= 1.2e-7, "exp({x}) err {e}");
         }
+    }
+
+    #[test]
+    fn exp2_kernel_every_input() {
+        let k = |x: f32| exp2_kernel(splat(x)).to_array()[0];
+        assert_eq!(k(0.0), 1.0);
+        assert_eq!(k(f32::NEG_INFINITY), 0.0);
+        assert_eq!(k(f32::INFINITY), f32::INFINITY);
+        assert_eq!(k(-1e30), 0.0);
+        assert_eq!(k(1e30), f32::INFINITY);
+        assert!(k(f32::NAN).is_nan());
+        let big = 2f64.powf(127.99f32 as f64);
+        assert!((k(127.99) as f64 - big).abs() / big < 3e-7);
+        let e = max_rel(exp2_kernel, |x| x.exp2(), -126.0, 127.9, 0.0);
+        assert!(e <= 2.5e-7, "exp2_kernel rel err {e}");
     }
 
     #[test]

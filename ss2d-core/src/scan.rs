@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 
 use crate::error::{check_len, mul, Error};
 use crate::kernel::{self, Packed, PerLane};
-use crate::math::{clamp_kernel, silu, softplus};
+use crate::math::{silu, softplus};
 use crate::pack::Lanes;
 use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
 use crate::simd::{as_vectors, splat, vectors_len, LANES, V};
@@ -241,7 +241,7 @@ impl<'a> ScanPlan<'a> {
         };
         let log2e = splat(core::f32::consts::LOG2_E);
         for k in 0..n {
-            a2[k] = clamp_kernel(per_chan(self.args.a, n, k) * log2e);
+            a2[k] = per_chan(self.args.a, n, k) * log2e;
             if s.b == BcLayout::Constant {
                 bconst[k] = per_chan(self.args.b, n, k);
             }
@@ -303,7 +303,7 @@ impl<'a> ScanPlan<'a> {
                     t = softplus(t);
                 }
                 dtu[i] = t * up[i];
-                dt[i] = clamp_kernel(t);
+                dt[i] = t;
                 y[i] = match dskip {
                     Some(d) => d * up[i],
                     None => splat(0.0),

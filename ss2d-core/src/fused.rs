@@ -1,0 +1,537 @@
+//! The fused 4-direction SS2D scan: VMamba's cross-scan, dt projection, selective scan and
+//! cross-merge in one pass, with no permuted `(B, 4, D, L)` tensor.
+//!
+//! Inputs: `x` (after conv + SiLU) as `(B, D, H, W)` or `(B, H, W, D)`, and `proj`, the x_proj
+//! output computed on the *unpermuted* grid, `(B, L, 4, R + 2N)` (per position and direction:
+//! `dt_low (R) | B (N) | C (N)`); projections are per position, so they commute with the
+//! permutations of the cross-scan. Per work unit (batch item, channel panel, direction `k`):
+//!
+//! ```text
+//! for p in walk_k (row-major, column-major, reversed ...):     // a `Walk`, no copies
+//!     dt = softplus(sum_r dt_projs_weight[k, d, r] * proj[b, p, k, r] + dt_projs_bias[k, d])
+//!     scan step with A = -exp(A_logs[k*D + d]), B/C = proj[b, p, k, R..], D = Ds[k*D + d]
+//!     y_k[p] = ...                                               // written at p: unpermuted
+//! ```
+//!
+//! Merge order (fixed, the same for every split, equal to upstream's cross2d association):
+//! `y = (y0 + y2) + (y1 + y3)`. A work split ([`FusedSplit`]) only changes which buffer holds
+//! which partial sum, never the operations, so results are bitwise identical for every split and
+//! thread count.
+
+use crate::error::{check_len, mul, Error};
+use crate::kernel::{self, Bc};
+use crate::math::softplus;
+use crate::pack::Lanes;
+use crate::scan::{split_scratch, Sink, CHUNK};
+use crate::shape::{Layout, MAX_DSTATE};
+use crate::simd::{fma, splat, vectors_len, LANES, V};
+use crate::walk::Walk;
+
+/// Direction set of the 2D scan (VMamba `scans`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CrossMode {
+    /// Row-major, column-major and both reversed (`scans = 0`).
+    #[default]
+    Cross2d,
+    /// Four row-major scans (`scans = 1`).
+    Unidi,
+    /// Row-major twice, reversed row-major twice (`scans = 2`).
+    Bidi,
+}
+
+impl CrossMode {
+    /// The walk of direction `k` over an `h x w` grid.
+    pub fn walk(self, h: usize, w: usize, k: usize) -> Option<Walk> {
+        let base = match (self, k) {
+            (_, k) if k >= 4 => return None,
+            (CrossMode::Cross2d, k) => k,
+            (CrossMode::Unidi, _) => 0,
+            (CrossMode::Bidi, k) => (k / 2) * 2,
+        };
+        Walk::cross(h, w, base)
+    }
+}
+
+/// Sizes of a fused SS2D scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FusedShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Channels (`d_inner`).
+    pub dim: usize,
+    /// Grid height.
+    pub h: usize,
+    /// Grid width.
+    pub w: usize,
+    /// State size `N` (1..=256).
+    pub dstate: usize,
+    /// dt rank `R`.
+    pub dt_rank: usize,
+    /// Directions.
+    pub mode: CrossMode,
+    /// Layout of `x` and of the output: channel-first `(B, D, H, W)` or channel-last
+    /// `(B, H, W, D)`.
+    pub layout: Layout,
+}
+
+/// Per-direction parameters under VMamba's names (the x_proj weight is applied by the caller
+/// to produce `proj`).
+#[derive(Clone, Copy, Debug)]
+pub struct FusedWeights<'a> {
+    /// `dt_projs_weight`: (4, D, R).
+    pub dt_projs_weight: &'a [f32],
+    /// `dt_projs_bias`: (4, D).
+    pub dt_projs_bias: &'a [f32],
+    /// `A_logs`: (4D, N); `A = -exp(A_logs)`.
+    pub a_logs: &'a [f32],
+    /// `Ds`: (4D,).
+    pub ds: &'a [f32],
+}
+
+/// How the four directions of a panel are distributed over work units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusedSplit {
+    /// One unit per (batch, panel) does all four directions; one output buffer.
+    All,
+    /// One unit per (batch, panel, pair): directions {0, 2} into buffer 0, {1, 3} into buffer 1;
+    /// the caller then forms `buf0 + buf1` (see [`combine`]).
+    Pairs,
+    /// One unit per (batch, panel, direction): direction `k` into buffer `k`; the caller then
+    /// forms `(buf0 + buf2) + (buf1 + buf3)` (see [`combine`]).
+    Dirs,
+}
+
+impl FusedSplit {
+    /// Output buffers this split needs.
+    pub const fn buffers(self) -> usize {
+        match self {
+            FusedSplit::All => 1,
+            FusedSplit::Pairs => 2,
+            FusedSplit::Dirs => 4,
+        }
+    }
+
+    const fn per_panel(self) -> usize {
+        match self {
+            FusedSplit::All => 1,
+            FusedSplit::Pairs => 2,
+            FusedSplit::Dirs => 4,
+        }
+    }
+}
+
+/// Combines the partial buffers of a split into `bufs[0]`, elementwise, in the fixed merge
+/// order; `range` restricts it to a sub-range (so a host can parallelize it).
+pub fn combine(split: FusedSplit, bufs: &mut [&mut [f32]], range: core::ops::Range<usize>) {
+    match split {
+        FusedSplit::All => {}
+        FusedSplit::Pairs => {
+            if let [a, b, ..] = bufs {
+                for (x, y) in a[range.clone()].iter_mut().zip(&b[range]) {
+                    *x += *y;
+                }
+            }
+        }
+        FusedSplit::Dirs => {
+            if let [a, b1, b2, b3, ..] = bufs {
+                let it = a[range.clone()]
+                    .iter_mut()
+                    .zip(&b1[range.clone()])
+                    .zip(&b2[range.clone()])
+                    .zip(&b3[range]);
+                for (((y0, y1), y2), y3) in it {
+                    *y0 = (*y0 + *y2) + (*y1 + *y3);
+                }
+            }
+        }
+    }
+}
+
+/// A validated fused scan.
+#[derive(Clone, Copy, Debug)]
+pub struct FusedPlan<'a> {
+    s: FusedShape,
+    wts: FusedWeights<'a>,
+    x: &'a [f32],
+    proj: &'a [f32],
+    l: usize,
+    c: usize,
+    panels: usize,
+    out_len: usize,
+}
+
+impl<'a> FusedPlan<'a> {
+    /// Validates sizes and buffer lengths: `x` is `B*D*H*W`, `proj` is `B*H*W*4*(R+2N)`.
+    pub fn new(
+        shape: &FusedShape,
+        weights: FusedWeights<'a>,
+        x: &'a [f32],
+        proj: &'a [f32],
+    ) -> Result<Self, Error> {
+        let s = *shape;
+        if s.dstate == 0 || s.dstate > MAX_DSTATE {
+            return Err(Error::Dstate { dstate: s.dstate });
+        }
+        let l = mul("H*W", s.h, s.w)?;
+        let bdl = mul("B*D*L", mul("B*D*L", s.batch, s.dim)?, l)?;
+        let c = s
+            .dt_rank
+            .checked_add(mul("2*d_state", 2, s.dstate)?)
+            .ok_or(Error::Overflow { what: "R+2N" })?;
+        let plen = mul(
+            "proj size",
+            mul("proj size", s.batch, l)?,
+            mul("proj size", 4, c)?,
+        )?;
+        let d4 = mul("4*D", 4, s.dim)?;
+        let wlen = mul("dt_projs_weight size", d4, s.dt_rank)?;
+        let alen = mul("A_logs size", d4, s.dstate)?;
+        if isize::try_from(bdl).is_err() || isize::try_from(plen).is_err() {
+            return Err(Error::Overflow {
+                what: "tensor size",
+            });
+        }
+        check_len("x", bdl, x.len())?;
+        check_len("proj", plen, proj.len())?;
+        check_len("dt_projs_weight", wlen, weights.dt_projs_weight.len())?;
+        check_len("dt_projs_bias", d4, weights.dt_projs_bias.len())?;
+        check_len("A_logs", alen, weights.a_logs.len())?;
+        check_len("Ds", d4, weights.ds.len())?;
+        Ok(FusedPlan {
+            s,
+            wts: weights,
+            x,
+            proj,
+            l,
+            c,
+            panels: s.dim.div_ceil(LANES),
+            out_len: bdl,
+        })
+    }
+
+    /// Elements of the output (and of each split buffer): `B*D*H*W`.
+    pub fn out_len(&self) -> usize {
+        self.out_len
+    }
+
+    /// Work units for `split`.
+    pub fn units(&self, split: FusedSplit) -> usize {
+        self.s.batch * self.panels * split.per_panel()
+    }
+
+    /// Scratch elements one work item needs for `split`.
+    pub fn scratch_len(&self, split: FusedSplit) -> usize {
+        let n = self.s.dstate;
+        let tmp = if split == FusedSplit::All { self.l } else { 0 };
+        vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK + tmp)
+    }
+
+    /// Runs everything on the calling thread into `out` (`FusedSplit::All`).
+    pub fn run(&self, out: &mut [f32], scratch: &mut [f32]) -> Result<(), Error> {
+        let mut bufs = [out];
+        let mut items = self.split(&mut bufs, FusedSplit::All, 1)?;
+        for item in items.items() {
+            item.run(scratch)?;
+        }
+        Ok(())
+    }
+
+    /// Splits the scan into `count` work items writing the `split.buffers()` buffers (each
+    /// `out_len` long; their prior contents are ignored). After all items ran, [`combine`]
+    /// forms the result in `bufs[0]`.
+    pub fn split<'o>(
+        &'o self,
+        bufs: &'o mut [&'o mut [f32]],
+        split: FusedSplit,
+        count: usize,
+    ) -> Result<FusedItems<'o>, Error> {
+        if bufs.len() != split.buffers() {
+            return Err(Error::Mismatch {
+                what: "output buffers for the split",
+                expected: split.buffers(),
+                actual: bufs.len(),
+            });
+        }
+        for b in bufs.iter() {
+            check_len("out", self.out_len, b.len())?;
+        }
+        let mut it = bufs.iter_mut();
+        let mut next = || it.next().map(|b| Sink::new(b));
+        let sinks = [next(), next(), next(), next()];
+        let units = self.units(split);
+        Ok(FusedItems {
+            plan: self,
+            sinks,
+            split,
+            next: 0,
+            count: count.clamp(1, units.max(1)),
+        })
+    }
+
+    /// Where panel `panel` of batch item `b` sits in `x` and in the outputs.
+    fn lanes(&self, b: usize, panel: usize) -> Lanes {
+        let s = &self.s;
+        let l = self.l;
+        let d0 = panel * LANES;
+        let nl = (s.dim - d0).min(LANES);
+        match s.layout {
+            Layout::ChannelFirst => Lanes {
+                base: (b * s.dim + d0) * l,
+                pstride: 1,
+                lstride: l,
+                nl,
+            },
+            Layout::ChannelLast => Lanes {
+                base: b * l * s.dim + d0,
+                pstride: s.dim,
+                lstride: 1,
+                nl,
+            },
+        }
+    }
+
+    /// Direction `k` of batch item `b`, panel `panel`, into `out` at `dst` (stored, or added
+    /// when `add`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_dir(
+        &self,
+        b: usize,
+        panel: usize,
+        k: usize,
+        out: &Sink<'_>,
+        dst: Lanes,
+        add: bool,
+        scratch: &mut [f32],
+    ) {
+        let s = &self.s;
+        let (n, r, l, c) = (s.dstate, s.dt_rank, self.l, self.c);
+        let d0 = panel * LANES;
+        let nl = (s.dim - d0).min(LANES);
+        let Some(walk) = s.mode.walk(s.h, s.w, k) else {
+            return;
+        };
+        let (vecs, _) = split_scratch(scratch, 2 * n + r + 4 * CHUNK);
+        let (h, vecs) = vecs.split_at_mut(n);
+        let (a2, vecs) = vecs.split_at_mut(n);
+        let (wdt, vecs) = vecs.split_at_mut(r);
+        let (dt, vecs) = vecs.split_at_mut(CHUNK);
+        let (dtu, vecs) = vecs.split_at_mut(CHUNK);
+        let (y, up) = vecs.split_at_mut(CHUNK);
+        let ch = k * s.dim + d0; // scanned channel of lane 0
+        let per_chan = |t: &[f32], stride: usize, off: usize, f: fn(f32) -> f32| -> V {
+            let mut a = [0.0f32; LANES];
+            for (j, x) in a.iter_mut().enumerate().take(nl) {
+                *x = f(t[(ch + j) * stride + off]);
+            }
+            V::new(a)
+        };
+        let id = |x: f32| x;
+        for i in 0..n {
+            // A2 = -exp(A_logs) * log2(e)
+            a2[i] = per_chan(self.wts.a_logs, n, i, |x| {
+                -libm::expf(x) * core::f32::consts::LOG2_E
+            });
+            h[i] = splat(0.0);
+        }
+        for (i, wv) in wdt.iter_mut().enumerate() {
+            *wv = per_chan(self.wts.dt_projs_weight, r, i, id);
+        }
+        let dskip = per_chan(self.wts.ds, 1, 0, id);
+        let bias = per_chan(self.wts.dt_projs_bias, 1, 0, id);
+        let lanes = self.lanes(b, panel);
+        // proj row of (b, p, k): ((b*L + p)*4 + k)*C.
+        let prow = (b * l * 4 + k) * c;
+        let pstride = 4 * c;
+        let mut pos = [0usize; CHUNK];
+        let mut s0 = 0;
+        while s0 < l {
+            let len = (l - s0).min(CHUNK);
+            let pos = &mut pos[..len];
+            walk.positions(s0, pos);
+            let (dt, dtu, y, up) = (
+                &mut dt[..len],
+                &mut dtu[..len],
+                &mut y[..len],
+                &mut up[..len],
+            );
+            lanes.gather(self.x, pos, up);
+            for (i, &p) in pos.iter().enumerate() {
+                let row = &self.proj[prow + p * pstride..prow + p * pstride + r];
+                let mut acc = splat(0.0);
+                for (wv, &pv) in wdt.iter().zip(row) {
+                    acc = fma(*wv, splat(pv), acc);
+                }
+                let t = softplus(acc + bias);
+                dtu[i] = t * up[i];
+                dt[i] = t;
+                y[i] = dskip * up[i];
+            }
+            let bsrc = Walked {
+                p: self.proj,
+                base: prow + r,
+                stride: pstride,
+                pos,
+            };
+            let csrc = Walked {
+                base: prow + r + n,
+                ..bsrc
+            };
+            kernel::chunk(h, a2, bsrc, csrc, dt, dtu, y);
+            if add {
+                dst.scatter::<true>(y, pos, out)
+            } else {
+                dst.scatter::<false>(y, pos, out)
+            }
+            s0 += len;
+        }
+    }
+}
+
+/// Varying B/C read straight from `proj` along the walk: value `(s, n)` at
+/// `p[base + pos[s] * stride + n]`.
+#[derive(Clone, Copy)]
+struct Walked<'a> {
+    p: &'a [f32],
+    base: usize,
+    stride: usize,
+    pos: &'a [usize],
+}
+
+impl Bc for Walked<'_> {
+    type Row<'r>
+        = &'r [f32]
+    where
+        Self: 'r;
+    #[inline(always)]
+    fn row(&self, s: usize, n0: usize, nb: usize) -> &[f32] {
+        let o = self.base + self.pos[s] * self.stride + n0;
+        &self.p[o..o + nb]
+    }
+    #[inline(always)]
+    fn at(row: &[f32], i: usize) -> V {
+        splat(row[i])
+    }
+}
+
+/// The work items of a split fused scan (each yielded once).
+pub struct FusedItems<'o> {
+    plan: &'o FusedPlan<'o>,
+    sinks: [Option<Sink<'o>>; 4],
+    split: FusedSplit,
+    next: usize,
+    count: usize,
+}
+
+impl<'o> FusedItems<'o> {
+    /// Number of items.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The items (each yielded once per `FusedItems`); `Send`, for a host pool.
+    pub fn items(&mut self) -> impl Iterator<Item = FusedItem<'_>> + '_ {
+        let (plan, count, split) = (self.plan, self.count, self.split);
+        let units = plan.units(split);
+        let sinks = &self.sinks;
+        let start = self.next;
+        self.next = count;
+        (start..count).map(move |i| FusedItem {
+            plan,
+            sinks,
+            split,
+            units: i * units / count..(i + 1) * units / count,
+        })
+    }
+}
+
+/// One work item of a fused scan: a contiguous range of units.
+pub struct FusedItem<'o> {
+    plan: &'o FusedPlan<'o>,
+    sinks: &'o [Option<Sink<'o>>; 4],
+    split: FusedSplit,
+    units: core::ops::Range<usize>,
+}
+
+impl FusedItem<'_> {
+    /// Runs the item with its own scratch of [`FusedPlan::scratch_len`] elements.
+    pub fn run(self, scratch: &mut [f32]) -> Result<(), Error> {
+        let need = self.plan.scratch_len(self.split);
+        if scratch.len() < need {
+            return Err(Error::Scratch {
+                needed: need,
+                actual: scratch.len(),
+            });
+        }
+        let per = self.split.per_panel();
+        let panels = self.plan.panels;
+        for u in self.units {
+            let (bp, part) = (u / per, u % per);
+            let (b, panel) = (bp / panels, bp % panels);
+            let sink = |i: usize| self.sinks[i].as_ref();
+            match self.split {
+                FusedSplit::All => {
+                    let Some(out) = sink(0) else { continue };
+                    self.plan.run_all(b, panel, out, scratch);
+                }
+                FusedSplit::Pairs => {
+                    let Some(out) = sink(part) else { continue };
+                    // Pair 0: directions 0 then 2; pair 1: directions 1 then 3.
+                    let at = self.plan.lanes(b, panel);
+                    self.plan.run_dir(b, panel, part, out, at, false, scratch);
+                    self.plan
+                        .run_dir(b, panel, part + 2, out, at, true, scratch);
+                }
+                FusedSplit::Dirs => {
+                    // Buffer order: [y0, y1, y2, y3] so `combine` forms (y0 + y2) + (y1 + y3).
+                    let Some(out) = sink(part) else { continue };
+                    let at = self.plan.lanes(b, panel);
+                    self.plan.run_dir(b, panel, part, out, at, false, scratch);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FusedPlan<'_> {
+    /// All four directions of one panel into `out`: `(y0 + y2) + (y1 + y3)`, with `y1 + y3`
+    /// staged in a panel-local `(L, LANES)` buffer at the end of the scratch.
+    fn run_all(&self, b: usize, panel: usize, out: &Sink<'_>, scratch: &mut [f32]) {
+        let n = self.s.dstate;
+        let l = self.l;
+        let head = vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK);
+        let (work, rest) = scratch.split_at_mut(head.min(scratch.len()));
+        let (tmpv, _) = split_scratch(rest, l);
+        if tmpv.len() < l {
+            return;
+        }
+        let at = self.lanes(b, panel);
+        // y0 -> out, + y2 -> out.
+        self.run_dir(b, panel, 0, out, at, false, work);
+        self.run_dir(b, panel, 2, out, at, true, work);
+        // y1 + y3 into the local buffer (position p at p * LANES).
+        let local_at = Lanes {
+            base: 0,
+            pstride: LANES,
+            lstride: 1,
+            nl: at.nl,
+        };
+        {
+            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmpv[..]);
+            let local = Sink::new(tmp);
+            self.run_dir(b, panel, 1, &local, local_at, false, work);
+            self.run_dir(b, panel, 3, &local, local_at, true, work);
+        }
+        // out += local, position by position.
+        let mut pos = [0usize; CHUNK];
+        let mut p0 = 0;
+        while p0 < l {
+            let len = (l - p0).min(CHUNK);
+            for (i, p) in pos[..len].iter_mut().enumerate() {
+                *p = p0 + i;
+            }
+            at.scatter::<true>(&tmpv[p0..p0 + len], &pos[..len], out);
+            p0 += len;
+        }
+    }
+}
