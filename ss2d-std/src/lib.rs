@@ -12,10 +12,14 @@
 pub use ss2d_core as core;
 
 pub mod cross;
+pub mod layer;
 pub mod unfused;
 
 mod par;
 mod scan;
 
+pub use layer::{
+    Backend, DtRank, ForwardType, Grid, LayerError, Ss2d, Ss2dConfig, Ss2dDims, Ss2dWeights,
+};
 pub use par::Parallelism;
 pub use scan::selective_scan;

@@ -1,0 +1,910 @@
+//! The layer's non-scan stages: the products (`gemm` in fixed position blocks), the depthwise
+//! conv, SiLU, the out-norm with GELU and gate, each with a `naive` twin for the reference
+//! backend.
+//!
+//! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. The out-norm's
+//! channel-first output is *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`]
+//! positions (the last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns
+//! a contiguous tile and `out_proj` reads each tile as a plain row-major matrix.
+
+use rayon::prelude::*;
+use ss2d_core::{math, LANES, V};
+use ss2d_gemm::{matmul, MatMut, MatRef};
+
+use super::OutNorm;
+use crate::Parallelism;
+
+/// Positions per product block (and per out-norm tile). A constant, so that the same `gemm`
+/// calls run for every thread count (bitwise determinism); 256 costs ~5% against one call over
+/// all 3136 positions of a stage-1 layer (measured) and gives 13 blocks per image to share.
+pub const GEMM_BLOCK: usize = 256;
+
+/// Elements per chunk of elementwise passes.
+const ELEMWISE_CHUNK: usize = 16 * 1024;
+
+/// `f(index, chunk)` over `chunk`-sized pieces of `data` (the last may be shorter), on `par`.
+fn par_chunks<F>(par: Parallelism<'_>, data: &mut [f32], chunk: usize, f: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+{
+    let chunk = chunk.max(1);
+    if par.is_sequential() || data.len() <= chunk {
+        for (i, c) in data.chunks_mut(chunk).enumerate() {
+            f(i, c);
+        }
+    } else {
+        par.install(|| {
+            data.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(i, c)| f(i, c))
+        });
+    }
+}
+
+/// Runs `f` over owned work items on `par`.
+fn par_items<T: Send, F>(par: Parallelism<'_>, items: Vec<T>, f: F)
+where
+    F: Fn(T) + Sync + Send,
+{
+    if par.is_sequential() || items.len() <= 1 {
+        items.into_iter().for_each(f);
+    } else {
+        par.install(|| items.into_par_iter().for_each(f));
+    }
+}
+
+/// Position blocks of a sequence of `l`: `(l0, nb)`.
+fn blocks(l: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..l.div_ceil(GEMM_BLOCK)).map(move |j| {
+        let l0 = j * GEMM_BLOCK;
+        (l0, GEMM_BLOCK.min(l - l0))
+    })
+}
+
+/// One `gemm` call; the views are built from validated sizes, so it cannot fail.
+fn mm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+    if let Err(e) = matmul(dst, lhs, rhs) {
+        unreachable!("layer product with inconsistent views: {e}");
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Products
+
+/// The channel-first product over blocks: `out[b] (o, l) = w (o, i) @ rhs(b, block)`, where
+/// `rhs(b, j)` is the `(i, nb)` input of position block `j`. Each block is computed into a
+/// contiguous `(o, nb)` buffer by the same `gemm` call whatever the thread count, then copied
+/// into place.
+fn linear_cf_blocks<'r, R>(
+    w: &[f32],
+    o: usize,
+    i: usize,
+    rhs: R,
+    b: usize,
+    l: usize,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) where
+    R: Fn(usize, usize, usize, usize) -> MatRef<'r> + Sync,
+{
+    if o == 0 || l == 0 || b == 0 {
+        return;
+    }
+    let lhs = MatRef::row_major(w, o, i);
+    let nblk = l.div_ceil(GEMM_BLOCK);
+    let block = |bb: usize, j: usize, buf: &mut Vec<f32>| {
+        let l0 = j * GEMM_BLOCK;
+        let nb = GEMM_BLOCK.min(l - l0);
+        buf.clear();
+        buf.resize(o * nb, 0.0);
+        mm(MatMut::row_major(buf, o, nb), lhs, rhs(bb, j, l0, nb));
+    };
+    if par.is_sequential() || b * nblk <= 1 {
+        let mut buf = Vec::with_capacity(o * GEMM_BLOCK.min(l));
+        for bb in 0..b {
+            let ob = &mut out[bb * o * l..(bb + 1) * o * l];
+            for (j, (l0, nb)) in blocks(l).enumerate() {
+                block(bb, j, &mut buf);
+                for (r, row) in ob.chunks_exact_mut(l).enumerate() {
+                    row[l0..l0 + nb].copy_from_slice(&buf[r * nb..(r + 1) * nb]);
+                }
+            }
+        }
+        return;
+    }
+    let items: Vec<(usize, usize)> = (0..b)
+        .flat_map(|bb| (0..nblk).map(move |j| (bb, j)))
+        .collect();
+    let tiles: Vec<Vec<f32>> = par.install(|| {
+        items
+            .par_iter()
+            .map(|&(bb, j)| {
+                let mut buf = Vec::new();
+                block(bb, j, &mut buf);
+                buf
+            })
+            .collect()
+    });
+    // Copy back, in chunks of output rows (b, channel).
+    let rows_per = o.div_ceil(8).max(1);
+    par_chunks(par, out, l * rows_per, |ci, chunk| {
+        for (k, row) in chunk.chunks_exact_mut(l).enumerate() {
+            let gr = ci * rows_per + k;
+            let (bb, r) = (gr / o, gr % o);
+            for (j, (l0, nb)) in blocks(l).enumerate() {
+                let t = &tiles[bb * nblk + j];
+                row[l0..l0 + nb].copy_from_slice(&t[r * nb..(r + 1) * nb]);
+            }
+        }
+    });
+}
+
+/// The channel-last product: `out (B*L, o) = x (B*L, i) @ w^T`, in blocks of
+/// [`GEMM_BLOCK`] positions (rows).
+fn linear_cl(w: &[f32], o: usize, i: usize, x: &[f32], out: &mut [f32], par: Parallelism<'_>) {
+    if o == 0 || out.is_empty() {
+        return;
+    }
+    let wt = MatRef::row_major(w, o, i).t();
+    par_chunks(par, out, GEMM_BLOCK * o, |j, chunk| {
+        let nb = chunk.len() / o;
+        let r0 = j * GEMM_BLOCK;
+        let lhs = MatRef::row_major(&x[r0 * i..(r0 + nb) * i], nb, i);
+        mm(MatMut::row_major(chunk, nb, o), lhs, wt);
+    });
+}
+
+/// Naive product, one output row at a time (`k` ascending from 0).
+/// `out[r, p] = sum_k w[r, k] * inp(k, p)` with `inp(k, p) = x[k * ks + p * ps]`.
+#[allow(clippy::too_many_arguments)]
+fn naive_product(
+    w: &[f32],
+    o: usize,
+    i: usize,
+    x: &[f32],
+    ks: usize,
+    ps: usize,
+    np: usize,
+    out: &mut [f32],
+    os: usize,
+    rs: usize,
+) {
+    for r in 0..o {
+        for p in 0..np {
+            let mut acc = 0.0f32;
+            for k in 0..i {
+                acc += w[r * i + k] * x[k * ks + p * ps];
+            }
+            out[r * rs + p * os] = acc;
+        }
+    }
+}
+
+/// `out = W (o, i) @ x` per position: channel-first `x (B, i, L) -> out (B, o, L)`,
+/// channel-last `x (B*L, i) -> out (B*L, o)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear(
+    naive: bool,
+    cf: bool,
+    w: &[f32],
+    o: usize,
+    i: usize,
+    x: &[f32],
+    b: usize,
+    l: usize,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) {
+    if naive {
+        for bb in 0..b {
+            let xb = &x[bb * i * l..(bb + 1) * i * l];
+            let ob = &mut out[bb * o * l..(bb + 1) * o * l];
+            if cf {
+                naive_product(w, o, i, xb, l, 1, l, ob, 1, l);
+            } else {
+                naive_product(w, o, i, xb, 1, i, l, ob, o, 1);
+            }
+        }
+    } else if cf {
+        let rhs = |bb: usize, _j: usize, l0: usize, nb: usize| MatRef {
+            data: &x[bb * i * l + l0..(bb + 1) * i * l],
+            rows: i,
+            cols: nb,
+            row_stride: l,
+            col_stride: 1,
+        };
+        linear_cf_blocks(w, o, i, rhs, b, l, out, par);
+    } else {
+        linear_cl(w, o, i, x, out, par);
+    }
+}
+
+/// Offset of tile `j` of batch item `bb` (tiles of `c` channels, see the module docs).
+fn tile_offset(c: usize, l: usize, bb: usize, j: usize) -> usize {
+    bb * c * l + j * GEMM_BLOCK * c
+}
+
+/// `out_proj` from the out-norm's output: tiled channel-first or plain channel-last.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear_from_tiles(
+    naive: bool,
+    cf: bool,
+    w: &[f32],
+    o: usize,
+    i: usize,
+    y: &[f32],
+    b: usize,
+    l: usize,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) {
+    if !cf {
+        return linear(naive, cf, w, o, i, y, b, l, out, par);
+    }
+    if naive {
+        for bb in 0..b {
+            let ob = &mut out[bb * o * l..(bb + 1) * o * l];
+            for (j, (l0, nb)) in blocks(l).enumerate() {
+                let t = &y[tile_offset(i, l, bb, j)..][..i * nb];
+                naive_product(w, o, i, t, nb, 1, nb, &mut ob[l0..], 1, l);
+            }
+        }
+        return;
+    }
+    let rhs = |bb: usize, j: usize, _l0: usize, nb: usize| {
+        MatRef::row_major(&y[tile_offset(i, l, bb, j)..][..i * nb], i, nb)
+    };
+    linear_cf_blocks(w, o, i, rhs, b, l, out, par);
+}
+
+/// Adds `bias[c]` to every position of channel `c`.
+pub(super) fn add_channel_bias(
+    cf: bool,
+    bias: &[f32],
+    b: usize,
+    l: usize,
+    v: &mut [f32],
+    par: Parallelism<'_>,
+) {
+    let c = bias.len();
+    if cf {
+        par_chunks(par, v, l.max(1), |row, r| {
+            let bv = bias[row % c];
+            r.iter_mut().for_each(|x| *x += bv);
+        });
+    } else {
+        let _ = b;
+        par_chunks(par, v, c.max(1), |_, r| {
+            r.iter_mut().zip(bias).for_each(|(x, bv)| *x += bv);
+        });
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Elementwise
+
+/// SiLU on lanes over a slice; the tail is padded into one vector so every element goes
+/// through the same vector function.
+fn silu_slice(v: &mut [f32]) {
+    let mut chunks = v.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        let a: [f32; LANES] = c.try_into().unwrap_or([0.0; LANES]);
+        c.copy_from_slice(&math::silu(V::from(a)).to_array());
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let mut a = [0.0f32; LANES];
+        a[..tail.len()].copy_from_slice(tail);
+        let r = math::silu(V::from(a)).to_array();
+        tail.copy_from_slice(&r[..tail.len()]);
+    }
+}
+
+/// Scalar SiLU (reference).
+fn silu_scalar(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// SiLU in place.
+pub(super) fn silu_inplace(naive: bool, v: &mut [f32], par: Parallelism<'_>) {
+    if naive {
+        v.iter_mut().for_each(|x| *x = silu_scalar(*x));
+    } else {
+        par_chunks(par, v, ELEMWISE_CHUNK, |_, c| silu_slice(c));
+    }
+}
+
+/// Exact GELU (`nn.GELU()`, approximate='none'): `x/2 * (1 + erf(x / sqrt 2))`.
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+// ------------------------------------------------------------------------------------------
+// Depthwise conv
+
+/// A depthwise `k x k` conv over `channels` planes of `h x w`, zero padding `(k-1)/2`.
+pub(super) struct ConvArgs<'a> {
+    /// Kernel size (odd, > 1).
+    pub k: usize,
+    /// `(C, 1, k, k)`.
+    pub weight: &'a [f32],
+    /// The weight transposed to `(k*k, C)` (channel-last).
+    pub taps: &'a [f32],
+    /// `(C,)`.
+    pub bias: Option<&'a [f32]>,
+    /// `C`.
+    pub channels: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+/// The output range `[lo, hi)` of positions `o` along a line of `n` with `0 <= o + s < n`.
+fn shifted(n: usize, s: isize) -> (usize, usize) {
+    let lo = (-s).max(0) as usize;
+    let hi = (n as isize - s).clamp(0, n as isize) as usize;
+    (lo.min(hi), hi)
+}
+
+/// One channel-first plane: `out = sum over taps (i, j) ascending of w * in[shifted]`, then
+/// `+ bias`.
+fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
+    let (k, h, w) = (a.k, a.h, a.w);
+    let pad = (k / 2) as isize;
+    let wk = &a.weight[c * k * k..(c + 1) * k * k];
+    out.fill(0.0);
+    for oh in 0..h {
+        let orow = &mut out[oh * w..(oh + 1) * w];
+        for i in 0..k {
+            let ih = oh as isize + i as isize - pad;
+            if ih < 0 || ih >= h as isize {
+                continue;
+            }
+            let irow = &inp[ih as usize * w..(ih as usize + 1) * w];
+            for j in 0..k {
+                let s = j as isize - pad;
+                let (lo, hi) = shifted(w, s);
+                let wt = wk[i * k + j];
+                let src = &irow[(lo as isize + s) as usize..(hi as isize + s) as usize];
+                for (o, &v) in orow[lo..hi].iter_mut().zip(src) {
+                    *o += wt * v;
+                }
+            }
+        }
+    }
+    if let Some(bias) = a.bias {
+        let bv = bias[c];
+        out.iter_mut().for_each(|o| *o += bv);
+    }
+}
+
+/// One channel-last image row `oh` of batch item `bb` (`w * C` outputs): same per-element
+/// expression as [`conv_plane`] (taps ascending, then bias), channels in the inner loop.
+fn conv_row(a: &ConvArgs<'_>, oh: usize, img: &[f32], out: &mut [f32]) {
+    let (k, h, w, c) = (a.k, a.h, a.w, a.channels);
+    let pad = (k / 2) as isize;
+    out.fill(0.0);
+    for i in 0..k {
+        let ih = oh as isize + i as isize - pad;
+        if ih < 0 || ih >= h as isize {
+            continue;
+        }
+        let irow = &img[ih as usize * w * c..(ih as usize + 1) * w * c];
+        for j in 0..k {
+            let s = j as isize - pad;
+            let (lo, hi) = shifted(w, s);
+            let tap = &a.taps[(i * k + j) * c..(i * k + j + 1) * c];
+            for ow in lo..hi {
+                let iw = (ow as isize + s) as usize;
+                let src = &irow[iw * c..(iw + 1) * c];
+                let dst = &mut out[ow * c..(ow + 1) * c];
+                for ((o, &v), &t) in dst.iter_mut().zip(src).zip(tap) {
+                    *o += t * v;
+                }
+            }
+        }
+    }
+    if let Some(bias) = a.bias {
+        for px in out.chunks_exact_mut(c) {
+            px.iter_mut().zip(bias).for_each(|(o, bv)| *o += bv);
+        }
+    }
+}
+
+/// The depthwise conv (+ bias), before SiLU: channel-first `(B, C, H, W)` or channel-last
+/// `(B, H, W, C)`, in place of the module layout.
+pub(super) fn dwconv(
+    naive: bool,
+    cf: bool,
+    a: &ConvArgs<'_>,
+    x: &[f32],
+    b: usize,
+    out: &mut [f32],
+    par: Parallelism<'_>,
+) {
+    let (h, w, c) = (a.h, a.w, a.channels);
+    let hw = h * w;
+    if hw == 0 || c == 0 || b == 0 {
+        return;
+    }
+    if naive {
+        return naive_conv(cf, a, x, b, out);
+    }
+    if cf {
+        par_chunks(par, out, hw, |plane, o| {
+            conv_plane(a, plane % c, &x[plane * hw..(plane + 1) * hw], o);
+        });
+    } else {
+        par_chunks(par, out, w * c, |row, o| {
+            let (bb, oh) = (row / h, row % h);
+            conv_row(a, oh, &x[bb * hw * c..(bb + 1) * hw * c], o);
+        });
+    }
+}
+
+/// The reference conv: one output element at a time.
+fn naive_conv(cf: bool, a: &ConvArgs<'_>, x: &[f32], b: usize, out: &mut [f32]) {
+    let (k, h, w, c) = (a.k, a.h, a.w, a.channels);
+    let pad = (k / 2) as isize;
+    let idx = |bb: usize, ch: usize, y: usize, xx: usize| {
+        if cf {
+            ((bb * c + ch) * h + y) * w + xx
+        } else {
+            ((bb * h + y) * w + xx) * c + ch
+        }
+    };
+    for bb in 0..b {
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    let mut acc = 0.0f32;
+                    for i in 0..k {
+                        for j in 0..k {
+                            let (iy, ix) = (
+                                y as isize + i as isize - pad,
+                                xx as isize + j as isize - pad,
+                            );
+                            if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                acc += a.weight[(ch * k + i) * k + j]
+                                    * x[idx(bb, ch, iy as usize, ix as usize)];
+                            }
+                        }
+                    }
+                    if let Some(bias) = a.bias {
+                        acc += bias[ch];
+                    }
+                    out[idx(bb, ch, y, xx)] = acc;
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Out-norm, GELU, gate
+
+/// The out-norm stage: which norm, its affine parameters, `_oact`.
+#[derive(Clone, Copy)]
+pub(super) struct NormArgs<'a> {
+    /// The out-norm.
+    pub kind: OutNorm,
+    /// LayerNorm weight (`None`: no affine).
+    pub weight: Option<&'a [f32]>,
+    /// LayerNorm bias.
+    pub bias: Option<&'a [f32]>,
+    /// GELU after the norm.
+    pub gelu: bool,
+    /// Channels.
+    pub channels: usize,
+}
+
+/// Sum of a row with eight interleaved partial sums (vectorizable, fixed order).
+fn row_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(x);
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
+/// Per-(batch, channel) softmax statistics over positions: `(max, sum exp(x - max))`.
+fn softmax_stats(cf: bool, y: &[f32], b: usize, l: usize, c: usize) -> Vec<(f32, f32)> {
+    let mut st = vec![(f32::NEG_INFINITY, 0.0f32); b * c];
+    for bb in 0..b {
+        let s = &mut st[bb * c..(bb + 1) * c];
+        if cf {
+            for (ch, e) in s.iter_mut().enumerate() {
+                let row = &y[(bb * c + ch) * l..(bb * c + ch + 1) * l];
+                let m = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let sum = row.iter().fold(0.0f32, |a, &x| a + (x - m).exp());
+                *e = (m, sum);
+            }
+        } else {
+            let img = &y[bb * l * c..(bb + 1) * l * c];
+            for px in img.chunks_exact(c) {
+                for (e, &x) in s.iter_mut().zip(px) {
+                    e.0 = e.0.max(x);
+                }
+            }
+            for px in img.chunks_exact(c) {
+                for (e, &x) in s.iter_mut().zip(px) {
+                    e.1 += (x - e.0).exp();
+                }
+            }
+        }
+    }
+    st
+}
+
+/// Applies the norm's elementwise tail to one value of channel `ch`.
+#[inline]
+fn finish(a: &NormArgs<'_>, ch: usize, normalized: f32, z: Option<f32>) -> f32 {
+    let mut v = normalized;
+    if let (Some(wt), Some(bs)) = (a.weight, a.bias) {
+        v = v * wt[ch] + bs[ch];
+    }
+    if a.gelu {
+        v = gelu(v);
+    }
+    match z {
+        Some(z) => v * z,
+        None => v,
+    }
+}
+
+/// One channel-first tile: positions `l0..l0+nb` of batch item `bb` into `tile (C, nb)`.
+#[allow(clippy::too_many_arguments)]
+fn norm_tile_cf(
+    a: &NormArgs<'_>,
+    y: &[f32],
+    z: Option<&[f32]>,
+    stats: &[(f32, f32)],
+    bb: usize,
+    l: usize,
+    l0: usize,
+    tile: &mut [f32],
+) {
+    let c = a.channels;
+    let nb = tile.len() / c.max(1);
+    let row = |ch: usize| &y[(bb * c + ch) * l + l0..][..nb];
+    let zrow = |ch: usize| z.map(|z| &z[(bb * c + ch) * l + l0..][..nb]);
+    match a.kind {
+        OutNorm::LayerNorm => {
+            let mut mean = vec![0.0f32; nb];
+            for ch in 0..c {
+                mean.iter_mut().zip(row(ch)).for_each(|(m, &x)| *m += x);
+            }
+            let inv_c = c as f32;
+            mean.iter_mut().for_each(|m| *m /= inv_c);
+            let mut var = vec![0.0f32; nb];
+            for ch in 0..c {
+                for ((v, &x), &m) in var.iter_mut().zip(row(ch)).zip(&mean) {
+                    let d = x - m;
+                    *v += d * d;
+                }
+            }
+            let rstd: Vec<f32> = var
+                .iter()
+                .map(|&v| 1.0 / (v / inv_c + super::LN_EPS).sqrt())
+                .collect();
+            for ch in 0..c {
+                let out = &mut tile[ch * nb..(ch + 1) * nb];
+                let (wt, bs) = match (a.weight, a.bias) {
+                    (Some(w), Some(b)) => (w[ch], b[ch]),
+                    _ => (1.0, 0.0),
+                };
+                let affine = a.weight.is_some();
+                for (p, (o, &x)) in out.iter_mut().zip(row(ch)).enumerate() {
+                    let n = (x - mean[p]) * rstd[p];
+                    *o = if affine { n * wt + bs } else { n };
+                }
+                if a.gelu {
+                    out.iter_mut().for_each(|o| *o = gelu(*o));
+                }
+                if let Some(zr) = zrow(ch) {
+                    out.iter_mut().zip(zr).for_each(|(o, &zv)| *o *= zv);
+                }
+            }
+        }
+        kind => {
+            for ch in 0..c {
+                let out = &mut tile[ch * nb..(ch + 1) * nb];
+                let zr = zrow(ch);
+                for (p, (o, &x)) in out.iter_mut().zip(row(ch)).enumerate() {
+                    let n = match kind {
+                        OutNorm::Sigmoid => sigmoid(x),
+                        OutNorm::Softmax => {
+                            let (m, s) = stats[bb * c + ch];
+                            (x - m).exp() / s
+                        }
+                        _ => x,
+                    };
+                    *o = finish(&NormArgs { weight: None, ..*a }, ch, n, zr.map(|z| z[p]));
+                }
+            }
+        }
+    }
+}
+
+/// One channel-last position row (`C` values) into `out`.
+fn norm_row_cl(a: &NormArgs<'_>, y: &[f32], z: Option<&[f32]>, st: &[(f32, f32)], out: &mut [f32]) {
+    let c = a.channels as f32;
+    match a.kind {
+        OutNorm::LayerNorm => {
+            let mean = row_sum(y, |x| x) / c;
+            let var = row_sum(y, |x| (x - mean) * (x - mean)) / c;
+            let rstd = 1.0 / (var + super::LN_EPS).sqrt();
+            for (ch, (o, &x)) in out.iter_mut().zip(y).enumerate() {
+                *o = finish(a, ch, (x - mean) * rstd, z.map(|z| z[ch]));
+            }
+        }
+        kind => {
+            for (ch, (o, &x)) in out.iter_mut().zip(y).enumerate() {
+                let n = match kind {
+                    OutNorm::Sigmoid => sigmoid(x),
+                    OutNorm::Softmax => (x - st[ch].0).exp() / st[ch].1,
+                    _ => x,
+                };
+                *o = finish(a, ch, n, z.map(|z| z[ch]));
+            }
+        }
+    }
+}
+
+/// Splits the tiled channel-first buffer into its tiles: `(batch, block, l0, tile)`.
+fn split_tiles(out: &mut [f32], b: usize, l: usize, c: usize) -> Vec<(usize, usize, &mut [f32])> {
+    let mut v = Vec::new();
+    let mut rest = out;
+    for bb in 0..b {
+        for (l0, nb) in blocks(l) {
+            let (t, r) = rest.split_at_mut(c * nb);
+            v.push((bb, l0, t));
+            rest = r;
+        }
+    }
+    v
+}
+
+/// The out-norm stage: norm, optional GELU, optional gate by `z` (already activated).
+/// Returns the tiled channel-first buffer, or the channel-last `(B*L, C)` buffer.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn norm_gate(
+    naive: bool,
+    cf: bool,
+    a: &NormArgs<'_>,
+    y: &[f32],
+    z: Option<&[f32]>,
+    b: usize,
+    l: usize,
+    par: Parallelism<'_>,
+) -> Vec<f32> {
+    let c = a.channels;
+    let mut out = vec![0.0f32; y.len()];
+    if y.is_empty() {
+        return out;
+    }
+    let stats = if a.kind == OutNorm::Softmax {
+        softmax_stats(cf, y, b, l, c)
+    } else {
+        Vec::new()
+    };
+    if naive {
+        naive_norm(cf, a, y, z, &stats, b, l, &mut out);
+        return out;
+    }
+    if cf {
+        let tiles = split_tiles(&mut out, b, l, c);
+        par_items(par, tiles, |(bb, l0, t)| {
+            norm_tile_cf(a, y, z, &stats, bb, l, l0, t)
+        });
+    } else {
+        par_chunks(par, &mut out, GEMM_BLOCK * c, |j, chunk| {
+            let r0 = j * GEMM_BLOCK;
+            for (k, orow) in chunk.chunks_exact_mut(c).enumerate() {
+                let r = r0 + k;
+                let st = if stats.is_empty() {
+                    &[][..]
+                } else {
+                    &stats[(r / l) * c..(r / l + 1) * c]
+                };
+                norm_row_cl(
+                    a,
+                    &y[r * c..(r + 1) * c],
+                    z.map(|z| &z[r * c..(r + 1) * c]),
+                    st,
+                    orow,
+                );
+            }
+        });
+    }
+    out
+}
+
+/// The reference out-norm: per position, plain sequential sums.
+#[allow(clippy::too_many_arguments)]
+fn naive_norm(
+    cf: bool,
+    a: &NormArgs<'_>,
+    y: &[f32],
+    z: Option<&[f32]>,
+    stats: &[(f32, f32)],
+    b: usize,
+    l: usize,
+    out: &mut [f32],
+) {
+    let c = a.channels;
+    let at = |bb: usize, ch: usize, p: usize| {
+        if cf {
+            (bb * c + ch) * l + p
+        } else {
+            (bb * l + p) * c + ch
+        }
+    };
+    let dst = |bb: usize, ch: usize, p: usize| {
+        if cf {
+            let j = p / GEMM_BLOCK;
+            let nb = GEMM_BLOCK.min(l - j * GEMM_BLOCK);
+            tile_offset(c, l, bb, j) + ch * nb + (p - j * GEMM_BLOCK)
+        } else {
+            (bb * l + p) * c + ch
+        }
+    };
+    for bb in 0..b {
+        for p in 0..l {
+            let (mut mean, mut var) = (0.0f32, 0.0f32);
+            if a.kind == OutNorm::LayerNorm {
+                for ch in 0..c {
+                    mean += y[at(bb, ch, p)];
+                }
+                mean /= c as f32;
+                for ch in 0..c {
+                    let d = y[at(bb, ch, p)] - mean;
+                    var += d * d;
+                }
+                var /= c as f32;
+            }
+            for ch in 0..c {
+                let x = y[at(bb, ch, p)];
+                let n = match a.kind {
+                    OutNorm::LayerNorm => (x - mean) / (var + super::LN_EPS).sqrt(),
+                    OutNorm::Sigmoid => sigmoid(x),
+                    OutNorm::Softmax => {
+                        let (m, s) = stats[bb * c + ch];
+                        (x - m).exp() / s
+                    }
+                    OutNorm::Identity => x,
+                };
+                out[dst(bb, ch, p)] = finish(a, ch, n, z.map(|z| z[at(bb, ch, p)]));
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Layout helpers (intermediates)
+
+/// The channel-first `(B, C, L)` form of a module-layout buffer.
+pub(super) fn to_channel_first(cf: bool, v: &[f32], b: usize, l: usize, c: usize) -> Vec<f32> {
+    if cf {
+        return v.to_vec();
+    }
+    let mut out = vec![0.0f32; v.len()];
+    for bb in 0..b {
+        for p in 0..l {
+            for ch in 0..c {
+                out[(bb * c + ch) * l + p] = v[(bb * l + p) * c + ch];
+            }
+        }
+    }
+    out
+}
+
+/// `in_proj`'s output in the module layout from its x and z halves.
+pub(super) fn concat_channels(
+    cf: bool,
+    x: &[f32],
+    z: &[f32],
+    b: usize,
+    l: usize,
+    c: usize,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(2 * x.len());
+    if cf {
+        for bb in 0..b {
+            out.extend_from_slice(&x[bb * c * l..(bb + 1) * c * l]);
+            out.extend_from_slice(&z[bb * c * l..(bb + 1) * c * l]);
+        }
+    } else {
+        for r in 0..b * l {
+            out.extend_from_slice(&x[r * c..(r + 1) * c]);
+            out.extend_from_slice(&z[r * c..(r + 1) * c]);
+        }
+    }
+    out
+}
+
+/// The module-layout form of [`norm_gate`]'s output.
+pub(super) fn untile(cf: bool, t: &[f32], b: usize, l: usize, c: usize) -> Vec<f32> {
+    if !cf {
+        return t.to_vec();
+    }
+    let mut out = vec![0.0f32; t.len()];
+    for bb in 0..b {
+        for (j, (l0, nb)) in blocks(l).enumerate() {
+            let tile = &t[tile_offset(c, l, bb, j)..][..c * nb];
+            for ch in 0..c {
+                out[(bb * c + ch) * l + l0..][..nb].copy_from_slice(&tile[ch * nb..(ch + 1) * nb]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn conv_fast_matches_naive_both_layouts() {
+        let (b, c, h, w, k) = (2, 5, 6, 9, 3);
+        for k in [k, 5, 1 + 2] {
+            let weight = fill(c * k * k, 3);
+            let mut taps = vec![0.0; c * k * k];
+            for ch in 0..c {
+                for t in 0..k * k {
+                    taps[t * c + ch] = weight[ch * k * k + t];
+                }
+            }
+            let bias = fill(c, 4);
+            let a = ConvArgs {
+                k,
+                weight: &weight,
+                taps: &taps,
+                bias: Some(&bias),
+                channels: c,
+                h,
+                w,
+            };
+            for cf in [true, false] {
+                let x = fill(b * c * h * w, 5);
+                let mut f = vec![0.0; x.len()];
+                let mut n = vec![0.0; x.len()];
+                dwconv(false, cf, &a, &x, b, &mut f, Parallelism::Sequential);
+                dwconv(true, cf, &a, &x, b, &mut n, Parallelism::Sequential);
+                for (p, q) in f.iter().zip(&n) {
+                    assert!((p - q).abs() < 1e-5, "{p} {q}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silu_tail_matches_body() {
+        let x = fill(3 * LANES + 5, 7);
+        let mut a = x.clone();
+        silu_slice(&mut a);
+        for (i, &v) in x.iter().enumerate() {
+            let mut one = [v];
+            silu_slice(&mut one);
+            assert_eq!(one[0].to_bits(), a[i].to_bits());
+            assert!((a[i] - silu_scalar(v)).abs() <= 1e-6 * (1.0 + v.abs()));
+        }
+    }
+}
