@@ -1517,18 +1517,18 @@ impl Ss2d {
         let yn = ops::norm_gate(naive, cf, &norm, &y, z.as_deref(), b, l, par);
         drop(y);
         drop(z);
-        if let Some(dbg) = debug.as_deref_mut() {
-            dbg.out_norm_out = ops::untile(cf, &yn, b, l, di);
-            if d.forward.has_z() || d.forward.out_gelu {
+        if let Some(dbg) = debug {
+            dbg.out_norm_out = if d.forward.has_z() || d.forward.out_gelu {
                 // The golden out_norm_out is before the GELU and the gate: recompute it.
                 let plain = ops::NormArgs {
                     gelu: false,
                     ..norm
                 };
-                let yy = dbg.out_norm_in.clone();
-                let yn2 = ops::norm_gate(naive, cf, &plain, &yy, None, b, l, par);
-                dbg.out_norm_out = ops::untile(cf, &yn2, b, l, di);
-            }
+                let yn2 = ops::norm_gate(naive, cf, &plain, &dbg.out_norm_in, None, b, l, par);
+                ops::untile(cf, &yn2, b, l, di)
+            } else {
+                ops::untile(cf, &yn, b, l, di)
+            };
         }
         t.norm_gate = t0.elapsed();
 

@@ -334,8 +334,8 @@ fn forward_type_suffixes_follow_upstream() {
     assert_eq!(p("v05_nozact").unwrap().z, ZBranch::Identity);
     let f = p("v052dc_noz").unwrap();
     assert_eq!(f.core, CoreType::V052dc);
-    assert_eq!(p("v05_noz_oact").unwrap().out_gelu, true);
-    assert_eq!(p("v05_oact_no32").unwrap().out_gelu, true);
+    assert!(p("v05_noz_oact").unwrap().out_gelu);
+    assert!(p("v05_oact_no32").unwrap().out_gelu);
     assert_eq!(p("v04_onsigmoid").unwrap().out_norm, OutNorm::Sigmoid);
     // `_onnone` is stripped first and wins.
     assert_eq!(

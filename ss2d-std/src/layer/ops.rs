@@ -75,6 +75,7 @@ fn mm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
 /// `rhs(b, j)` is the `(i, nb)` input of position block `j`. Each block is computed into a
 /// contiguous `(o, nb)` buffer by the same `gemm` call whatever the thread count, then copied
 /// into place.
+#[allow(clippy::too_many_arguments)]
 fn linear_cf_blocks<'r, R>(
     w: &[f32],
     o: usize,
