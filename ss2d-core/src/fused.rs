@@ -222,8 +222,12 @@ impl<'a> FusedPlan<'a> {
     /// Scratch elements one work item needs for `split`.
     pub fn scratch_len(&self, split: FusedSplit) -> usize {
         let n = self.s.dstate;
-        let tmp = if split == FusedSplit::All { self.l } else { 0 };
-        vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK + tmp)
+        let tmp = if split == FusedSplit::All {
+            vectors_len(self.l)
+        } else {
+            0
+        };
+        vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK) + tmp
     }
 
     /// Runs everything on the calling thread into `out` (`FusedSplit::All`).
@@ -239,12 +243,12 @@ impl<'a> FusedPlan<'a> {
     /// Splits the scan into `count` work items writing the `split.buffers()` buffers (each
     /// `out_len` long; their prior contents are ignored). After all items ran, [`combine`]
     /// forms the result in `bufs[0]`.
-    pub fn split<'o>(
-        &'o self,
-        bufs: &'o mut [&'o mut [f32]],
+    pub fn split<'s, 'o: 's>(
+        &'s self,
+        bufs: &'s mut [&'o mut [f32]],
         split: FusedSplit,
         count: usize,
-    ) -> Result<FusedItems<'o>, Error> {
+    ) -> Result<FusedItems<'s>, Error> {
         if bufs.len() != split.buffers() {
             return Err(Error::Mismatch {
                 what: "output buffers for the split",
@@ -256,7 +260,7 @@ impl<'a> FusedPlan<'a> {
             check_len("out", self.out_len, b.len())?;
         }
         let mut it = bufs.iter_mut();
-        let mut next = || it.next().map(|b| Sink::new(b));
+        let mut next = || it.next().map(|b| Sink::new(&mut **b));
         let sinks = [next(), next(), next(), next()];
         let units = self.units(split);
         Ok(FusedItems {

@@ -12,6 +12,7 @@
 pub use ss2d_core as core;
 
 pub mod cross;
+pub mod fused;
 pub mod layer;
 pub mod unfused;
 

@@ -1,0 +1,207 @@
+//! The fused SS2D scan: golden `debug.y_merged`, equality with the unfused composition, and
+//! bitwise determinism over thread counts (which also changes how directions are split).
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use ss2d_core::Error;
+use ss2d_std::cross::ScanMode;
+use ss2d_std::fused::ss2d_scan;
+use ss2d_std::unfused::{ss2d_scan_unfused, Ss2dScanShape, Ss2dScanWeights};
+use ss2d_std::Parallelism;
+
+#[test]
+fn golden_y_merged() {
+    let cases = cases();
+    assert!(cases.len() >= 9);
+    for case in &cases {
+        let x = case.x_cf();
+        let want = case.g.tensor("debug.y_merged");
+        let mut y = vec![f32::NAN; x.len()];
+        ss2d_scan(
+            &case.shape,
+            &case.weights(),
+            &x,
+            &mut y,
+            Parallelism::Sequential,
+        )
+        .unwrap();
+        let e = rel_err(&y, &want);
+        assert!(e <= 1e-4, "{}: fused vs debug.y_merged {e}", case.name);
+        // Channel-last gives the same numbers, transposed.
+        let (b, d, l) = (
+            case.shape.batch,
+            case.shape.dim,
+            case.shape.h * case.shape.w,
+        );
+        let mut cl = case.shape;
+        cl.channel_first = false;
+        let mut ycl = vec![0.0; x.len()];
+        ss2d_scan(
+            &cl,
+            &case.weights(),
+            &to_channel_last(&x, b, d, l),
+            &mut ycl,
+            Parallelism::Sequential,
+        )
+        .unwrap();
+        let e = rel_err(&ycl, &to_channel_last(&want, b, d, l));
+        assert!(
+            e <= 1e-4,
+            "{}: channel-last fused vs debug.y_merged {e}",
+            case.name
+        );
+    }
+}
+
+struct Rand(u64);
+impl Rand {
+    fn next(&mut self, lo: f32, hi: f32) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next(lo, hi)).collect()
+    }
+}
+
+struct Problem {
+    shape: Ss2dScanShape,
+    x: Vec<f32>,
+    xw: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+    al: Vec<f32>,
+    ds: Vec<f32>,
+}
+
+impl Problem {
+    fn new(shape: Ss2dScanShape, seed: u64) -> Problem {
+        let mut g = Rand(seed);
+        let (d, n, r) = (shape.dim, shape.dstate, shape.dt_rank);
+        let l = shape.h * shape.w;
+        Problem {
+            x: g.vec(shape.batch * d * l, -1.0, 1.0),
+            xw: g.vec(4 * (r + 2 * n) * d, -0.5, 0.5),
+            dw: g.vec(4 * d * r, -0.5, 0.5),
+            db: g.vec(4 * d, -4.0, -2.0),
+            al: g.vec(4 * d * n, -1.0, 2.0),
+            ds: g.vec(4 * d, 0.5, 1.5),
+            shape,
+        }
+    }
+    fn weights(&self) -> Ss2dScanWeights<'_> {
+        Ss2dScanWeights {
+            x_proj_weight: &self.xw,
+            dt_projs_weight: &self.dw,
+            dt_projs_bias: &self.db,
+            a_logs: &self.al,
+            ds: &self.ds,
+        }
+    }
+    fn fused(&self, par: Parallelism<'_>) -> Vec<f32> {
+        let mut y = vec![f32::NAN; self.x.len()];
+        ss2d_scan(&self.shape, &self.weights(), &self.x, &mut y, par).unwrap();
+        y
+    }
+}
+
+fn shape_strategy() -> impl Strategy<Value = Ss2dScanShape> {
+    (
+        1usize..=2,
+        1usize..=40,
+        1usize..=9,
+        1usize..=9,
+        1usize..=6,
+        1usize..=4,
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(batch, dim, h, w, dstate, dt_rank, m, channel_first)| Ss2dScanShape {
+                batch,
+                dim,
+                h,
+                w,
+                dstate,
+                dt_rank,
+                mode: [ScanMode::Cross2d, ScanMode::Unidi, ScanMode::Bidi][m as usize],
+                channel_first,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_equals_unfused(shape in shape_strategy(), seed in any::<u64>()) {
+        let p = Problem::new(shape, seed);
+        let y = p.fused(Parallelism::Sequential);
+        let mut want = vec![0.0; p.x.len()];
+        ss2d_scan_unfused(&p.shape, &p.weights(), &p.x, &mut want, Parallelism::Sequential).unwrap();
+        let e = rel_err(&y, &want);
+        prop_assert!(e <= 1e-4, "fused vs unfused {e} for {shape:?}");
+    }
+
+    #[test]
+    fn fused_is_bitwise_identical_for_any_thread_count(shape in shape_strategy(), seed in any::<u64>()) {
+        let p = Problem::new(shape, seed);
+        let one = bits(&p.fused(Parallelism::Sequential));
+        for t in [2usize, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+            prop_assert_eq!(&bits(&p.fused(Parallelism::Pool(&pool))), &one, "{} threads", t);
+        }
+    }
+}
+
+#[test]
+fn validation_names_the_buffer_and_writes_nothing() {
+    let shape = Ss2dScanShape {
+        batch: 1,
+        dim: 5,
+        h: 3,
+        w: 4,
+        dstate: 2,
+        dt_rank: 1,
+        mode: ScanMode::Cross2d,
+        channel_first: true,
+    };
+    let p = Problem::new(shape, 1);
+    let mut y = vec![7.0f32; p.x.len()];
+    let err = ss2d_scan(
+        &shape,
+        &p.weights(),
+        &p.x[1..],
+        &mut y,
+        Parallelism::Sequential,
+    );
+    assert_eq!(
+        err,
+        Err(Error::Length {
+            tensor: "x",
+            expected: 60,
+            actual: 59
+        })
+    );
+    let mut short = vec![7.0f32; 59];
+    let err = ss2d_scan(
+        &shape,
+        &p.weights(),
+        &p.x,
+        &mut short,
+        Parallelism::Sequential,
+    );
+    assert!(matches!(err, Err(Error::Length { tensor: "y", .. })));
+    let mut w = p.weights();
+    w.ds = &p.ds[1..];
+    assert!(matches!(
+        ss2d_scan(&shape, &w, &p.x, &mut y, Parallelism::Sequential),
+        Err(Error::Length { .. })
+    ));
+    assert!(y.iter().all(|&v| v == 7.0));
+}
