@@ -260,7 +260,7 @@ impl<'a> FusedPlan<'a> {
             check_len("out", self.out_len, b.len())?;
         }
         let mut it = bufs.iter_mut();
-        let mut next = || it.next().map(|b| Sink::new(&mut **b));
+        let mut next = || it.next().map(|b| Sink::new(b));
         let sinks = [next(), next(), next(), next()];
         let units = self.units(split);
         Ok(FusedItems {
