@@ -18,15 +18,14 @@ use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, SimdLevel, Walk};
 use crate::error::{zeros, Error};
 use crate::scan::{execute, Backend};
 
-/// The operation a bench times. Only `scan` exists so far; the others are placeholders so the
-/// command line is stable.
+/// The operation a bench times (`ss2d` is a placeholder so the command line is stable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Op {
     /// The 1D selective scan (`ss2d scan`).
     Scan,
     /// The fused 4-direction SS2D scan (not yet available).
     Ss2d,
-    /// The full SS2D layer (not yet available).
+    /// The full SS2D layer (`ss2d layer`), stage by stage (see [`crate::bench_layer`]).
     Layer,
 }
 
@@ -500,7 +499,7 @@ pub fn bench_scan(
 }
 
 /// `1.23 G`, `45.6 M`, ... for throughput columns.
-fn si(x: f64) -> String {
+pub(crate) fn si(x: f64) -> String {
     let (v, unit) = if x >= 1e9 {
         (x / 1e9, "G")
     } else if x >= 1e6 {
@@ -514,7 +513,7 @@ fn si(x: f64) -> String {
 }
 
 /// `12.3 ms`, `456 us`, `1.23 s`.
-fn dur(s: f64) -> String {
+pub(crate) fn dur(s: f64) -> String {
     if s >= 1.0 {
         format!("{s:.3} s")
     } else if s >= 1e-3 {
@@ -564,12 +563,18 @@ fn table_row(r: &BenchResult) -> String {
 pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Error> {
     match a.op {
         Op::Scan => {}
+        Op::Layer => return crate::bench_layer::command(a, out),
         other => {
             return Err(Error::Usage(format!(
-                "bench --op {} is not yet available (available: scan)",
+                "bench --op {} is not yet available (available: scan, layer)",
                 other.name()
             )))
         }
+    }
+    if !a.config.is_empty() || !a.sweep.is_empty() {
+        return Err(Error::Usage(
+            "--config and --sweep apply to bench --op layer only".into(),
+        ));
     }
     let shapes: &[BenchShape] = if a.shape.is_empty() {
         &DEFAULT_SHAPES

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::bench::{BenchShape, Op};
+use crate::bench_layer::{LayerPreset, Sweep};
 
 /// `ss2d`: run SS2D operations (VMamba's selective scan) on safetensors files, and bench them.
 #[derive(Debug, Parser)]
@@ -23,6 +24,12 @@ pub enum Command {
     Scan(ScanArgs),
     /// Time the kernel against the scalar reference on model shapes.
     Bench(BenchArgs),
+    /// VMamba's SS2D module forward: reads the module's tensors (VMamba state_dict names) and
+    /// `input` from IN; writes `output` to OUT.
+    Layer(LayerArgs),
+    /// Run a VMamba-T stage-1 SS2D layer on built-in weights: check it against the reference
+    /// path and time it.
+    Demo(DemoArgs),
 }
 
 /// Arguments of `ss2d scan`.
@@ -68,8 +75,75 @@ pub struct BenchArgs {
     /// Print one JSON object per shape, one per line, instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// `--op layer`: configurations to time (repeatable) [default: s1l8, s2l5, vanilla].
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub config: Vec<LayerPreset>,
+    /// `--op layer`: time every combination of these values, e.g. `d_state=1,4,16` (repeatable;
+    /// keys: d_model, d_state, ssm_ratio, dt_rank, d_conv, conv_bias, forward_type,
+    /// channel_first, batch, h, w).
+    #[arg(long, value_name = "KEY=V1,V2,..")]
+    pub sweep: Vec<Sweep>,
     /// Timed repetitions of each op [default: adaptive, >= ~1 s per op, at least 3 for the
     /// kernel; fewer for the slow reference].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub reps: Option<u32>,
+}
+
+/// Arguments of `ss2d layer`. Configuration flags win over IN's `__metadata__`, which wins over
+/// what the tensors' shapes imply.
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// Input safetensors file: the module's tensors and `input`.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Output safetensors file (written atomically; never left partial).
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// Key prefix of the module's tensors, e.g. `layers.0.blocks.1.op.` in a VSSM checkpoint.
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+    /// Read `input` from this file instead of IN.
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Worker threads [default: all available cores]. The result is bitwise identical for
+    /// every thread count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
+    /// Run the scalar reference path (naive products, conv and norm; scalar selective scan).
+    #[arg(long)]
+    pub reference: bool,
+    /// VMamba `forward_type` (v05_noz, v05, v3, v0, v051d, v052d, v052dc, ...).
+    #[arg(long, value_name = "T")]
+    pub forward_type: Option<String>,
+    /// Layout: (B, C, H, W) when true, (B, H, W, C) when false.
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set,
+          value_parser = clap::value_parser!(bool))]
+    pub channel_first: Option<bool>,
+    /// Channels of input and output.
+    #[arg(long, value_name = "N")]
+    pub d_model: Option<usize>,
+    /// State size N.
+    #[arg(long, value_name = "N")]
+    pub d_state: Option<usize>,
+    /// d_inner = int(ssm_ratio * d_model).
+    #[arg(long, value_name = "R")]
+    pub ssm_ratio: Option<f64>,
+    /// `auto` (ceil(d_model / 16)) or a positive integer.
+    #[arg(long, value_name = "auto|N")]
+    pub dt_rank: Option<ss2d_std::DtRank>,
+    /// Depthwise conv size (odd; <= 1: no conv).
+    #[arg(long, value_name = "K")]
+    pub d_conv: Option<usize>,
+    /// Conv bias.
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set,
+          value_parser = clap::value_parser!(bool))]
+    pub conv_bias: Option<bool>,
+}
+
+/// Arguments of `ss2d demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Worker threads [default: all available cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
 }

@@ -1,5 +1,6 @@
 //! Library side of the `ss2d` command: safetensors I/O ([`io`]), the command-line definition
-//! ([`cli`]) and the commands ([`scan`], [`bench`](mod@bench)).
+//! ([`cli`]) and the commands ([`scan`], [`layer`], [`demo`], [`bench`](mod@bench),
+//! [`bench_layer`]).
 //!
 //! The binary is a thin shell over [`run`]: it parses the arguments, calls [`run`] and turns an
 //! [`Error`] into one `ss2d: error: ...` line on stderr and exit status 1.
@@ -7,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_layer;
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod io;
 pub mod isa;
+pub mod layer;
 pub mod scan;
 
 pub use error::Error;
@@ -23,5 +27,7 @@ pub fn run(cli: cli::Cli, out: &mut dyn Write) -> Result<(), Error> {
     match cli.command {
         cli::Command::Scan(a) => scan::command(&a),
         cli::Command::Bench(a) => bench::command(&a, out),
+        cli::Command::Layer(a) => layer::command(&a),
+        cli::Command::Demo(a) => demo::command(&a, out),
     }
 }

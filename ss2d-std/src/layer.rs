@@ -94,6 +94,58 @@ fn scan_core(
     crate::unfused::ss2d_scan_unfused(shape, weights, x, y_out, par)
 }
 
+/// Per-thread reuse of the forward's large buffers: a fresh allocation of a few MB is an
+/// `mmap` whose first touch page-faults every 4 KiB, which costs as much as a product at the
+/// stage-1 sizes (measured). Buffers come back with stale contents; every user overwrites all
+/// of them.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread.
+    const KEEP: usize = 8;
+
+    thread_local! {
+        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` elements (contents unspecified).
+    pub(super) fn take(len: usize) -> Vec<f32> {
+        let found = POOL
+            .try_with(|p| {
+                let mut p = p.try_borrow_mut().ok()?;
+                let fits = p
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.capacity() >= len)
+                    .min_by_key(|(_, v)| v.capacity())
+                    .map(|(i, _)| i);
+                let i = fits.or_else(|| {
+                    p.iter()
+                        .enumerate()
+                        .max_by_key(|(_, v)| v.capacity())
+                        .map(|(i, _)| i)
+                })?;
+                Some(p.swap_remove(i))
+            })
+            .ok()
+            .flatten();
+        let mut v = found.unwrap_or_default();
+        super::ops::fit(&mut v, len);
+        v
+    }
+
+    /// Returns a buffer for reuse by later forwards on this thread.
+    pub(super) fn give(v: Vec<f32>) {
+        let _ = POOL.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                if p.len() < KEEP {
+                    p.push(v);
+                }
+            }
+        });
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Errors
 
@@ -1427,19 +1479,44 @@ impl Ss2d {
         let (dm, di) = (d.d_model, d.d_inner);
         let bdl = b * di * l;
         let naive = backend == Backend::Reference;
+        let mut scratch = pool::take(0);
 
         // 1-2. in_proj, split, z activation.
         let t0 = Instant::now();
         let wx = &w.in_proj_weight[..di * dm];
-        let mut x = vec![0.0f32; bdl];
-        ops::linear(naive, cf, wx, di, dm, input, b, l, &mut x, par);
+        let mut x = pool::take(bdl);
+        ops::linear(
+            naive,
+            cf,
+            wx,
+            di,
+            dm,
+            input,
+            b,
+            l,
+            &mut x,
+            &mut scratch,
+            par,
+        );
         if let Some(bias) = &w.in_proj_bias {
             ops::add_channel_bias(cf, &bias[..di], b, l, &mut x, par);
         }
         let z = if d.forward.has_z() {
             let wz = &w.in_proj_weight[di * dm..];
-            let mut z = vec![0.0f32; bdl];
-            ops::linear(naive, cf, wz, di, dm, input, b, l, &mut z, par);
+            let mut z = pool::take(bdl);
+            ops::linear(
+                naive,
+                cf,
+                wz,
+                di,
+                dm,
+                input,
+                b,
+                l,
+                &mut z,
+                &mut scratch,
+                par,
+            );
             if let Some(bias) = &w.in_proj_bias {
                 ops::add_channel_bias(cf, &bias[di..], b, l, &mut z, par);
             }
@@ -1461,7 +1538,7 @@ impl Ss2d {
         // 3-5. depthwise conv (+ bias), SiLU.
         let t0 = Instant::now();
         let x = if let Some(cw) = &w.conv2d_weight {
-            let mut xc = vec![0.0f32; bdl];
+            let mut xc = pool::take(bdl);
             let conv = ops::ConvArgs {
                 k: d.d_conv,
                 weight: cw,
@@ -1472,6 +1549,7 @@ impl Ss2d {
                 w: grid.w,
             };
             ops::dwconv(naive, cf, &conv, &x, b, &mut xc, par);
+            pool::give(x);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
             }
@@ -1486,7 +1564,8 @@ impl Ss2d {
 
         // 6-11. the scan.
         let t0 = Instant::now();
-        let mut y = vec![0.0f32; bdl];
+        let mut y = pool::take(bdl);
+        y.fill(0.0);
         let shape = d.scan_shape(grid);
         let sw = self.scan_weights();
         match d.forward.scan() {
@@ -1499,7 +1578,7 @@ impl Ss2d {
             },
             ScanKind::Cascade2d => cascade::cascade2d(&shape, &sw, &x, &mut y, naive, par)?,
         }
-        drop(x);
+        pool::give(x);
         if let Some(dbg) = debug.as_deref_mut() {
             dbg.out_norm_in = y.clone();
         }
@@ -1514,9 +1593,13 @@ impl Ss2d {
             gelu: d.forward.out_gelu,
             channels: di,
         };
-        let yn = ops::norm_gate(naive, cf, &norm, &y, z.as_deref(), b, l, par);
-        drop(y);
-        drop(z);
+        let mut yn = pool::take(bdl);
+        ops::norm_gate(naive, cf, &norm, &y, z.as_deref(), b, l, &mut yn, par);
+        pool::give(y);
+        if let Some(z) = z {
+            pool::give(z);
+        }
+        t.norm_gate = t0.elapsed();
         if let Some(dbg) = debug {
             dbg.out_norm_out = if d.forward.has_z() || d.forward.out_gelu {
                 // The golden out_norm_out is before the GELU and the gate: recompute it.
@@ -1524,31 +1607,33 @@ impl Ss2d {
                     gelu: false,
                     ..norm
                 };
-                let yn2 = ops::norm_gate(naive, cf, &plain, &dbg.out_norm_in, None, b, l, par);
+                let mut yn2 = vec![0.0f32; bdl];
+                ops::norm_gate(
+                    naive,
+                    cf,
+                    &plain,
+                    &dbg.out_norm_in,
+                    None,
+                    b,
+                    l,
+                    &mut yn2,
+                    par,
+                );
                 ops::untile(cf, &yn2, b, l, di)
             } else {
                 ops::untile(cf, &yn, b, l, di)
             };
         }
-        t.norm_gate = t0.elapsed();
 
         // 14. out_proj (+ bias).
         let t0 = Instant::now();
-        ops::linear_from_tiles(
-            naive,
-            cf,
-            &w.out_proj_weight,
-            dm,
-            di,
-            &yn,
-            b,
-            l,
-            output,
-            par,
-        );
+        let wo = &w.out_proj_weight;
+        ops::linear_from_tiles(naive, cf, wo, dm, di, &yn, b, l, output, &mut scratch, par);
         if let Some(bias) = &w.out_proj_bias {
             ops::add_channel_bias(cf, bias, b, l, output, par);
         }
+        pool::give(yn);
+        pool::give(scratch);
         t.gemm_out = t0.elapsed();
         Ok(())
     }

@@ -650,3 +650,64 @@ fn init_is_deterministic_and_vmamba_like() {
         96 * 96 * 2 + 96 * 9 + 4 * 8 * 96 + 4 * 96 * 6 + 4 * 96 * 3 + 2 * 96
     );
 }
+
+/// Buffers reused from earlier forwards (other shapes, other layouts) hold stale values; the
+/// result must not depend on them.
+#[test]
+fn stale_buffers_do_not_change_the_result() {
+    let target = Ss2dConfig::s2l5(16);
+    let grid = Grid {
+        batch: 2,
+        h: 9,
+        w: 31,
+    };
+    let fresh = std::thread::spawn(move || {
+        let layer = init::vmamba_like(&target, 5).unwrap();
+        let n: usize = layer.dims().io_shape(grid).iter().product();
+        let mut y = vec![0.0; n];
+        layer
+            .forward(&init::input(n, 1), grid, &mut y, Parallelism::Sequential)
+            .unwrap();
+        y
+    })
+    .join()
+    .unwrap();
+    let target = Ss2dConfig::s2l5(16);
+    let reused = std::thread::spawn(move || {
+        for (cfg, g) in [
+            (
+                Ss2dConfig::vanilla(16),
+                Grid {
+                    batch: 1,
+                    h: 40,
+                    w: 41,
+                },
+            ),
+            (
+                Ss2dConfig::s1l8(32),
+                Grid {
+                    batch: 3,
+                    h: 7,
+                    w: 30,
+                },
+            ),
+        ] {
+            let layer = init::vmamba_like(&cfg, 9).unwrap();
+            let n: usize = layer.dims().io_shape(g).iter().product();
+            let mut y = vec![0.0; n];
+            layer
+                .forward(&init::input(n, 2), g, &mut y, Parallelism::Sequential)
+                .unwrap();
+        }
+        let layer = init::vmamba_like(&target, 5).unwrap();
+        let n: usize = layer.dims().io_shape(grid).iter().product();
+        let mut y = vec![0.0; n];
+        layer
+            .forward(&init::input(n, 1), grid, &mut y, Parallelism::Sequential)
+            .unwrap();
+        y
+    })
+    .join()
+    .unwrap();
+    assert!(bits(&fresh) == bits(&reused));
+}

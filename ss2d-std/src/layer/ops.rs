@@ -68,13 +68,23 @@ fn mm(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>) {
     }
 }
 
+/// Makes `v` exactly `len` long without touching the elements it keeps (every user
+/// overwrites all of them).
+pub(super) fn fit(v: &mut Vec<f32>, len: usize) {
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Products
 
 /// The channel-first product over blocks: `out[b] (o, l) = w (o, i) @ rhs(b, block)`, where
-/// `rhs(b, j)` is the `(i, nb)` input of position block `j`. Each block is computed into a
-/// contiguous `(o, nb)` buffer by the same `gemm` call whatever the thread count, then copied
-/// into place.
+/// `rhs(b, j, l0, nb)` is the `(i, nb)` input of position block `j`. Each block is computed
+/// into its own contiguous `(o, nb)` tile of `scratch` by the same `gemm` call whatever the
+/// thread count, then the tiles are copied into place.
 #[allow(clippy::too_many_arguments)]
 fn linear_cf_blocks<'r, R>(
     w: &[f32],
@@ -84,6 +94,7 @@ fn linear_cf_blocks<'r, R>(
     b: usize,
     l: usize,
     out: &mut [f32],
+    scratch: &mut Vec<f32>,
     par: Parallelism<'_>,
 ) where
     R: Fn(usize, usize, usize, usize) -> MatRef<'r> + Sync,
@@ -91,49 +102,26 @@ fn linear_cf_blocks<'r, R>(
     if o == 0 || l == 0 || b == 0 {
         return;
     }
+    fit(scratch, b * o * l);
     let lhs = MatRef::row_major(w, o, i);
-    let nblk = l.div_ceil(GEMM_BLOCK);
-    let block = |bb: usize, j: usize, buf: &mut Vec<f32>| {
-        let l0 = j * GEMM_BLOCK;
-        let nb = GEMM_BLOCK.min(l - l0);
-        buf.clear();
-        buf.resize(o * nb, 0.0);
-        mm(MatMut::row_major(buf, o, nb), lhs, rhs(bb, j, l0, nb));
-    };
-    if par.is_sequential() || b * nblk <= 1 {
-        let mut buf = Vec::with_capacity(o * GEMM_BLOCK.min(l));
-        for bb in 0..b {
-            let ob = &mut out[bb * o * l..(bb + 1) * o * l];
-            for (j, (l0, nb)) in blocks(l).enumerate() {
-                block(bb, j, &mut buf);
-                for (r, row) in ob.chunks_exact_mut(l).enumerate() {
-                    row[l0..l0 + nb].copy_from_slice(&buf[r * nb..(r + 1) * nb]);
-                }
-            }
-        }
-        return;
-    }
-    let items: Vec<(usize, usize)> = (0..b)
-        .flat_map(|bb| (0..nblk).map(move |j| (bb, j)))
-        .collect();
-    let tiles: Vec<Vec<f32>> = par.install(|| {
-        items
-            .par_iter()
-            .map(|&(bb, j)| {
-                let mut buf = Vec::new();
-                block(bb, j, &mut buf);
-                buf
-            })
-            .collect()
+    let tiles = split_tiles(scratch, b, l, o);
+    par_items(par, tiles, |(bb, l0, t)| {
+        let nb = t.len() / o;
+        mm(
+            MatMut::row_major(t, o, nb),
+            lhs,
+            rhs(bb, l0 / GEMM_BLOCK, l0, nb),
+        );
     });
     // Copy back, in chunks of output rows (b, channel).
+    let tiles = &scratch[..];
     let rows_per = o.div_ceil(8).max(1);
     par_chunks(par, out, l * rows_per, |ci, chunk| {
         for (k, row) in chunk.chunks_exact_mut(l).enumerate() {
             let gr = ci * rows_per + k;
             let (bb, r) = (gr / o, gr % o);
             for (j, (l0, nb)) in blocks(l).enumerate() {
-                let t = &tiles[bb * nblk + j];
+                let t = &tiles[tile_offset(o, l, bb, j)..][..o * nb];
                 row[l0..l0 + nb].copy_from_slice(&t[r * nb..(r + 1) * nb]);
             }
         }
@@ -182,7 +170,7 @@ fn naive_product(
 }
 
 /// `out = W (o, i) @ x` per position: channel-first `x (B, i, L) -> out (B, o, L)`,
-/// channel-last `x (B*L, i) -> out (B*L, o)`.
+/// channel-last `x (B*L, i) -> out (B*L, o)`. `scratch` is resized as needed.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     naive: bool,
@@ -194,6 +182,7 @@ pub(super) fn linear(
     b: usize,
     l: usize,
     out: &mut [f32],
+    scratch: &mut Vec<f32>,
     par: Parallelism<'_>,
 ) {
     if naive {
@@ -214,7 +203,7 @@ pub(super) fn linear(
             row_stride: l,
             col_stride: 1,
         };
-        linear_cf_blocks(w, o, i, rhs, b, l, out, par);
+        linear_cf_blocks(w, o, i, rhs, b, l, out, scratch, par);
     } else {
         linear_cl(w, o, i, x, out, par);
     }
@@ -237,10 +226,11 @@ pub(super) fn linear_from_tiles(
     b: usize,
     l: usize,
     out: &mut [f32],
+    scratch: &mut Vec<f32>,
     par: Parallelism<'_>,
 ) {
     if !cf {
-        return linear(naive, cf, w, o, i, y, b, l, out, par);
+        return linear(naive, cf, w, o, i, y, b, l, out, scratch, par);
     }
     if naive {
         for bb in 0..b {
@@ -255,7 +245,7 @@ pub(super) fn linear_from_tiles(
     let rhs = |bb: usize, j: usize, _l0: usize, nb: usize| {
         MatRef::row_major(&y[tile_offset(i, l, bb, j)..][..i * nb], i, nb)
     };
-    linear_cf_blocks(w, o, i, rhs, b, l, out, par);
+    linear_cf_blocks(w, o, i, rhs, b, l, out, scratch, par);
 }
 
 /// Adds `bias[c]` to every position of channel `c`.
@@ -677,8 +667,9 @@ fn split_tiles(out: &mut [f32], b: usize, l: usize, c: usize) -> Vec<(usize, usi
     v
 }
 
-/// The out-norm stage: norm, optional GELU, optional gate by `z` (already activated).
-/// Returns the tiled channel-first buffer, or the channel-last `(B*L, C)` buffer.
+/// The out-norm stage: norm, optional GELU, optional gate by `z` (already activated), into
+/// `out` (every element written): the tiled channel-first buffer, or the channel-last
+/// `(B*L, C)` buffer.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn norm_gate(
     naive: bool,
@@ -688,12 +679,12 @@ pub(super) fn norm_gate(
     z: Option<&[f32]>,
     b: usize,
     l: usize,
+    out: &mut [f32],
     par: Parallelism<'_>,
-) -> Vec<f32> {
+) {
     let c = a.channels;
-    let mut out = vec![0.0f32; y.len()];
     if y.is_empty() {
-        return out;
+        return;
     }
     let stats = if a.kind == OutNorm::Softmax {
         softmax_stats(cf, y, b, l, c)
@@ -701,16 +692,16 @@ pub(super) fn norm_gate(
         Vec::new()
     };
     if naive {
-        naive_norm(cf, a, y, z, &stats, b, l, &mut out);
-        return out;
+        naive_norm(cf, a, y, z, &stats, b, l, out);
+        return;
     }
     if cf {
-        let tiles = split_tiles(&mut out, b, l, c);
+        let tiles = split_tiles(out, b, l, c);
         par_items(par, tiles, |(bb, l0, t)| {
             norm_tile_cf(a, y, z, &stats, bb, l, l0, t)
         });
     } else {
-        par_chunks(par, &mut out, GEMM_BLOCK * c, |j, chunk| {
+        par_chunks(par, out, GEMM_BLOCK * c, |j, chunk| {
             let r0 = j * GEMM_BLOCK;
             for (k, orow) in chunk.chunks_exact_mut(c).enumerate() {
                 let r = r0 + k;
@@ -729,7 +720,6 @@ pub(super) fn norm_gate(
             }
         });
     }
-    out
 }
 
 /// The reference out-norm: per position, plain sequential sums.
