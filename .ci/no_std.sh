@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# no_std gate for ss2d-core (style.md 7.1):
+#  1. `ensure-no-std` (a #![no_std] staticlib with its own #[panic_handler] that calls the
+#     scans) builds: if std leaks into ss2d-core's graph the build fails with E0152;
+#  2. the gate's self-test: the same crate with `--features leak-std` (links std on purpose)
+#     must fail with E0152, so a gate that silently stopped working is noticed;
+#  3. `cargo tree -p ss2d-core -e normal,features` shows no `std` feature on any dependency.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+target=${CARGO_TARGET_DIR:-target}/ensure-no-std
+manifest=ensure-no-std/Cargo.toml
+
+echo "== no_std: ensure-no-std builds (debug and release)"
+CARGO_TARGET_DIR="$target" cargo build -q --manifest-path "$manifest"
+CARGO_TARGET_DIR="$target" cargo build -q --release --manifest-path "$manifest"
+
+echo "== no_std: the gate catches a std leak (expects E0152)"
+if log=$(CARGO_TARGET_DIR="$target" cargo build -q --manifest-path "$manifest" --features leak-std 2>&1); then
+  echo "FAIL: ensure-no-std built with std linked in; the gate is broken"
+  exit 1
+fi
+if ! grep -q 'E0152' <<<"$log"; then
+  echo "FAIL: the leak-std build failed, but not with E0152:"
+  echo "$log"
+  exit 1
+fi
+
+echo "== no_std: no \`std\` feature in ss2d-core's dependency tree"
+tree=$(cargo tree -p ss2d-core -e normal,features --prefix none)
+if grep -E 'feature "std"' <<<"$tree"; then
+  echo "FAIL: a dependency of ss2d-core has its std feature enabled (above)"
+  exit 1
+fi
+grep -q '^ss2d-core ' <<<"$tree" || { echo "FAIL: cargo tree printed no ss2d-core"; echo "$tree"; exit 1; }
+echo "ok: ss2d-core is no_std"
