@@ -54,10 +54,10 @@
 //! bitwise identical for every [`Parallelism`].
 //!
 //! ## Backends
-//! [`Backend::Fast`] is the production path (the scan through one private switch point,
-//! `scan_core`, which moves to the fused scan when it lands); [`Backend::Unfused`] pins the
-//! unfused scan; [`Backend::Reference`] is a scalar path sharing as little as possible with the
-//! others: naive triple-loop products, naive conv and norm, and `ss2d_core`'s scalar reference
+//! [`Backend::Fast`] is the production path (the fused scan, through one private switch
+//! point, `scan_core`); [`Backend::Unfused`] runs the unfused scan instead;
+//! [`Backend::Reference`] is a scalar path sharing as little as possible with the others:
+//! naive triple-loop products, naive conv and norm, and `ss2d_core`'s scalar reference
 //! selective scan between the cross-scan and the merge.
 
 use std::fmt;
@@ -82,8 +82,8 @@ const K: usize = 4;
 /// LayerNorm epsilon (PyTorch's default, used by every SS2D norm).
 pub const LN_EPS: f32 = 1e-5;
 
-/// The one switch point between the unfused scan and the fused one: same signature as
-/// `ss2d_std::unfused::ss2d_scan_unfused` (and the coming `ss2d_std::fused::ss2d_scan`).
+/// The one switch point of the fast path's scan: the fused scan (same signature as
+/// `ss2d_std::unfused::ss2d_scan_unfused`, which [`Backend::Unfused`] keeps).
 fn scan_core(
     shape: &Ss2dScanShape,
     weights: &Ss2dScanWeights<'_>,
@@ -91,7 +91,7 @@ fn scan_core(
     y_out: &mut [f32],
     par: Parallelism<'_>,
 ) -> Result<(), CoreError> {
-    crate::unfused::ss2d_scan_unfused(shape, weights, x, y_out, par)
+    crate::fused::ss2d_scan(shape, weights, x, y_out, par)
 }
 
 /// Per-thread reuse of the forward's large buffers: a fresh allocation of a few MB is an
