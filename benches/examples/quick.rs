@@ -1,4 +1,5 @@
-//! Quick single-threaded kernel timing: `cargo run --release -p ss2d-benches --example quick -- B D L N G [layout]`.
+//! Quick single-threaded kernel timing: `cargo run --release -p ss2d-benches --example quick -- B D L N G [cf|cl] [reps]`
+//! (median of `reps` runs, default 9; `reps = 1` for instruction counting under callgrind).
 use ss2d_benches::ScanInputs;
 use ss2d_core::{Layout, Walk};
 use std::time::Instant;
@@ -19,8 +20,11 @@ fn main() {
     let mut scratch = vec![0.0; ss2d_core::scratch_len(&v)];
     let mut out = vec![0.0; b * d * l];
     let walk = Walk::forward(l);
+    let reps: usize = std::env::args()
+        .nth(7)
+        .map_or(9, |s| s.parse().unwrap());
     let mut times = vec![];
-    for _ in 0..9 {
+    for _ in 0..reps {
         let t = Instant::now();
         ss2d_core::selective_scan(&inp.shape, &walk, &inp.args(), &mut out, None, &mut scratch)
             .unwrap();

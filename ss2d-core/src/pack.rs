@@ -7,7 +7,53 @@
 //! contiguous there fall back to a gather.
 
 use crate::scan::Sink;
-use crate::simd::{load, splat, transpose, LANES, V};
+use crate::simd::{load, load_at, splat, store_at, transpose, LANES, V};
+
+/// A run of consecutive positions in walk order: step `s` of a chunk of `len` steps is at
+/// `first + s` (`rev == false`) or `first - s` (`rev == true`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    /// Position of step 0.
+    pub first: usize,
+    /// Walking down instead of up.
+    pub rev: bool,
+    /// Steps.
+    pub len: usize,
+}
+
+impl Run {
+    /// Lowest and highest position of a non-empty run (`None` when empty, or when a
+    /// reversed run would start below position 0).
+    #[inline(always)]
+    fn span(&self) -> Option<(usize, usize)> {
+        let d = self.len.checked_sub(1)?;
+        if self.rev {
+            Some((self.first.checked_sub(d)?, self.first))
+        } else {
+            Some((self.first, self.first.checked_add(d)?))
+        }
+    }
+
+    /// Position of step `s`.
+    #[inline(always)]
+    fn pos(&self, s: usize) -> usize {
+        if self.rev {
+            self.first.wrapping_sub(s)
+        } else {
+            self.first.wrapping_add(s)
+        }
+    }
+
+    /// Lowest position of the `b`-th full block of `LANES` steps (within a non-empty run).
+    #[inline(always)]
+    fn block_lo(&self, b: usize) -> usize {
+        if self.rev {
+            self.first + 1 - (b + 1) * LANES
+        } else {
+            self.first + b * LANES
+        }
+    }
+}
 
 /// Where a panel's lanes sit in a `u`-shaped tensor (module docs).
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +86,63 @@ fn run_dir(pos: &[usize]) -> i8 {
     }
 }
 
+/// Loads rows `j < nl` of `LANES` floats at `tp + o + j * rstride` (rows `j >= nl` are zero)
+/// and transposes them: afterwards `m[k].lane(j)` is row `j`'s element `k`.
+///
+/// # Safety
+/// `o + (nl - 1) * rstride + LANES` floats from `tp` are readable, and `nl <= LANES`.
+#[inline(always)]
+unsafe fn load_block(tp: *const f32, o: usize, rstride: usize, nl: usize) -> [V; LANES] {
+    let mut m: [V; LANES] = if nl == LANES {
+        // SAFETY: row `j < nl`: inside the readable range (caller's contract).
+        core::array::from_fn(|j| unsafe { load_at(tp.add(o + j * rstride)) })
+    } else {
+        core::array::from_fn(|j| {
+            if j < nl {
+                // SAFETY: as above.
+                unsafe { load_at(tp.add(o + j * rstride)) }
+            } else {
+                splat(0.0)
+            }
+        })
+    };
+    transpose(&mut m);
+    m
+}
+
+/// Transposes `m` and writes (adds, when `ADD`) rows `j < nl` as `LANES` floats at
+/// `o + j * rstride` of `out`.
+///
+/// # Safety
+/// `o + (nl - 1) * rstride + LANES <= out.len()`, and `nl <= LANES`.
+#[inline(always)]
+unsafe fn store_block<const ADD: bool>(
+    mut m: [V; LANES],
+    out: &Sink<'_>,
+    o: usize,
+    rstride: usize,
+    nl: usize,
+) {
+    transpose(&mut m);
+    if nl == LANES {
+        for (j, r) in m.iter().enumerate() {
+            // SAFETY: row `j < nl`: in bounds by the caller's contract.
+            unsafe { out.put_lanes_unchecked::<ADD>(o + j * rstride, *r) };
+        }
+    } else {
+        for (j, r) in m.iter().enumerate().take(nl) {
+            // SAFETY: as above.
+            unsafe { out.put_lanes_unchecked::<ADD>(o + j * rstride, *r) };
+        }
+    }
+}
+
+/// `m` in reverse order.
+#[inline(always)]
+fn reversed(m: [V; LANES]) -> [V; LANES] {
+    core::array::from_fn(|k| m[LANES - 1 - k])
+}
+
 impl Lanes {
     #[inline(always)]
     fn gather_one(&self, t: &[f32], p: usize) -> V {
@@ -55,6 +158,20 @@ impl Lanes {
         }
     }
 
+    /// True when rows `j < nl` of `LANES` floats starting at position `lo` fit in `len`
+    /// elements (the condition of [`load_block`] / [`store_block`] for the panel).
+    #[inline(always)]
+    fn block_fits(&self, lo: usize, len: usize) -> bool {
+        self.nl >= 1
+            && self.nl <= LANES
+            && (self.nl - 1)
+                .checked_mul(self.lstride)
+                .and_then(|x| x.checked_add(self.base))
+                .and_then(|x| x.checked_add(lo))
+                .and_then(|x| x.checked_add(LANES))
+                .is_some_and(|end| end <= len)
+    }
+
     /// `dst[s]` = the panel's lanes at position `pos[s]`.
     #[inline(always)]
     pub(crate) fn gather(&self, t: &[f32], pos: &[usize], dst: &mut [V]) {
@@ -64,24 +181,15 @@ impl Lanes {
             while s + LANES <= n {
                 let blk = &pos[s..s + LANES];
                 let dir = run_dir(blk);
-                if dir == 0 {
+                let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
+                if dir != 0 && self.block_fits(lo, t.len()) {
+                    // SAFETY: `block_fits` checked the rows' extent against `t`.
+                    let m = unsafe { load_block(t.as_ptr(), self.base + lo, self.lstride, self.nl) };
+                    let m = if dir > 0 { m } else { reversed(m) };
+                    dst[s..s + LANES].copy_from_slice(&m);
+                } else {
                     for k in 0..LANES {
                         dst[s + k] = self.gather_one(t, blk[k]);
-                    }
-                } else {
-                    let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
-                    let mut m = [splat(0.0); LANES];
-                    for (j, r) in m.iter_mut().enumerate().take(self.nl) {
-                        *r = load(&t[self.base + j * self.lstride + lo..]);
-                    }
-                    transpose(&mut m);
-                    let d = &mut dst[s..s + LANES];
-                    if dir > 0 {
-                        d.copy_from_slice(&m);
-                    } else {
-                        for (k, x) in d.iter_mut().enumerate() {
-                            *x = m[LANES - 1 - k];
-                        }
                     }
                 }
                 s += LANES;
@@ -114,24 +222,15 @@ impl Lanes {
             while s + LANES <= n {
                 let blk = &pos[s..s + LANES];
                 let dir = run_dir(blk);
-                if dir == 0 {
+                let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
+                if dir != 0 && self.block_fits(lo, out.len()) {
+                    let m: [V; LANES] = core::array::from_fn(|k| src[s + k]);
+                    let m = if dir > 0 { m } else { reversed(m) };
+                    // SAFETY: `block_fits` checked the rows' extent against `out`.
+                    unsafe { store_block::<ADD>(m, out, self.base + lo, self.lstride, self.nl) };
+                } else {
                     for k in 0..LANES {
                         self.scatter_one::<ADD>(src[s + k], blk[k], out);
-                    }
-                } else {
-                    let mut m = [splat(0.0); LANES];
-                    let lo = if dir > 0 {
-                        m.copy_from_slice(&src[s..s + LANES]);
-                        blk[0]
-                    } else {
-                        for (k, x) in m.iter_mut().enumerate() {
-                            *x = src[s + LANES - 1 - k];
-                        }
-                        blk[LANES - 1]
-                    };
-                    transpose(&mut m);
-                    for (j, r) in m.iter().enumerate().take(self.nl) {
-                        out.put_lanes::<ADD>(self.base + j * self.lstride + lo, *r, LANES);
                     }
                 }
                 s += LANES;
@@ -139,6 +238,232 @@ impl Lanes {
         }
         for k in s..n {
             self.scatter_one::<ADD>(src[k], pos[k], out);
+        }
+    }
+
+    /// True when every element the steps of `run` touch lies inside `0..len` (then the
+    /// unchecked block paths may be used).
+    #[inline(always)]
+    fn run_fits(&self, run: &Run, len: usize) -> bool {
+        let Some((_, hi)) = run.span() else {
+            return false;
+        };
+        self.nl >= 1
+            && self.nl <= LANES
+            && hi
+                .checked_mul(self.pstride)
+                .and_then(|x| x.checked_add((self.nl - 1).checked_mul(self.lstride)?))
+                .and_then(|x| x.checked_add(self.base))
+                .is_some_and(|last| last < len)
+    }
+
+    /// `dst[s]` = the panel's lanes at step `s` of `run` (`min(run.len, dst.len())` steps): what
+    /// [`Lanes::gather`] gives for the run's positions, without materializing them.
+    #[inline(always)]
+    pub(crate) fn gather_run(&self, t: &[f32], run: Run, dst: &mut [V]) {
+        let run = Run {
+            len: run.len.min(dst.len()),
+            ..run
+        };
+        let n = run.len;
+        let dst = &mut dst[..n];
+        let fits = self.run_fits(&run, t.len());
+        let tp = t.as_ptr();
+        if fits && self.lstride == 1 && self.nl == LANES {
+            for (s, d) in dst.iter_mut().enumerate() {
+                // SAFETY: `run_fits`: the highest index the run touches,
+                // `base + hi * pstride + LANES - 1` (`lstride == 1`, `nl == LANES`), is inside
+                // `t`, and every step's position is at most `hi`.
+                *d = unsafe { load_at(tp.add(self.base + run.pos(s) * self.pstride)) };
+            }
+        } else if fits && self.pstride == 1 && self.lstride != 1 {
+            let nb = n / LANES;
+            for (b, d) in dst.chunks_exact_mut(LANES).enumerate() {
+                let lo = run.block_lo(b);
+                // SAFETY: `run_fits`: rows `j < nl` at positions `lo .. lo + LANES` (all in
+                // the run's span) end at most at the run's highest index, inside `t`.
+                let m = unsafe { load_block(tp, self.base + lo, self.lstride, self.nl) };
+                d.copy_from_slice(&if run.rev { reversed(m) } else { m });
+            }
+            let r = n - nb * LANES;
+            if r > 0 {
+                let s0 = nb * LANES;
+                // Lowest position of the tail.
+                let lo = if run.rev { run.pos(n - 1) } else { run.pos(s0) };
+                let mut m = [splat(0.0); LANES];
+                for (j, row) in m.iter_mut().enumerate().take(self.nl) {
+                    let o = self.base + j * self.lstride + lo;
+                    let mut a = [0.0f32; LANES];
+                    a[..r].copy_from_slice(&t[o..o + r]);
+                    *row = V::new(a);
+                }
+                transpose(&mut m);
+                for k in 0..r {
+                    dst[s0 + k] = if run.rev { m[r - 1 - k] } else { m[k] };
+                }
+            }
+        } else {
+            for (s, d) in dst.iter_mut().enumerate() {
+                *d = self.gather_one(t, run.pos(s));
+            }
+        }
+    }
+
+    /// Writes `src[s]` to the panel's lanes at step `s` of `run` (adds onto them when `ADD`):
+    /// what [`Lanes::scatter`] does for the run's positions.
+    #[inline(always)]
+    pub(crate) fn scatter_run<const ADD: bool>(&self, src: &[V], run: Run, out: &Sink<'_>) {
+        let run = Run {
+            len: run.len.min(src.len()),
+            ..run
+        };
+        let n = run.len;
+        let src = &src[..n];
+        let fits = self.run_fits(&run, out.len());
+        if fits && self.lstride == 1 && self.nl == LANES {
+            for (s, &v) in src.iter().enumerate() {
+                // SAFETY: `run_fits`: the highest index the run writes is inside `out`, and
+                // every step's position is at most the run's highest.
+                unsafe { out.put_lanes_unchecked::<ADD>(self.base + run.pos(s) * self.pstride, v) };
+            }
+        } else if fits && self.pstride == 1 && self.lstride != 1 {
+            let nb = n / LANES;
+            for (b, sb) in src.chunks_exact(LANES).enumerate() {
+                let lo = run.block_lo(b);
+                let m: [V; LANES] = core::array::from_fn(|k| sb[k]);
+                let m = if run.rev { reversed(m) } else { m };
+                // SAFETY: `run_fits`: rows `j < nl` at positions `lo .. lo + LANES` (all in
+                // the run's span) end at most at the run's highest index, inside `out`.
+                unsafe { store_block::<ADD>(m, out, self.base + lo, self.lstride, self.nl) };
+            }
+            let r = n - nb * LANES;
+            if r > 0 {
+                let s0 = nb * LANES;
+                let lo = if run.rev { run.pos(n - 1) } else { run.pos(s0) };
+                let mut m = [splat(0.0); LANES];
+                for k in 0..r {
+                    m[k] = if run.rev { src[s0 + r - 1 - k] } else { src[s0 + k] };
+                }
+                transpose(&mut m);
+                for (j, row) in m.iter().enumerate().take(self.nl) {
+                    out.put_slice::<ADD>(self.base + j * self.lstride + lo, &row.as_array()[..r]);
+                }
+            }
+        } else {
+            for (s, &v) in src.iter().enumerate() {
+                self.scatter_one::<ADD>(v, run.pos(s), out);
+            }
+        }
+    }
+}
+
+/// Packs `n` rows of a `(n, L)` block of B or C for the steps of `run`:
+/// `dst[s * n + k] = t[row + k * rstride + pos(s)]`. The transposing path stores whole vectors,
+/// so it may write up to `LANES - 1` floats past a step's `n` states (into the next step's,
+/// which are written afterwards) and past `run.len * n`: `dst` must hold `run.len * n + LANES`.
+#[inline(always)]
+pub(crate) fn pack_rows_run(
+    t: &[f32],
+    row: usize,
+    rstride: usize,
+    n: usize,
+    run: Run,
+    dst: &mut [f32],
+) {
+    let len = run.len;
+    let Some((lo, hi)) = run.span() else {
+        return;
+    };
+    if n == 0 {
+        return;
+    }
+    let fits = n
+        .checked_mul(len)
+        .and_then(|x| x.checked_add(LANES))
+        .is_some_and(|need| need <= dst.len());
+    let last = (n - 1)
+        .checked_mul(rstride)
+        .and_then(|x| x.checked_add(row))
+        .and_then(|x| x.checked_add(hi));
+    if !fits || last.is_none_or(|x| x >= t.len()) {
+        for s in 0..len {
+            let p = run.pos(s);
+            for k in 0..n {
+                dst[s * n + k] = t[row + k * rstride + p];
+            }
+        }
+        return;
+    }
+    if n == 1 {
+        let src = &t[row + lo..=row + hi];
+        let d = &mut dst[..len];
+        if run.rev {
+            for (x, &v) in d.iter_mut().zip(src.iter().rev()) {
+                *x = v;
+            }
+        } else {
+            d.copy_from_slice(src);
+        }
+        return;
+    }
+    let tp = t.as_ptr();
+    let dp = dst.as_mut_ptr();
+    let nb = len / LANES;
+    let r = len - nb * LANES;
+    // State blocks from the last (possibly partial) down to the first, so that the spill of a
+    // partial block into the next step lands on states written later.
+    let mut k0 = (n - 1) / LANES * LANES;
+    loop {
+        let kb = (n - k0).min(LANES);
+        for b in 0..nb {
+            // SAFETY: states `k0 + j < n`, positions `blo .. blo + LANES` inside the run's
+            // span: the highest index read is at most `last`, checked against `t`.
+            let m = unsafe { load_block(tp, row + k0 * rstride + run.block_lo(b), rstride, kb) };
+            let m = if run.rev { reversed(m) } else { m };
+            for (k, v) in m.into_iter().enumerate() {
+                // SAFETY: step `b * LANES + k < len` and `k0 < n`, so the store ends before
+                // `(len - 1) * n + n + LANES <= dst.len()` (checked by `fits`).
+                unsafe { store_at(dp.add((b * LANES + k) * n + k0), v) };
+            }
+        }
+        if r > 0 {
+            let s0 = nb * LANES;
+            let tlo = if run.rev { run.pos(len - 1) } else { run.pos(s0) };
+            let mut m = [splat(0.0); LANES];
+            for (j, x) in m.iter_mut().enumerate().take(kb) {
+                let o = row + (k0 + j) * rstride + tlo;
+                let mut a = [0.0f32; LANES];
+                a[..r].copy_from_slice(&t[o..o + r]);
+                *x = V::new(a);
+            }
+            transpose(&mut m);
+            for k in 0..r {
+                let v = if run.rev { m[r - 1 - k] } else { m[k] };
+                let o = (s0 + k) * n + k0;
+                dst[o..o + LANES].copy_from_slice(v.as_array());
+            }
+        }
+        if k0 == 0 {
+            break;
+        }
+        k0 -= LANES;
+    }
+}
+
+/// `dst[s * n + k] = t[row + k * rstride + pos[s]]` for arbitrary positions.
+#[inline]
+pub(crate) fn pack_rows(
+    t: &[f32],
+    row: usize,
+    rstride: usize,
+    n: usize,
+    pos: &[usize],
+    dst: &mut [f32],
+) {
+    for k in 0..n {
+        let r = &t[row + k * rstride..];
+        for (s, &p) in pos.iter().enumerate() {
+            dst[s * n + k] = r[p];
         }
     }
 }

@@ -15,9 +15,9 @@ use core::marker::PhantomData;
 use crate::error::{check_len, mul, Error};
 use crate::kernel::{self, Packed, PerLane};
 use crate::math::{silu, softplus};
-use crate::pack::Lanes;
+use crate::pack::{pack_rows, pack_rows_run, Lanes, Run};
 use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
-use crate::simd::{as_vectors, splat, vectors_len, LANES, V};
+use crate::simd::{as_vectors, load_at, splat, store_at, vectors_len, LANES, V};
 use crate::walk::Walk;
 
 /// Steps per chunk: the packed panels of a chunk (dt, dtu, y: `3 * CHUNK` vectors, 12 KiB
@@ -90,8 +90,9 @@ pub(crate) fn validate(
 /// Scratch (`f32` elements) one work item needs for this shape; one buffer per thread.
 pub fn scratch_len(shape: &ValidShape) -> usize {
     let n = shape.shape.dstate;
-    // h, A2, constant B, constant C, then dt, dtu, y panels; then packed B/C rows.
-    vectors_len(4 * n + 4 * CHUNK) + CHUNK * 2 * n
+    // h, A2, constant B, constant C, then dt, dtu, y, u panels; then packed B and C rows
+    // (each with `LANES` floats of slack for whole-vector stores, see `pack_rows_run`).
+    vectors_len(4 * n + 4 * CHUNK) + 2 * (CHUNK * n + LANES)
 }
 
 /// Runs the whole scan on the calling thread.
@@ -229,7 +230,7 @@ impl<'a> ScanPlan<'a> {
         let (dt, vecs) = vecs.split_at_mut(CHUNK);
         let (dtu, vecs) = vecs.split_at_mut(CHUNK);
         let (y, up) = vecs.split_at_mut(CHUNK);
-        let bcp = &mut rest[..CHUNK * 2 * n];
+        let bcp = &mut rest[..2 * (CHUNK * n + LANES)];
 
         // Per-channel vectors: lane j of `t[(d0 + j) * stride + k]`, zero past the panel.
         let per_chan = |t: &[f32], stride: usize, k: usize| -> V {
@@ -282,53 +283,62 @@ impl<'a> ScanPlan<'a> {
         };
         let (brow, crow) = (bc_row(s.b), bc_row(s.c));
 
+        let lin = linear_walk(&self.walk);
         let mut pos = [0usize; CHUNK];
         let mut s0 = 0;
         while s0 < l {
             let len = (l - s0).min(CHUNK);
-            let pos = &mut pos[..len];
-            self.walk.positions(s0, pos);
-            // Pack: raw u and delta, then dt = softplus(delta + bias), dtu = dt*u, y = D*u.
             let (dt, dtu, y, up) = (
                 &mut dt[..len],
                 &mut dtu[..len],
                 &mut y[..len],
                 &mut up[..len],
             );
-            lanes.gather(self.args.u, pos, up);
-            lanes.gather(self.args.delta, pos, dt);
-            for i in 0..len {
-                let mut t = dt[i] + bias;
-                if self.args.delta_softplus {
-                    t = softplus(t);
+            let (bp, cp) = bcp.split_at_mut(CHUNK * n + LANES);
+            // Pack: raw u and delta, the B/C rows -> (step, n).
+            let run = lin.map(|rev| Run {
+                first: if rev {
+                    self.walk.start - s0
+                } else {
+                    self.walk.start + s0
+                },
+                rev,
+                len,
+            });
+            let pos = &mut pos[..len];
+            match run {
+                Some(run) => {
+                    lanes.gather_run(self.args.u, run, up);
+                    lanes.gather_run(self.args.delta, run, dt);
+                    if let BcLayout::Grouped(_) = s.b {
+                        pack_rows_run(self.args.b, brow, l, n, run, bp);
+                    }
+                    if let BcLayout::Grouped(_) = s.c {
+                        pack_rows_run(self.args.c, crow, l, n, run, cp);
+                    }
                 }
-                dtu[i] = t * up[i];
-                dt[i] = t;
-                y[i] = match dskip {
-                    Some(d) => d * up[i],
-                    None => splat(0.0),
-                };
-            }
-            for (layout, row, t, off) in [(s.b, brow, self.args.b, 0), (s.c, crow, self.args.c, n)]
-            {
-                if let BcLayout::Grouped(_) = layout {
-                    for k in 0..n {
-                        let r = &t[row + k * l..row + (k + 1) * l];
-                        for (i, &p) in pos.iter().enumerate() {
-                            bcp[i * 2 * n + off + k] = r[p];
-                        }
+                None => {
+                    self.walk.positions(s0, pos);
+                    lanes.gather(self.args.u, pos, up);
+                    lanes.gather(self.args.delta, pos, dt);
+                    if let BcLayout::Grouped(_) = s.b {
+                        pack_rows(self.args.b, brow, l, n, pos, bp);
+                    }
+                    if let BcLayout::Grouped(_) = s.c {
+                        pack_rows(self.args.c, crow, l, n, pos, cp);
                     }
                 }
             }
+            // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
+            match (self.args.delta_softplus, dskip) {
+                (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
+                (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
+                (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
+                (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
+            }
             // Kernel.
-            let bpk = Packed {
-                p: bcp,
-                stride: 2 * n,
-            };
-            let cpk = Packed {
-                p: &bcp[n..],
-                stride: 2 * n,
-            };
+            let bpk = Packed { p: bp, stride: n };
+            let cpk = Packed { p: cp, stride: n };
             let bpl = PerLane { v: bconst };
             let cpl = PerLane { v: cconst };
             match (s.b, s.c) {
@@ -347,12 +357,18 @@ impl<'a> ScanPlan<'a> {
             }
             // Unpack: out = y * silu(z).
             if let Some(z) = self.args.z {
-                lanes.gather(z, pos, up);
-                for i in 0..len {
-                    y[i] *= silu(up[i]);
+                match run {
+                    Some(run) => lanes.gather_run(z, run, up),
+                    None => lanes.gather(z, pos, up),
+                }
+                for (yi, &zi) in y.iter_mut().zip(up.iter()) {
+                    *yi *= silu(zi);
                 }
             }
-            lanes.scatter::<false>(y, pos, out);
+            match run {
+                Some(run) => lanes.scatter_run::<false>(y, run, out),
+                None => lanes.scatter::<false>(y, pos, out),
+            }
             s0 += len;
         }
         if let Some(st) = state {
@@ -363,6 +379,53 @@ impl<'a> ScanPlan<'a> {
                 }
             }
         }
+    }
+}
+
+/// `Some(rev)` when the walk visits consecutive positions, `start + s` (or `start - s` when
+/// `rev`) at step `s`: forward and reversed 1D walks, cross-scan directions 0 and 2.
+fn linear_walk(w: &Walk) -> Option<bool> {
+    let (oc, os) = w.outer;
+    let (ic, is) = w.inner;
+    let step = if ic <= 1 {
+        if oc <= 1 {
+            1
+        } else {
+            os
+        }
+    } else if oc <= 1 || isize::try_from(ic).ok().and_then(|c| c.checked_mul(is)) == Some(os) {
+        is
+    } else {
+        return None;
+    };
+    match step {
+        1 => Some(false),
+        -1 => Some(true),
+        _ => None,
+    }
+}
+
+/// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
+/// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
+#[inline(always)]
+fn prep<const SP: bool, const DS: bool>(
+    bias: V,
+    d: V,
+    up: &[V],
+    dt: &mut [V],
+    dtu: &mut [V],
+    y: &mut [V],
+) {
+    let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
+    let (up, dt, dtu, y) = (&up[..n], &mut dt[..n], &mut dtu[..n], &mut y[..n]);
+    for i in 0..n {
+        let mut t = dt[i] + bias;
+        if SP {
+            t = softplus(t);
+        }
+        dtu[i] = t * up[i];
+        dt[i] = t;
+        y[i] = if DS { d * up[i] } else { splat(0.0) };
     }
 }
 
@@ -423,6 +486,26 @@ impl<'o> Sink<'o> {
     #[inline(always)]
     pub(crate) fn put(&self, start: usize, vals: &[f32]) {
         self.put_slice::<false>(start, vals)
+    }
+
+    /// Number of elements.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes (or adds, when `ADD`) all lanes of `v` at `start..start + LANES`, unchecked.
+    ///
+    /// # Safety
+    /// `start + LANES <= self.len()`, and no other work item touches those elements.
+    #[inline(always)]
+    pub(crate) unsafe fn put_lanes_unchecked<const ADD: bool>(&self, start: usize, v: V) {
+        // SAFETY: in bounds by the caller's contract; exclusive to this item (type docs).
+        unsafe {
+            let p = self.ptr.add(start);
+            let w = if ADD { load_at(p) + v } else { v };
+            store_at(p, w);
+        }
     }
 
     /// Writes (or adds) the first `n` lanes of `v` at `start..start + n`.
@@ -598,6 +681,32 @@ mod tests {
                     check(shape, Walk::forward(seqlen), true);
                     check(shape, Walk::reverse(seqlen), false);
                     check(shape, Walk::cross(37, 1, 1).unwrap(), false);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_matches_reference_chunks_tails_and_walks() {
+        // Several chunks plus a tail, partial panels, state blocks beyond one vector, and
+        // every kind of walk (runs up and down, strided 2D directions).
+        for layout in [Layout::ChannelFirst, Layout::ChannelLast] {
+            for (dim, n, g) in [(20, 16, 2), (20, 20, 1), (20, 1, 2), (20, 2, 1), (16, 3, 1)] {
+                let (hh, ww) = (10, 15);
+                let seqlen = hh * ww;
+                let shape = ScanShape {
+                    batch: 1,
+                    dim,
+                    seqlen,
+                    dstate: n,
+                    b: BcLayout::Grouped(g),
+                    c: BcLayout::Grouped(g),
+                    layout,
+                };
+                check(shape, Walk::forward(seqlen), true);
+                check(shape, Walk::reverse(seqlen), false);
+                for k in 0..4 {
+                    check(shape, Walk::cross(hh, ww, k).unwrap(), false);
                 }
             }
         }

@@ -28,6 +28,56 @@ pub(crate) fn load(s: &[f32]) -> V {
     V::new(a)
 }
 
+/// Loads `LANES` floats starting at `p` (no alignment needed).
+///
+/// # Safety
+/// `p .. p + LANES` must be readable `f32`s.
+#[inline(always)]
+pub(crate) unsafe fn load_at(p: *const f32) -> V {
+    // A direct vector load: going through `read_unaligned` of the wrapper struct can become a
+    // memcpy in pieces through the stack.
+    #[cfg(target_feature = "avx512f")]
+    // SAFETY: the caller guarantees `LANES` readable floats; the instruction is compiled in
+    // for the whole build and has no alignment requirement.
+    unsafe {
+        core::arch::x86_64::_mm512_loadu_ps(p).into()
+    }
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f"), target_feature = "avx"))]
+    // SAFETY: as above, for the 8-lane AVX load.
+    unsafe {
+        core::arch::x86_64::_mm256_loadu_ps(p).into()
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(target_feature = "avx512f", target_feature = "avx"))))]
+    // SAFETY: the caller guarantees `LANES` readable floats; `V` is plain data of exactly that
+    // size and `read_unaligned` has no alignment requirement.
+    unsafe {
+        p.cast::<V>().read_unaligned()
+    }
+}
+
+/// Stores `v` as `LANES` floats starting at `p` (no alignment needed).
+///
+/// # Safety
+/// `p .. p + LANES` must be writable `f32`s that nothing else accesses meanwhile.
+#[inline(always)]
+pub(crate) unsafe fn store_at(p: *mut f32, v: V) {
+    #[cfg(target_feature = "avx512f")]
+    // SAFETY: the caller guarantees `LANES` writable floats; no alignment requirement.
+    unsafe {
+        core::arch::x86_64::_mm512_storeu_ps(p, v.into())
+    }
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f"), target_feature = "avx"))]
+    // SAFETY: as above, for the 8-lane AVX store.
+    unsafe {
+        core::arch::x86_64::_mm256_storeu_ps(p, v.into())
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(target_feature = "avx512f", target_feature = "avx"))))]
+    // SAFETY: as for `load_at`, for writes.
+    unsafe {
+        p.cast::<V>().write_unaligned(v)
+    }
+}
+
 /// `a * b + c`, fused where FMA is compiled in.
 #[inline(always)]
 pub(crate) fn fma(a: V, b: V, c: V) -> V {
