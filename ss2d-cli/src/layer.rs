@@ -220,6 +220,14 @@ pub fn run_layer(
     opts: &LayerOptions,
 ) -> Result<LayerOutput, Error> {
     let tensors = module_tensors(file, &opts.prefix)?;
+    if tensors.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: missing tensor `{}in_proj.weight`: no SS2D module tensors under prefix `{}`",
+            file.path().display(),
+            opts.prefix,
+            opts.prefix
+        )));
+    }
     let config = resolve_config(file, &tensors, &opts.prefix, &opts.flags)?;
     let lookup = |name: &str| tensors.get(name).map(|t| (t.shape(), t.data()));
     let layer = Ss2d::from_tensors(&config, &opts.prefix, &lookup)
