@@ -438,13 +438,13 @@ fn usage_errors_are_one_line() {
         ][..],
         &["bench", "--shape", "D=6,L=4,N=2,G=4"][..],
         &["bench", "--op", "ss2d"][..],
-        &["bench", "--op", "layer"][..],
+        &["bench", "--op", "layer", "--shape", "D=8,L=4,N=2"][..],
     ] {
         let o = ss2d(args);
         check_failure(&o, &[]);
     }
-    let o = ss2d(&["bench", "--op", "layer"]);
-    check_failure(&o, &["not yet available"]);
+    let o = ss2d(&["bench", "--op", "layer", "--shape", "D=8,L=4,N=2"]);
+    check_failure(&o, &["not --shape"]);
     let o = ss2d(&["--help"]);
     assert_ok(&o, "--help");
     assert!(String::from_utf8_lossy(&o.stdout).contains("scan"));
