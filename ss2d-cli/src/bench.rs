@@ -18,12 +18,13 @@ use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, SimdLevel, Walk};
 use crate::error::{zeros, Error};
 use crate::scan::{execute, Backend};
 
-/// The operation a bench times (`ss2d` is a placeholder so the command line is stable).
+/// The operation a bench times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Op {
     /// The 1D selective scan (`ss2d scan`).
     Scan,
-    /// The fused 4-direction SS2D scan (not yet available).
+    /// The fused 4-direction SS2D scan against the unfused composition (see
+    /// [`crate::bench_ss2d`]).
     Ss2d,
     /// The full SS2D layer (`ss2d layer`), stage by stage (see [`crate::bench_layer`]).
     Layer,
@@ -561,25 +562,33 @@ fn table_row(r: &BenchResult) -> String {
 
 /// `ss2d bench ...`: runs every shape and prints a table (or JSON lines) to `out`.
 pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Error> {
+    if a.op != Op::Ss2d && (a.mode.is_some() || a.layout.is_some()) {
+        return Err(Error::Usage(
+            "--mode and --layout apply to bench --op ss2d only".into(),
+        ));
+    }
     match a.op {
         Op::Scan => {}
         Op::Layer => return crate::bench_layer::command(a, out),
-        other => {
-            return Err(Error::Usage(format!(
-                "bench --op {} is not yet available (available: scan, layer)",
-                other.name()
-            )))
-        }
+        Op::Ss2d => return crate::bench_ss2d::command(a, out),
     }
     if !a.config.is_empty() || !a.sweep.is_empty() {
         return Err(Error::Usage(
             "--config and --sweep apply to bench --op layer only".into(),
         ));
     }
+    let parsed = a
+        .shape
+        .iter()
+        .map(|s| {
+            s.parse::<BenchShape>()
+                .map_err(|e| Error::Usage(format!("invalid --shape `{s}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let shapes: &[BenchShape] = if a.shape.is_empty() {
         &DEFAULT_SHAPES
     } else {
-        &a.shape
+        &parsed
     };
     // Check every shape before timing (or printing) anything.
     for s in shapes {

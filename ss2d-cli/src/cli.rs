@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bench::{BenchShape, Op};
+use crate::bench::Op;
 use crate::bench_layer::{LayerPreset, Sweep};
+use crate::bench_ss2d::{BenchLayout, BenchMode};
 
 /// `ss2d`: run SS2D operations (VMamba's selective scan) on safetensors files, and bench them.
 #[derive(Debug, Parser)]
@@ -30,6 +31,12 @@ pub enum Command {
     /// Run a VMamba-T stage-1 SS2D layer on built-in weights: check it against the reference
     /// path and time it.
     Demo(DemoArgs),
+    /// VMamba's cross-scan (`cross_scan_fn`): reads `x` from IN; writes `xs` (the four
+    /// direction sequences) to OUT.
+    CrossScan(crate::cross::CrossArgs),
+    /// VMamba's cross-merge (`cross_merge_fn`): reads `ys` from IN; writes `y` (the four
+    /// directions mapped back to row-major and summed) to OUT.
+    CrossMerge(crate::cross::CrossArgs),
 }
 
 /// Arguments of `ss2d scan`.
@@ -64,10 +71,19 @@ pub struct BenchArgs {
     /// Operation to time.
     #[arg(long, value_enum, default_value_t = Op::Scan)]
     pub op: Op,
-    /// Problem shape, e.g. `B=1,D=768,L=3136,N=16,G=4` (B and G default to 1); repeat for
-    /// several. Default: VMamba v0 and v2 stage-1 scans (4 directions stacked).
-    #[arg(long, value_name = "B=..,D=..,L=..,N=..,G=..")]
-    pub shape: Vec<BenchShape>,
+    /// Problem shape; repeat for several. `--op scan`: `B=1,D=768,L=3136,N=16,G=4` (B and G
+    /// default to 1) [default: VMamba v0 and v2 stage-1 scans, 4 directions stacked].
+    /// `--op ss2d`: `B=1,D=96,H=56,W=56,N=1,R=6` (D = d_inner, R = dt_rank; B defaults to 1)
+    /// [default: VMamba-T s1l8 and vanilla v0 stage 1].
+    #[arg(long, value_name = "KEY=N,..")]
+    pub shape: Vec<String>,
+    /// `--op ss2d`: cross-scan mode [default: cross2d].
+    #[arg(long, value_enum)]
+    pub mode: Option<BenchMode>,
+    /// `--op ss2d`: layout of x and y, cf = (B, D, H, W), cl = (B, H, W, D) [default: cf for
+    /// --shape; the default shapes run s1l8 cf and v0 cl].
+    #[arg(long, value_enum)]
+    pub layout: Option<BenchLayout>,
     /// Kernel threads (the reference always runs on one).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=4096))]

@@ -1,6 +1,6 @@
 //! Library side of the `ss2d` command: safetensors I/O ([`io`]), the command-line definition
-//! ([`cli`]) and the commands ([`scan`], [`layer`], [`demo`], [`bench`](mod@bench),
-//! [`bench_layer`]).
+//! ([`cli`]) and the commands ([`scan`], [`cross`], [`layer`], [`demo`], [`bench`](mod@bench),
+//! [`bench_ss2d`], [`bench_layer`]).
 //!
 //! The binary is a thin shell over [`run`]: it parses the arguments, calls [`run`] and turns an
 //! [`Error`] into one `ss2d: error: ...` line on stderr and exit status 1.
@@ -9,7 +9,9 @@
 
 pub mod bench;
 pub mod bench_layer;
+pub mod bench_ss2d;
 pub mod cli;
+pub mod cross;
 pub mod demo;
 pub mod error;
 pub mod io;
@@ -29,5 +31,7 @@ pub fn run(cli: cli::Cli, out: &mut dyn Write) -> Result<(), Error> {
         cli::Command::Bench(a) => bench::command(&a, out),
         cli::Command::Layer(a) => layer::command(&a),
         cli::Command::Demo(a) => demo::command(&a, out),
+        cli::Command::CrossScan(a) => cross::command(&a, cross::Direction::Scan),
+        cli::Command::CrossMerge(a) => cross::command(&a, cross::Direction::Merge),
     }
 }

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    fail("no command given (commands: scan, layer, demo, bench; see `ss2d --help`)")
+                    fail("no command given (commands: scan, cross-scan, cross-merge, layer, demo, bench; see `ss2d --help`)")
                 }
                 _ => {
                     // clap writes `error: <what>` (possibly over several lines, e.g. the

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ss2d_core::{BcLayout, Layout, ScanArgs, ScanPlan, ScanShape, SimdLevel, Walk};
+use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, SimdLevel, Walk};
 
 use crate::error::{zeros, Error};
 use crate::io::{fmt_shape, write_tensors, OutTensor, Tensor, TensorFile};
@@ -53,11 +53,8 @@ pub fn execute(
     }
 }
 
-/// The kernel on `threads` threads.
-///
-/// The single switch point for threading: once `ss2d-std` exports its threaded scan this body
-/// becomes `ss2d_std::selective_scan(shape, walk, args, out, final_state,
-/// ss2d_std::Parallelism::Threads(threads))`.
+/// The kernel on `threads` threads: `ss2d_std::selective_scan` (bitwise identical for every
+/// thread count; 1 = the calling thread).
 pub fn kernel_scan(
     shape: &ScanShape,
     walk: &Walk,
@@ -66,42 +63,14 @@ pub fn kernel_scan(
     final_state: Option<&mut [f32]>,
     threads: usize,
 ) -> Result<(), ss2d_core::Error> {
-    if threads <= 1 {
-        let mut scratch = vec![0.0f32; ss2d_core::scratch_len(&shape.validate()?)];
-        ss2d_core::selective_scan(shape, walk, args, out, final_state, &mut scratch)
-    } else {
-        scoped_threads_scan(shape, walk, args, out, final_state, threads)
-    }
-}
-
-/// Stop-gap until `ss2d-std` lands: the core's work items on scoped std threads.
-fn scoped_threads_scan(
-    shape: &ScanShape,
-    walk: &Walk,
-    args: &ScanArgs<'_>,
-    out: &mut [f32],
-    final_state: Option<&mut [f32]>,
-    threads: usize,
-) -> Result<(), ss2d_core::Error> {
-    let state_len = final_state.as_deref().map(<[f32]>::len);
-    let plan = ScanPlan::new(shape, walk, *args, out.len(), state_len)?;
-    let need = plan.scratch_len();
-    let mut items = plan.split(out, final_state, threads)?;
-    let items: Vec<_> = items.items().collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .into_iter()
-            .map(|item| {
-                s.spawn(move || {
-                    let mut scratch = vec![0.0f32; need];
-                    item.run(&mut scratch)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    })
+    ss2d_std::selective_scan(
+        shape,
+        walk,
+        args,
+        out,
+        final_state,
+        ss2d_std::Parallelism::Threads(threads),
+    )
 }
 
 /// Options of one scan, as given on the command line (`None` = take the file's metadata).

@@ -437,7 +437,8 @@ fn usage_errors_are_one_line() {
             "B=99999999999,D=99999999999,L=99999999999,N=1",
         ][..],
         &["bench", "--shape", "D=6,L=4,N=2,G=4"][..],
-        &["bench", "--op", "ss2d"][..],
+        &["bench", "--op", "ss2d", "--shape", "D=8,L=4,N=2"][..],
+        &["bench", "--mode", "bidi"][..],
         &["bench", "--op", "layer", "--shape", "D=8,L=4,N=2"][..],
     ] {
         let o = ss2d(args);
