@@ -1,0 +1,119 @@
+//! Builds `examples/golden.c` with the system C compiler (`cc`) against the static and the
+//! shared library this build produced, runs it on the golden data, and checks exit status 0.
+//! Also checks that the header compiles as C++ when a C++ compiler is present.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Where cargo put this build's `libss2d_capi.{a,so}`: next to this test executable (in
+/// `deps/`) or one level up (the profile directory).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir").to_path_buf();
+    for dir in [
+        deps.clone(),
+        deps.parent().expect("profile dir").to_path_buf(),
+    ] {
+        if dir.join("libss2d_capi.a").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "libss2d_capi.a not found next to {} (cargo builds it with the library target)",
+        exe.display()
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+fn cc() -> Command {
+    let mut c = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    c.args([
+        "-std=c11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-I",
+    ])
+    .arg(Path::new(MANIFEST).join("include"))
+    .arg(Path::new(MANIFEST).join("examples/golden.c"));
+    c
+}
+
+#[test]
+fn c_example_passes_the_goldens_static_and_shared() {
+    let libs = lib_dir();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");
+    std::fs::create_dir_all(&out).unwrap();
+
+    let stat = out.join("golden_static");
+    run(cc()
+        .arg(libs.join("libss2d_capi.a"))
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&stat));
+    let text = run(Command::new(&stat).arg(GOLDEN));
+    println!("{text}");
+    assert!(text.contains(", 0 failures"), "{text}");
+
+    if libs.join("libss2d_capi.so").exists() {
+        let dynamic = out.join("golden_shared");
+        run(cc()
+            .arg("-L")
+            .arg(&libs)
+            .arg("-lss2d_capi")
+            .arg(format!("-Wl,-rpath,{}", libs.display()))
+            .args(["-lpthread", "-lm", "-o"])
+            .arg(&dynamic));
+        let text = run(Command::new(&dynamic).arg(GOLDEN));
+        assert!(text.contains(", 0 failures"), "{text}");
+    }
+}
+
+#[test]
+fn header_compiles_as_cpp() {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    if Command::new(&cxx).arg("--version").output().is_err() {
+        println!("skipped: no C++ compiler ({cxx})");
+        return;
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");
+    std::fs::create_dir_all(&out).unwrap();
+    let src = out.join("header_check.cpp");
+    std::fs::write(
+        &src,
+        "#include \"ss2d.h\"\nint main() { return ss2d_cpu_check() == SS2D_OK ? 0 : 1; }\n",
+    )
+    .unwrap();
+    run(Command::new(&cxx)
+        .args([
+            "-std=c++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-I",
+        ])
+        .arg(Path::new(MANIFEST).join("include"))
+        .arg(&src));
+}
