@@ -7,7 +7,7 @@
 //! contiguous there fall back to a gather.
 
 use crate::scan::Sink;
-use crate::simd::{load, load_at, splat, store_at, transpose, LANES, V};
+use crate::simd::{load, load_at, prefetch, splat, store_at, transpose, LANES, V};
 
 /// A run of consecutive positions in walk order: step `s` of a chunk of `len` steps is at
 /// `first + s` (`rev == false`) or `first - s` (`rev == true`).
@@ -184,7 +184,8 @@ impl Lanes {
                 let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
                 if dir != 0 && self.block_fits(lo, t.len()) {
                     // SAFETY: `block_fits` checked the rows' extent against `t`.
-                    let m = unsafe { load_block(t.as_ptr(), self.base + lo, self.lstride, self.nl) };
+                    let m =
+                        unsafe { load_block(t.as_ptr(), self.base + lo, self.lstride, self.nl) };
                     let m = if dir > 0 { m } else { reversed(m) };
                     dst[s..s + LANES].copy_from_slice(&m);
                 } else {
@@ -255,6 +256,29 @@ impl Lanes {
                 .and_then(|x| x.checked_add((self.nl - 1).checked_mul(self.lstride)?))
                 .and_then(|x| x.checked_add(self.base))
                 .is_some_and(|last| last < len)
+    }
+
+    /// Prefetches the panel's elements at the steps of `run` (a hint, for the next chunk: with
+    /// channel-first data a panel streams `3 x LANES` rows at once, more streams than the
+    /// hardware prefetchers follow). `tp` is the tensor's start; nothing is dereferenced.
+    #[inline(always)]
+    pub(crate) fn prefetch_run(&self, tp: *const f32, run: Run) {
+        let Some((lo, hi)) = run.span() else {
+            return;
+        };
+        if self.pstride == 1 {
+            for j in 0..self.nl.min(LANES) {
+                prefetch_row(tp.wrapping_add(self.base + j * self.lstride), run, lo, hi);
+            }
+        } else {
+            // One position's lanes per step (`nl * lstride` floats from its start).
+            let w = (self.nl.max(1) - 1) * self.lstride;
+            for p in lo..=hi {
+                let o = tp.wrapping_add(self.base + p * self.pstride);
+                prefetch(o);
+                prefetch(o.wrapping_add(w));
+            }
+        }
     }
 
     /// `dst[s]` = the panel's lanes at step `s` of `run` (`min(run.len, dst.len())` steps): what
@@ -342,7 +366,11 @@ impl Lanes {
                 let lo = if run.rev { run.pos(n - 1) } else { run.pos(s0) };
                 let mut m = [splat(0.0); LANES];
                 for k in 0..r {
-                    m[k] = if run.rev { src[s0 + r - 1 - k] } else { src[s0 + k] };
+                    m[k] = if run.rev {
+                        src[s0 + r - 1 - k]
+                    } else {
+                        src[s0 + k]
+                    };
                 }
                 transpose(&mut m);
                 for (j, row) in m.iter().enumerate().take(self.nl) {
@@ -428,7 +456,11 @@ pub(crate) fn pack_rows_run(
         }
         if r > 0 {
             let s0 = nb * LANES;
-            let tlo = if run.rev { run.pos(len - 1) } else { run.pos(s0) };
+            let tlo = if run.rev {
+                run.pos(len - 1)
+            } else {
+                run.pos(s0)
+            };
             let mut m = [splat(0.0); LANES];
             for (j, x) in m.iter_mut().enumerate().take(kb) {
                 let o = row + (k0 + j) * rstride + tlo;
@@ -447,6 +479,37 @@ pub(crate) fn pack_rows_run(
             break;
         }
         k0 -= LANES;
+    }
+}
+
+/// Prefetches what [`pack_rows_run`] reads for `run` (a hint; addresses past `t` are harmless).
+#[inline(always)]
+pub(crate) fn prefetch_rows_run(t: &[f32], row: usize, rstride: usize, n: usize, run: Run) {
+    let Some((lo, hi)) = run.span() else {
+        return;
+    };
+    let tp = t.as_ptr();
+    for k in 0..n {
+        prefetch_row(tp.wrapping_add(row + k * rstride), run, lo, hi);
+    }
+}
+
+/// Prefetches positions `lo ..= hi` of a row starting at `r`, a chunk that continues the
+/// previous one along `run`'s direction: one hint per 64-byte line, at 15, 31, ... floats from
+/// the end that joins the previous chunk (whose line is already cached).
+#[inline(always)]
+fn prefetch_row(r: *const f32, run: Run, lo: usize, hi: usize) {
+    let len = hi - lo + 1;
+    let mut off = 15.min(len - 1);
+    loop {
+        prefetch(r.wrapping_add(if run.rev { hi - off } else { lo + off }));
+        if off + 16 >= len {
+            break;
+        }
+        off += 16;
+    }
+    if off + 1 < len {
+        prefetch(r.wrapping_add(if run.rev { lo } else { hi }));
     }
 }
 

@@ -42,12 +42,19 @@ pub(crate) unsafe fn load_at(p: *const f32) -> V {
     unsafe {
         core::arch::x86_64::_mm512_loadu_ps(p).into()
     }
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f"), target_feature = "avx"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx"
+    ))]
     // SAFETY: as above, for the 8-lane AVX load.
     unsafe {
         core::arch::x86_64::_mm256_loadu_ps(p).into()
     }
-    #[cfg(not(all(target_arch = "x86_64", any(target_feature = "avx512f", target_feature = "avx"))))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(target_feature = "avx512f", target_feature = "avx")
+    )))]
     // SAFETY: the caller guarantees `LANES` readable floats; `V` is plain data of exactly that
     // size and `read_unaligned` has no alignment requirement.
     unsafe {
@@ -66,16 +73,38 @@ pub(crate) unsafe fn store_at(p: *mut f32, v: V) {
     unsafe {
         core::arch::x86_64::_mm512_storeu_ps(p, v.into())
     }
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx512f"), target_feature = "avx"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx"
+    ))]
     // SAFETY: as above, for the 8-lane AVX store.
     unsafe {
         core::arch::x86_64::_mm256_storeu_ps(p, v.into())
     }
-    #[cfg(not(all(target_arch = "x86_64", any(target_feature = "avx512f", target_feature = "avx"))))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        any(target_feature = "avx512f", target_feature = "avx")
+    )))]
     // SAFETY: as for `load_at`, for writes.
     unsafe {
         p.cast::<V>().write_unaligned(v)
     }
+}
+
+/// Hints that the cache line holding `p` will be read soon. A hint only: any address is fine
+/// (nothing is read, nothing faults), so `p` may be computed with `wrapping_add` past a buffer.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` (SSE, part of the x86-64 baseline) never faults and changes no
+    // memory, whatever the address.
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// `a * b + c`, fused where FMA is compiled in.
