@@ -562,6 +562,28 @@ fn hostile_inputs() {
     assert_eq!((s, d.len()), (vec![0, 4, 3, 35], 0));
     let (s, d) = run_cross(&tmp, "cross-merge", &empty, &[], "y");
     assert_eq!((s, d.len()), (vec![2, 3, 0], 0));
+    // Empty but with a huge batch: returns at once, on every path.
+    let wide = tmp.path("wide.safetensors");
+    write_raw(
+        &wide,
+        &[
+            ("x", "F32", vec![1 << 40, 1, 0, 1], vec![]),
+            ("ys", "F32", vec![1 << 40, 4, 1, 0, 1], vec![]),
+        ],
+        &[],
+    );
+    for extra in [&[][..], &["--reference"][..]] {
+        let t = std::time::Instant::now();
+        let (s, _) = run_cross(&tmp, "cross-scan", &wide, extra, "xs");
+        assert_eq!(s, [1 << 40, 4, 1, 0]);
+        let (s, _) = run_cross(&tmp, "cross-merge", &wide, extra, "y");
+        assert_eq!(s, [1 << 40, 1, 0]);
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "empty problem took {:?}",
+            t.elapsed()
+        );
+    }
 
     // Unwritable output: error, nothing left behind.
     let o = ss2d(&[
