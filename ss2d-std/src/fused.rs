@@ -99,11 +99,87 @@ fn core_mode(m: ScanMode) -> CrossMode {
     }
 }
 
+/// Channels per block of the layout transposes.
+const T_BLOCK: usize = 16;
+
+/// `(B, D, L)` -> `(B, L, D)` (or back with `d` and `l` swapped), blocked over channels.
+fn transpose_bdl(src: &[f32], dst: &mut [f32], d: usize, l: usize, par: Parallelism<'_>) {
+    if d == 0 || l == 0 {
+        return;
+    }
+    let one = |bi: usize, dst: &mut [f32]| {
+        let s = &src[bi * d * l..(bi + 1) * d * l];
+        for d0 in (0..d).step_by(T_BLOCK) {
+            let d1 = (d0 + T_BLOCK).min(d);
+            for li in 0..l {
+                let row = &mut dst[li * d + d0..li * d + d1];
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = s[(d0 + k) * l + li];
+                }
+            }
+        }
+    };
+    if par.is_sequential() {
+        for (bi, ch) in dst.chunks_mut(d * l).enumerate() {
+            one(bi, ch);
+        }
+    } else {
+        par.install(|| {
+            dst.par_chunks_mut(d * l)
+                .enumerate()
+                .for_each(|(bi, ch)| one(bi, ch))
+        });
+    }
+}
+
 /// The fused SS2D scan (module docs). Same contract as
 /// [`crate::unfused::ss2d_scan_unfused`]: `x` after conv + SiLU in the layout of
 /// `shape.channel_first`, `y_out` the merged output in the same layout. Nothing is written on
 /// error.
+///
+/// Channel-first data is transposed to channel-last once on the way in and once on the way
+/// out: the column-major directions would otherwise read and write with a stride of `W`
+/// elements per lane, which costs far more than the two transposes.
 pub fn ss2d_scan(
+    shape: &Ss2dScanShape,
+    weights: &Ss2dScanWeights<'_>,
+    x: &[f32],
+    y_out: &mut [f32],
+    par: Parallelism<'_>,
+) -> Result<(), Error> {
+    let sizes = shape.validate(weights)?;
+    if x.len() != sizes.x_len {
+        return Err(Error::Length {
+            tensor: "x",
+            expected: sizes.x_len,
+            actual: x.len(),
+        });
+    }
+    if y_out.len() != sizes.x_len {
+        return Err(Error::Length {
+            tensor: "y",
+            expected: sizes.x_len,
+            actual: y_out.len(),
+        });
+    }
+    if !shape.channel_first {
+        return ss2d_scan_layout(shape, weights, x, y_out, par);
+    }
+    let (d, l) = (shape.dim, shape.h * shape.w);
+    let mut xt = vec![0.0f32; x.len()];
+    transpose_bdl(x, &mut xt, d, l, par);
+    let mut yt = vec![0.0f32; x.len()];
+    let cl = Ss2dScanShape {
+        channel_first: false,
+        ..*shape
+    };
+    ss2d_scan_layout(&cl, weights, &xt, &mut yt, par)?;
+    transpose_bdl(&yt, y_out, l, d, par);
+    Ok(())
+}
+
+/// [`ss2d_scan`] in the layout the shape names, without the channel-first transposes.
+fn ss2d_scan_layout(
     shape: &Ss2dScanShape,
     weights: &Ss2dScanWeights<'_>,
     x: &[f32],
