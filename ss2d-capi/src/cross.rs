@@ -81,6 +81,10 @@ fn check_plane(v: &View, d: &CrossDims, obo: bool, allow_flat: bool) -> Res<()> 
     }
 }
 
+/// `cross_scan` or `cross_merge` with fixed options.
+type CrossFn =
+    dyn Fn(&[f32], CrossDims, &mut [f32], Parallelism<'_>) -> Result<(), ss2d_core::Error> + Sync;
+
 /// Runs `f(input, output, dims)` per the exec: whole on the calling thread or the library
 /// pool, or per batch item on the host's pool (cross-scan and merge treat batch items
 /// independently, so the result is the same).
@@ -89,8 +93,7 @@ fn dispatch(
     dims: CrossDims,
     inp: &[f32],
     out: &mut [f32],
-    f: &(dyn Fn(&[f32], CrossDims, &mut [f32], Parallelism<'_>) -> Result<(), ss2d_core::Error>
-          + Sync),
+    f: &CrossFn,
 ) -> Res<()> {
     match ex.mode {
         Mode::Seq | Mode::Threads(_) => Ok(f(inp, dims, out, ex.par())?),

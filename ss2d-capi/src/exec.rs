@@ -292,9 +292,12 @@ impl View {
     }
 }
 
+/// An item not yet run, with its scratch slot.
+type Cell<'a, T> = Mutex<Option<(T, &'a mut [f32])>>;
+
 /// The state shared by the host's calls of one `parallel_for` round.
 struct HostJob<'a, T> {
-    cells: Vec<Mutex<Option<(T, &'a mut [f32])>>>,
+    cells: Vec<Cell<'a, T>>,
     f: &'a (dyn Fn(T, &mut [f32]) -> Res<()> + Sync),
     err: Mutex<Option<Fail>>,
 }

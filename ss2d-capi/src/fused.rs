@@ -68,12 +68,17 @@ impl Prep {
 /// # Safety
 /// Every non-NULL pointer in `inp` points to a valid descriptor.
 unsafe fn prepare(inp: &ss2d_fused_inputs) -> Res<Prep> {
-    // SAFETY (all calls below): descriptors valid or NULL by the caller's contract.
+    // SAFETY: descriptors valid or NULL by the caller's contract.
     let x = unsafe { input(inp.x, "x") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let xw = unsafe { input(inp.x_proj_weight, "x_proj_weight") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let dtw = unsafe { input(inp.dt_projs_weight, "dt_projs_weight") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let dtb = unsafe { input(inp.dt_projs_bias, "dt_projs_bias") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let a_logs = unsafe { input(inp.A_logs, "A_logs") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let ds = unsafe { input(inp.Ds, "Ds") }?;
     let mode = scan_mode(inp.scan_mode)?;
 
@@ -307,7 +312,7 @@ unsafe fn run(
     y: *const ss2d_tensor,
     exec: *const ss2d_exec,
 ) -> Res<()> {
-    // SAFETY (pointer reads below): the contract of `ss2d_fused_scan`.
+    // SAFETY: the contract of `ss2d_fused_scan`.
     let inp = unsafe { arg(inputs, "inputs") }?;
     // SAFETY: as above.
     let p = unsafe { prepare(inp) }?;
@@ -333,8 +338,8 @@ unsafe fn run(
         return Ok(());
     }
 
-    // SAFETY (reads below): inputs readable and unwritten during the call (contract),
-    // validated, disjoint from the output and the scratch (checked).
+    // SAFETY: an input, readable and unwritten during the call (contract), validated and
+    // disjoint from the outputs and the scratch (checked above).
     let x = unsafe { p.x.read(perm) };
     // SAFETY: as above.
     let xw = unsafe { p.xw.read_rm() };

@@ -243,7 +243,7 @@ unsafe fn forward(
     output: *const ss2d_tensor,
     exec: *const ss2d_exec,
 ) -> Res<()> {
-    // SAFETY (pointer reads): the contract of `ss2d_layer_forward`.
+    // SAFETY: the contract of `ss2d_layer_forward`.
     let l = unsafe { arg(layer, "layer") }?;
     // SAFETY: as above.
     let iv = unsafe { t::input(input, "input") }?;

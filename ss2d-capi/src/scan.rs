@@ -99,15 +99,23 @@ fn bc_layout(v: &View, bsz: usize, dim: usize, l: usize, n: usize) -> Res<BcLayo
 /// # Safety
 /// Every non-NULL pointer in `inp` points to a valid descriptor.
 unsafe fn prepare(inp: &ss2d_scan_inputs) -> Res<Prep> {
-    // SAFETY (all calls below): the descriptors are valid or NULL by the caller's contract.
+    // SAFETY: the descriptors are valid or NULL by the caller's contract.
     let u = unsafe { input(inp.u, "u") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let delta = unsafe { input(inp.delta, "delta") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let a = unsafe { input(inp.A, "A") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let b = unsafe { input(inp.B, "B") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let c = unsafe { input(inp.C, "C") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let d = unsafe { optional_input(inp.D, "D") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let z = unsafe { optional_input(inp.z, "z") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let bias = unsafe { optional_input(inp.delta_bias, "delta_bias") }?;
+    // SAFETY: the descriptor pointer is NULL or valid (the caller's contract).
     let init = unsafe { optional_input(inp.initial_state, "initial_state") }?;
 
     u.expect_rank(&[3], "(batch, dim, seqlen)")?;
@@ -248,7 +256,7 @@ unsafe fn run(
     final_state: *const ss2d_tensor,
     exec: *const ss2d_exec,
 ) -> Res<()> {
-    // SAFETY (pointer reads below): the contract of `ss2d_selective_scan`.
+    // SAFETY: the contract of `ss2d_selective_scan`.
     let inp = unsafe { arg(inputs, "inputs") }?;
     // SAFETY: as above.
     let p = unsafe { prepare(inp) }?;
@@ -283,8 +291,8 @@ unsafe fn run(
     };
     let shape = ScanShape { layout, ..s };
 
-    // SAFETY (reads below): inputs are readable and unwritten during the call (contract),
-    // validated, and do not overlap the outputs (checked above).
+    // SAFETY: an input, readable and unwritten during the call (contract), validated and
+    // disjoint from the outputs and the scratch (checked above).
     let u = unsafe { p.u.read(&perm) };
     // SAFETY: as above.
     let delta = unsafe { p.delta.read(&perm) };

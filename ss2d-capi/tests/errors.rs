@@ -38,13 +38,12 @@ fn bufs() -> Bufs {
     }
 }
 
+/// Changes the descriptors of a scan (inputs, out, final_state).
+type Edit = dyn Fn(&mut [ss2d_const_tensor; 5], &mut ss2d_tensor, &mut ss2d_tensor);
+
 /// Runs a scan on `bf` with descriptors adjusted by `edit`; returns the status and checks
 /// that nothing was written when it is not OK.
-fn scan_with(
-    bf: &mut Bufs,
-    edit: &dyn Fn(&mut [ss2d_const_tensor; 5], &mut ss2d_tensor, &mut ss2d_tensor),
-    ex: &ss2d_exec,
-) -> i32 {
+fn scan_with(bf: &mut Bufs, edit: &Edit, ex: &ss2d_exec) -> i32 {
     let mut ins = [
         cten(&bf.u, &[B, D, L]),
         cten(&bf.delta, &[B, D, L]),
@@ -101,11 +100,7 @@ fn valid_call_then_each_refusal() {
     ok(scan_with(&mut bf, &|_, _, _| {}, &exec_seq()));
     assert_eq!(last_error(), "");
     let ex = exec_seq();
-    let cases: Vec<(
-        ss2d_status,
-        &str,
-        Box<dyn Fn(&mut [ss2d_const_tensor; 5], &mut ss2d_tensor, &mut ss2d_tensor)>,
-    )> = vec![
+    let cases: Vec<(ss2d_status, &str, Box<Edit>)> = vec![
         (
             SS2D_NULL_POINTER,
             "`u`",

@@ -327,10 +327,9 @@ fn cross_scan_and_merge_golden_in_every_layout() {
             let rs = rm_strides(&xt.shape[..xt.ndim]);
             (0..g.data("x").len())
                 .map(|i| {
-                    let mut off = 0isize;
-                    for ax in 0..xt.ndim {
-                        off += ((i as isize / rs[ax]) % xt.shape[ax] as isize) * xt.strides[ax];
-                    }
+                    let off: isize = (0..xt.ndim)
+                        .map(|ax| ((i as isize / rs[ax]) % xt.shape[ax] as isize) * xt.strides[ax])
+                        .sum();
                     g.data("x")[off as usize]
                 })
                 .collect()

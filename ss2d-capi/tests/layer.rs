@@ -136,7 +136,7 @@ fn layer_errors() {
     // The wrong prefix: the tensors are missing.
     let ft = CString::new(g.meta("forward_type")).unwrap();
     let cfg = config(&g, &ft);
-    let mut layer = 1usize as *mut ss2d_layer;
+    let mut layer = std::ptr::dangling_mut::<ss2d_layer>();
     let pfx = CString::new("nope.").unwrap();
     // SAFETY: valid pointers; zero tensors with a NULL array is allowed.
     let s = unsafe { ss2d_layer_create(&cfg, null(), 0, pfx.as_ptr(), &mut layer) };

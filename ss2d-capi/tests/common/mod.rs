@@ -217,9 +217,8 @@ impl Strided {
         (0..n)
             .map(|i| {
                 let mut off = self.offset as isize;
-                for ax in 0..self.shape.len() {
-                    let idx = (i as isize / rms[ax]) % self.shape[ax] as isize;
-                    off += idx * self.strides[ax];
+                for ((&r, &n), &st) in rms.iter().zip(&self.shape).zip(&self.strides) {
+                    off += ((i as isize / r) % n as isize) * st;
                 }
                 off as usize
             })

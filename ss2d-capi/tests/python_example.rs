@@ -1,0 +1,49 @@
+//! Runs `examples/golden.py` (ctypes + numpy, strided views, a Python host pool through
+//! `parallel_for`) against the shared library of this build. Skipped, with a message, when
+//! `python3` with numpy is not available (`.ci/run` installs numpy).
+#![cfg(target_os = "linux")]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/golden.py");
+
+/// This build's `libss2d_capi.so`: next to the test executable (`deps/`) or one level up.
+fn shared_lib() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir").to_path_buf();
+    let up = deps.parent().expect("profile dir").to_path_buf();
+    [deps, up]
+        .into_iter()
+        .map(|d| d.join("libss2d_capi.so"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("libss2d_capi.so not found near {}", exe.display()))
+}
+
+#[test]
+fn python_example_passes_the_goldens() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_numpy = Command::new(&python)
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_numpy {
+        println!("skipped: `{python} -c \"import numpy\"` failed (pip install numpy to run it)");
+        return;
+    }
+    let out = Command::new(&python)
+        .arg(SCRIPT)
+        .arg(shared_lib())
+        .arg(GOLDEN)
+        .output()
+        .expect("run python");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "golden.py failed:\n{text}");
+    assert!(text.contains(" cases passed"), "{text}");
+}
