@@ -250,6 +250,7 @@ const VERSION: &CStr =
 /// The library version (`"MAJOR.MINOR.PATCH"`), a static NUL-terminated string (never free it).
 #[no_mangle]
 pub extern "C" fn ss2d_version() -> *const c_char {
+    // A constant: nothing here can panic.
     VERSION.as_ptr()
 }
 
@@ -258,6 +259,10 @@ pub extern "C" fn ss2d_version() -> *const c_char {
 /// NUL-terminated string (never free it).
 #[no_mangle]
 pub extern "C" fn ss2d_isa() -> *const c_char {
+    catch_unwind(isa_name).unwrap_or(c"unknown".as_ptr())
+}
+
+fn isa_name() -> *const c_char {
     use ss2d_core::SimdLevel;
     let s: &'static CStr = if cfg!(target_arch = "x86_64") {
         match SimdLevel::compiled() {
@@ -284,18 +289,22 @@ pub extern "C" fn ss2d_cpu_check() -> c_int {
 /// `ss2d_*` call on the same thread; never NULL, never free it.
 #[no_mangle]
 pub extern "C" fn ss2d_last_error() -> *const c_char {
-    LAST_ERROR
-        .try_with(|s| match s.try_borrow() {
-            Ok(s) => s.as_ptr(),
-            Err(_) => c"".as_ptr(),
-        })
-        .unwrap_or(c"".as_ptr())
+    let get = || {
+        LAST_ERROR
+            .try_with(|s| match s.try_borrow() {
+                Ok(s) => s.as_ptr(),
+                Err(_) => c"".as_ptr(),
+            })
+            .unwrap_or(c"".as_ptr())
+    };
+    catch_unwind(get).unwrap_or(c"".as_ptr())
 }
 
 /// The name of a status code (`"SS2D_OK"`, `"SS2D_BAD_SHAPE"`, ...), or `"SS2D_UNKNOWN"`.
 /// A static NUL-terminated string (never free it).
 #[no_mangle]
 pub extern "C" fn ss2d_status_name(status: c_int) -> *const c_char {
+    // A plain match on constants: nothing here can panic.
     let s: &'static CStr = match status {
         0 => c"SS2D_OK",
         1 => c"SS2D_NULL_POINTER",
