@@ -7,7 +7,9 @@
 //! contiguous there fall back to a gather.
 
 use crate::scan::Sink;
-use crate::simd::{load, load_at, prefetch, splat, store_at, transpose, LANES, V};
+use crate::simd::{
+    load, load_at, load_vs, prefetch, splat, store_at, store_vs, transpose, LANES, V,
+};
 
 /// A run of consecutive positions in walk order: step `s` of a chunk of `len` steps is at
 /// `first + s` (`rev == false`) or `first - s` (`rev == true`).
@@ -63,6 +65,24 @@ pub(crate) struct Lanes {
     pub lstride: usize,
     /// Lanes in use (`1..=LANES`); the rest are zero on gather and never written on scatter.
     pub nl: usize,
+}
+
+/// Prefetch distance of the run-based packers, in steps: one chunk ahead. A channel-first panel
+/// streams one row per channel and tensor (`3 x LANES` or more streams at once), more than the
+/// hardware prefetchers follow, so every block of `LANES` steps hints the lines that the block
+/// `AHEAD` steps later will read.
+const AHEAD: usize = crate::scan::CHUNK;
+
+/// Hints the line that a block of `LANES` steps, `AHEAD` steps after the block at positions
+/// `lo .. lo + LANES` of the row at `r`, needs beyond the lines of the block before it: the line
+/// of its far end (the near end shares the previous block's line). Nothing is dereferenced.
+#[inline(always)]
+fn prefetch_ahead(r: *const f32, lo: usize, rev: bool) {
+    prefetch(if rev {
+        r.wrapping_add(lo).wrapping_sub(AHEAD)
+    } else {
+        r.wrapping_add(lo + AHEAD + LANES - 1)
+    });
 }
 
 /// Direction of a block of `LANES` steps: +1 or -1 consecutive positions, or neither.
@@ -137,12 +157,6 @@ unsafe fn store_block<const ADD: bool>(
     }
 }
 
-/// `m` in reverse order.
-#[inline(always)]
-fn reversed(m: [V; LANES]) -> [V; LANES] {
-    core::array::from_fn(|k| m[LANES - 1 - k])
-}
-
 impl Lanes {
     #[inline(always)]
     fn gather_one(&self, t: &[f32], p: usize) -> V {
@@ -186,8 +200,7 @@ impl Lanes {
                     // SAFETY: `block_fits` checked the rows' extent against `t`.
                     let m =
                         unsafe { load_block(t.as_ptr(), self.base + lo, self.lstride, self.nl) };
-                    let m = if dir > 0 { m } else { reversed(m) };
-                    dst[s..s + LANES].copy_from_slice(&m);
+                    store_vs(&mut dst[s..], &m, dir < 0);
                 } else {
                     for k in 0..LANES {
                         dst[s + k] = self.gather_one(t, blk[k]);
@@ -225,8 +238,7 @@ impl Lanes {
                 let dir = run_dir(blk);
                 let lo = if dir > 0 { blk[0] } else { blk[LANES - 1] };
                 if dir != 0 && self.block_fits(lo, out.len()) {
-                    let m: [V; LANES] = core::array::from_fn(|k| src[s + k]);
-                    let m = if dir > 0 { m } else { reversed(m) };
+                    let m = load_vs(&src[s..], dir < 0);
                     // SAFETY: `block_fits` checked the rows' extent against `out`.
                     unsafe { store_block::<ADD>(m, out, self.base + lo, self.lstride, self.nl) };
                 } else {
@@ -258,29 +270,6 @@ impl Lanes {
                 .is_some_and(|last| last < len)
     }
 
-    /// Prefetches the panel's elements at the steps of `run` (a hint, for the next chunk: with
-    /// channel-first data a panel streams `3 x LANES` rows at once, more streams than the
-    /// hardware prefetchers follow). `tp` is the tensor's start; nothing is dereferenced.
-    #[inline(always)]
-    pub(crate) fn prefetch_run(&self, tp: *const f32, run: Run) {
-        let Some((lo, hi)) = run.span() else {
-            return;
-        };
-        if self.pstride == 1 {
-            for j in 0..self.nl.min(LANES) {
-                prefetch_row(tp.wrapping_add(self.base + j * self.lstride), run, lo, hi);
-            }
-        } else {
-            // One position's lanes per step (`nl * lstride` floats from its start).
-            let w = (self.nl.max(1) - 1) * self.lstride;
-            for p in lo..=hi {
-                let o = tp.wrapping_add(self.base + p * self.pstride);
-                prefetch(o);
-                prefetch(o.wrapping_add(w));
-            }
-        }
-    }
-
     /// `dst[s]` = the panel's lanes at step `s` of `run` (`min(run.len, dst.len())` steps): what
     /// [`Lanes::gather`] gives for the run's positions, without materializing them.
     #[inline(always)]
@@ -298,7 +287,15 @@ impl Lanes {
                 // SAFETY: `run_fits`: the highest index the run touches,
                 // `base + hi * pstride + LANES - 1` (`lstride == 1`, `nl == LANES`), is inside
                 // `t`, and every step's position is at most `hi`.
-                *d = unsafe { load_at(tp.add(self.base + run.pos(s) * self.pstride)) };
+                let o = self.base + run.pos(s) * self.pstride;
+                *d = unsafe { load_at(tp.add(o)) };
+                let a = if run.rev {
+                    tp.wrapping_add(o).wrapping_sub(AHEAD * self.pstride)
+                } else {
+                    tp.wrapping_add(o + AHEAD * self.pstride)
+                };
+                prefetch(a);
+                prefetch(a.wrapping_add(LANES - 1));
             }
         } else if fits && self.pstride == 1 && self.lstride != 1 {
             let nb = n / LANES;
@@ -307,7 +304,10 @@ impl Lanes {
                 // SAFETY: `run_fits`: rows `j < nl` at positions `lo .. lo + LANES` (all in
                 // the run's span) end at most at the run's highest index, inside `t`.
                 let m = unsafe { load_block(tp, self.base + lo, self.lstride, self.nl) };
-                d.copy_from_slice(&if run.rev { reversed(m) } else { m });
+                store_vs(d, &m, run.rev);
+                for j in 0..self.nl {
+                    prefetch_ahead(tp.wrapping_add(self.base + j * self.lstride), lo, run.rev);
+                }
             }
             let r = n - nb * LANES;
             if r > 0 {
@@ -348,17 +348,30 @@ impl Lanes {
             for (s, &v) in src.iter().enumerate() {
                 // SAFETY: `run_fits`: the highest index the run writes is inside `out`, and
                 // every step's position is at most the run's highest.
-                unsafe { out.put_lanes_unchecked::<ADD>(self.base + run.pos(s) * self.pstride, v) };
+                let o = self.base + run.pos(s) * self.pstride;
+                unsafe { out.put_lanes_unchecked::<ADD>(o, v) };
+                let a = if run.rev {
+                    out.as_ptr()
+                        .wrapping_add(o)
+                        .wrapping_sub(AHEAD * self.pstride)
+                } else {
+                    out.as_ptr().wrapping_add(o + AHEAD * self.pstride)
+                };
+                prefetch(a);
+                prefetch(a.wrapping_add(LANES - 1));
             }
         } else if fits && self.pstride == 1 && self.lstride != 1 {
             let nb = n / LANES;
             for (b, sb) in src.chunks_exact(LANES).enumerate() {
                 let lo = run.block_lo(b);
-                let m: [V; LANES] = core::array::from_fn(|k| sb[k]);
-                let m = if run.rev { reversed(m) } else { m };
+                let m = load_vs(sb, run.rev);
                 // SAFETY: `run_fits`: rows `j < nl` at positions `lo .. lo + LANES` (all in
                 // the run's span) end at most at the run's highest index, inside `out`.
                 unsafe { store_block::<ADD>(m, out, self.base + lo, self.lstride, self.nl) };
+                for j in 0..self.nl {
+                    let r = out.as_ptr().wrapping_add(self.base + j * self.lstride);
+                    prefetch_ahead(r, lo, run.rev);
+                }
             }
             let r = n - nb * LANES;
             if r > 0 {
@@ -423,6 +436,17 @@ pub(crate) fn pack_rows_run(
         return;
     }
     if n == 1 {
+        let r = t.as_ptr().wrapping_add(row);
+        let mut b = 0;
+        while b * LANES < len {
+            let blo = if run.rev {
+                (hi + 1).wrapping_sub((b + 1) * LANES)
+            } else {
+                lo + b * LANES
+            };
+            prefetch_ahead(r, blo, run.rev);
+            b += 1;
+        }
         let src = &t[row + lo..=row + hi];
         let d = &mut dst[..len];
         if run.rev {
@@ -446,9 +470,13 @@ pub(crate) fn pack_rows_run(
         for b in 0..nb {
             // SAFETY: states `k0 + j < n`, positions `blo .. blo + LANES` inside the run's
             // span: the highest index read is at most `last`, checked against `t`.
-            let m = unsafe { load_block(tp, row + k0 * rstride + run.block_lo(b), rstride, kb) };
-            let m = if run.rev { reversed(m) } else { m };
-            for (k, v) in m.into_iter().enumerate() {
+            let blo = run.block_lo(b);
+            let m = unsafe { load_block(tp, row + k0 * rstride + blo, rstride, kb) };
+            for j in 0..kb {
+                prefetch_ahead(tp.wrapping_add(row + (k0 + j) * rstride), blo, run.rev);
+            }
+            for k in 0..LANES {
+                let v = if run.rev { m[LANES - 1 - k] } else { m[k] };
                 // SAFETY: step `b * LANES + k < len` and `k0 < n`, so the store ends before
                 // `(len - 1) * n + n + LANES <= dst.len()` (checked by `fits`).
                 unsafe { store_at(dp.add((b * LANES + k) * n + k0), v) };
@@ -479,37 +507,6 @@ pub(crate) fn pack_rows_run(
             break;
         }
         k0 -= LANES;
-    }
-}
-
-/// Prefetches what [`pack_rows_run`] reads for `run` (a hint; addresses past `t` are harmless).
-#[inline(always)]
-pub(crate) fn prefetch_rows_run(t: &[f32], row: usize, rstride: usize, n: usize, run: Run) {
-    let Some((lo, hi)) = run.span() else {
-        return;
-    };
-    let tp = t.as_ptr();
-    for k in 0..n {
-        prefetch_row(tp.wrapping_add(row + k * rstride), run, lo, hi);
-    }
-}
-
-/// Prefetches positions `lo ..= hi` of a row starting at `r`, a chunk that continues the
-/// previous one along `run`'s direction: one hint per 64-byte line, at 15, 31, ... floats from
-/// the end that joins the previous chunk (whose line is already cached).
-#[inline(always)]
-fn prefetch_row(r: *const f32, run: Run, lo: usize, hi: usize) {
-    let len = hi - lo + 1;
-    let mut off = 15.min(len - 1);
-    loop {
-        prefetch(r.wrapping_add(if run.rev { hi - off } else { lo + off }));
-        if off + 16 >= len {
-            break;
-        }
-        off += 16;
-    }
-    if off + 1 < len {
-        prefetch(r.wrapping_add(if run.rev { lo } else { hi }));
     }
 }
 

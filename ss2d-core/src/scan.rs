@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 use crate::error::{check_len, mul, Error};
 use crate::kernel::{self, Packed, PerLane};
 use crate::math::{silu, softplus};
-use crate::pack::{pack_rows, pack_rows_run, prefetch_rows_run, Lanes, Run};
+use crate::pack::{pack_rows, pack_rows_run, Lanes, Run};
 use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
 use crate::simd::{as_vectors, load_at, splat, store_at, vectors_len, LANES, V};
 use crate::walk::Walk;
@@ -284,20 +284,6 @@ impl<'a> ScanPlan<'a> {
         let (brow, crow) = (bc_row(s.b), bc_row(s.c));
 
         let lin = linear_walk(&self.walk);
-        let prefetch_chunk = |run: Run| {
-            lanes.prefetch_run(self.args.u.as_ptr(), run);
-            lanes.prefetch_run(self.args.delta.as_ptr(), run);
-            if let Some(z) = self.args.z {
-                lanes.prefetch_run(z.as_ptr(), run);
-            }
-            lanes.prefetch_run(out.as_ptr(), run);
-            if let BcLayout::Grouped(_) = s.b {
-                prefetch_rows_run(self.args.b, brow, l, n, run);
-            }
-            if let BcLayout::Grouped(_) = s.c {
-                prefetch_rows_run(self.args.c, crow, l, n, run);
-            }
-        };
         let mut pos = [0usize; CHUNK];
         let mut s0 = 0;
         while s0 < l {
@@ -322,22 +308,6 @@ impl<'a> ScanPlan<'a> {
             let pos = &mut pos[..len];
             match run {
                 Some(run) => {
-                    // Hints for the next chunk (and at the start this one), which the
-                    // hardware prefetchers miss: one stream per channel row and tensor.
-                    if s0 == 0 {
-                        prefetch_chunk(run);
-                    }
-                    if s0 + len < l {
-                        prefetch_chunk(Run {
-                            first: if run.rev {
-                                run.first - len
-                            } else {
-                                run.first + len
-                            },
-                            rev: run.rev,
-                            len: (l - s0 - len).min(CHUNK),
-                        });
-                    }
                     lanes.gather_run(self.args.u, run, up);
                     lanes.gather_run(self.args.delta, run, dt);
                     if let BcLayout::Grouped(_) = s.b {

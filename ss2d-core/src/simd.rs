@@ -92,6 +92,36 @@ pub(crate) unsafe fn store_at(p: *mut f32, v: V) {
     }
 }
 
+/// The first `LANES` vectors of `src` as an array of registers (vector loads: copying the array
+/// as an aggregate can become a `memcpy` call through the stack); when `rev`, in reverse order
+/// (`m[k] = src[LANES - 1 - k]`).
+#[inline(always)]
+pub(crate) fn load_vs(src: &[V], rev: bool) -> [V; LANES] {
+    let src = &src[..LANES];
+    let p = src.as_ptr().cast::<f32>();
+    if rev {
+        // SAFETY: `src` holds `LANES` vectors (sliced above), `k < LANES`, and a `V` is
+        // `LANES` plain `f32`s.
+        core::array::from_fn(|k| unsafe { load_at(p.add((LANES - 1 - k) * LANES)) })
+    } else {
+        // SAFETY: as above.
+        core::array::from_fn(|k| unsafe { load_at(p.add(k * LANES)) })
+    }
+}
+
+/// Stores `m` into the first `LANES` vectors of `dst` (vector stores, see [`load_vs`]); when
+/// `rev`, in reverse order (`dst[k] = m[LANES - 1 - k]`).
+#[inline(always)]
+pub(crate) fn store_vs(dst: &mut [V], m: &[V; LANES], rev: bool) {
+    let dst = &mut dst[..LANES];
+    let p = dst.as_mut_ptr().cast::<f32>();
+    for k in 0..LANES {
+        let v = if rev { m[LANES - 1 - k] } else { m[k] };
+        // SAFETY: `dst` holds `LANES` vectors (sliced above) and `k < LANES`.
+        unsafe { store_at(p.add(k * LANES), v) };
+    }
+}
+
 /// Hints that the cache line holding `p` will be read soon. A hint only: any address is fine
 /// (nothing is read, nothing faults), so `p` may be computed with `wrapping_add` past a buffer.
 #[inline(always)]
