@@ -29,9 +29,9 @@ use crate::error::Error;
 /// The built-in layer configurations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LayerPreset {
-    /// VMamba-T[s1l8] stage 1: `ssm_ratio 1, d_state 1, v05_noz`, channel-first.
+    /// VMamba-T s1l8 stage 1: `ssm_ratio 1, d_state 1, v05_noz`, channel-first.
     S1l8,
-    /// VMamba-T[s2l5] stage 1: `ssm_ratio 2, d_state 1, v05_noz`, channel-first.
+    /// VMamba-T s2l5 stage 1: `ssm_ratio 2, d_state 1, v05_noz`, channel-first.
     S2l5,
     /// Vanilla-VMamba-T stage 1: `v0, ssm_ratio 2, d_state 16`, channel-last.
     Vanilla,

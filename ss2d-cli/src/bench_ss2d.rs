@@ -3,7 +3,7 @@
 //! selective scan over `(B, 4D, L)`, cross-merge), side by side.
 //!
 //! Shapes are `B=..,D=..,H=..,W=..,N=..,R=..` (`D` = `d_inner`, `R` = `dt_rank`; `B` defaults
-//! to 1). Default: VMamba-T[s1l8] stage 1 (`D 96, 56 x 56, N 1, R 6`, channel-first) and
+//! to 1). Default: VMamba-T s1l8 stage 1 (`D 96, 56 x 56, N 1, R 6`, channel-first) and
 //! vanilla VMamba-T (v0) stage 1 (`D 192, 56 x 56, N 16, R 6`, channel-last, as v0 runs).
 //!
 //! An element is one `(b, k, d, l, n)` state update: `elements = B * 4 * D * L * N`. Inputs are
@@ -90,7 +90,7 @@ pub struct Ss2dBenchShape {
     pub r: usize,
 }
 
-/// The default cases: VMamba-T[s1l8] stage 1 (channel-first) and vanilla VMamba-T (v0)
+/// The default cases: VMamba-T s1l8 stage 1 (channel-first) and vanilla VMamba-T (v0)
 /// stage 1 (channel-last).
 pub const DEFAULT_CASES: [(Ss2dBenchShape, BenchLayout); 2] = [
     (

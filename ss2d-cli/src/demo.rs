@@ -1,4 +1,4 @@
-//! `ss2d demo`: one VMamba-T[s1l8] stage-1 SS2D layer (d_model 96, 56 x 56, batch 1,
+//! `ss2d demo`: one VMamba-T s1l8 stage-1 SS2D layer (d_model 96, 56 x 56, batch 1,
 //! `ssm_ratio 1`, `d_state 1`, `v05_noz`, channel-first) on deterministic VMamba-like weights
 //! and input: checks the fast path against the scalar reference path, then times it.
 

@@ -728,7 +728,7 @@ impl Ss2dConfig {
         }
     }
 
-    /// A VMamba-T[s1l8] layer (`vmambav2v_tiny`): `d_state 1, ssm_ratio 1, v05_noz`,
+    /// A VMamba-T s1l8 layer (`vmambav2v_tiny`): `d_state 1, ssm_ratio 1, v05_noz`,
     /// no conv bias, channel-first. Stage 1 has `d_model = 96`.
     pub fn s1l8(d_model: usize) -> Ss2dConfig {
         Ss2dConfig {
@@ -739,7 +739,7 @@ impl Ss2dConfig {
         }
     }
 
-    /// A VMamba-T[s2l5] layer (`vmambav2_tiny`): `d_state 1, ssm_ratio 2, v05_noz`,
+    /// A VMamba-T s2l5 layer (`vmambav2_tiny`): `d_state 1, ssm_ratio 2, v05_noz`,
     /// no conv bias, channel-first.
     pub fn s2l5(d_model: usize) -> Ss2dConfig {
         Ss2dConfig {
