@@ -284,10 +284,10 @@ impl Lanes {
         let tp = t.as_ptr();
         if fits && self.lstride == 1 && self.nl == LANES {
             for (s, d) in dst.iter_mut().enumerate() {
+                let o = self.base + run.pos(s) * self.pstride;
                 // SAFETY: `run_fits`: the highest index the run touches,
                 // `base + hi * pstride + LANES - 1` (`lstride == 1`, `nl == LANES`), is inside
                 // `t`, and every step's position is at most `hi`.
-                let o = self.base + run.pos(s) * self.pstride;
                 *d = unsafe { load_at(tp.add(o)) };
                 let a = if run.rev {
                     tp.wrapping_add(o).wrapping_sub(AHEAD * self.pstride)
@@ -346,9 +346,9 @@ impl Lanes {
         let fits = self.run_fits(&run, out.len());
         if fits && self.lstride == 1 && self.nl == LANES {
             for (s, &v) in src.iter().enumerate() {
+                let o = self.base + run.pos(s) * self.pstride;
                 // SAFETY: `run_fits`: the highest index the run writes is inside `out`, and
                 // every step's position is at most the run's highest.
-                let o = self.base + run.pos(s) * self.pstride;
                 unsafe { out.put_lanes_unchecked::<ADD>(o, v) };
                 let a = if run.rev {
                     out.as_ptr()
@@ -468,9 +468,9 @@ pub(crate) fn pack_rows_run(
     loop {
         let kb = (n - k0).min(LANES);
         for b in 0..nb {
+            let blo = run.block_lo(b);
             // SAFETY: states `k0 + j < n`, positions `blo .. blo + LANES` inside the run's
             // span: the highest index read is at most `last`, checked against `t`.
-            let blo = run.block_lo(b);
             let m = unsafe { load_block(tp, row + k0 * rstride + blo, rstride, kb) };
             for j in 0..kb {
                 prefetch_ahead(tp.wrapping_add(row + (k0 + j) * rstride), blo, run.rev);
