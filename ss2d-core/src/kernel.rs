@@ -97,7 +97,10 @@ macro_rules! unroll16 {
 }
 
 /// One block of `NB` states `n0 .. n0 + NB` over `dt.len()` steps.
-#[inline(always)]
+///
+/// Not inlined: each block size gets its own function, so the register allocator sees one
+/// loop at a time (inlined into one `chunk`, the small blocks reloaded pointers from the stack).
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn block<const NB: usize, B: Bc, C: Bc>(
     h: &mut [V],

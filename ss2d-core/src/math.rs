@@ -65,7 +65,7 @@ pub fn exp2(x: V) -> V {
 
 /// `2^x` for the kernel's `dt * A2`, for every `x`: `-inf -> 0`, `+inf -> inf`, NaN -> NaN.
 ///
-/// With AVX-512 (F + DQ) this is `scalef(p(reduce(x)), roundscale(x))`: `vreducepx` returns
+/// With AVX-512 (F + DQ) this is `scalef(p(f), x - f)`, `f = reduce(x)`: `vreducepx` returns
 /// `x - round(x)` (and `±0` for `±inf`) and `scalef` handles overflow and gradual underflow, so
 /// no clamp is needed in the innermost loop. Other levels use the clamped [`exp2`].
 #[inline(always)]
@@ -77,7 +77,9 @@ pub(crate) fn exp2_kernel(x: V) -> V {
         // SAFETY: compiled only with avx512f and avx512dq enabled for the whole build, so the
         // instruction exists on every CPU this runs on; it only computes on registers.
         let f: V = unsafe { _mm512_reduce_ps::<0x08>(xm) }.into();
-        scale(exp2_reduced(f), round_nearest(x))
+        // `x - f` is `round(x)` exactly (`f = x - round(x)` is exact), and for `±inf` (`f = 0`)
+        // it is `±inf` again: one subtraction instead of a second rounding instruction.
+        scale(exp2_reduced(f), x - f)
     }
     #[cfg(not(all(target_feature = "avx512f", target_feature = "avx512dq")))]
     {

@@ -122,16 +122,17 @@ pub(crate) fn store_vs(dst: &mut [V], m: &[V; LANES], rev: bool) {
     }
 }
 
-/// Hints that the cache line holding `p` will be read soon. A hint only: any address is fine
+/// Hints that the cache line holding `p` will be read soon, into L2 (not L1: a chunk ahead of
+/// a panel's rows does not fit in L1 beside the current one). A hint only: any address is fine
 /// (nothing is read, nothing faults), so `p` may be computed with `wrapping_add` past a buffer.
 #[inline(always)]
 pub(crate) fn prefetch(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` (SSE, part of the x86-64 baseline) never faults and changes no
+    // SAFETY: `prefetcht1` (SSE, part of the x86-64 baseline) never faults and changes no
     // memory, whatever the address.
     unsafe {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>())
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
