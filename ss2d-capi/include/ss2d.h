@@ -213,7 +213,7 @@ typedef struct ss2d_tensor {
 //
 // | field | shape |
 // |---|---|
-// | `x` | `(B, D, H, W)`: the conv + SiLU output; a channel-last `(B, H, W, D)` buffer is this shape with strides `(H*W*D, 1, W*D, D)` and is read in place |
+// | `x` | `(B, D, H, W)`: the conv + SiLU output; a channel-last `(B, H, W, D)` buffer is this shape with strides `(H*W*D, 1, W*D, D)` and is read in place (other layouts are transposed to it) |
 // | `x_proj_weight` | `(4, R + 2N, D)`, rows `[dt (R) \| B (N) \| C (N)]` |
 // | `dt_projs_weight` | `(4, D, R)` |
 // | `dt_projs_bias` | `(4, D)` |
@@ -370,10 +370,14 @@ int ss2d_fused_scan_scratch_size(const struct ss2d_fused_inputs *inputs,
 // the `(B, 4, D, L)` intermediates.
 //
 // `y`: `(B, D, H, W)`, any non-overlapping strides, must not overlap the inputs or the
-// scratch. Channel-first and channel-last dense `x` / `y` are used in place; other strides
-// are gathered / scattered through library-allocated temporaries. Runs in up to three
-// `parallel_for` rounds (projection blocks, scan items, partial-buffer combine). Nothing is
-// written on error (except after `SS2D_CALLBACK` / `SS2D_INTERNAL` in a host round).
+// scratch. The kernel runs channel-last: dense `(B, H, W, D)` buffers (passed as
+// `(B, D, H, W)` views with strides `(H*W*D, 1, W*D, D)`) are used in place; any other
+// layout, channel-first included, is transposed into (and `y` out of) library-allocated
+// temporaries, on the call's threads. That is faster than scanning channel-first data in
+// place, whose column-major directions read with a stride of `W` per lane. Runs in up to
+// three `parallel_for` rounds (projection blocks, scan items, partial-buffer combine), plus
+// the transposes' parts. Nothing is written on error (except after `SS2D_CALLBACK` /
+// `SS2D_INTERNAL` in a host round).
 //
 // # Safety
 // As `ss2d_selective_scan`: valid descriptors whose data is readable (inputs) or writable

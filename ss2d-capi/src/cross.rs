@@ -245,7 +245,7 @@ unsafe fn run(
     };
     // SAFETY: the input is readable and unwritten during the call (contract) and disjoint
     // from the output (checked).
-    let data = unsafe { iv.read(&iperm) };
+    let data = unsafe { iv.read(&iperm, &ex) }?;
     // SAFETY: the output is writable and exclusive (contract), disjoint from the input.
     let mut ob = unsafe { ov.out_buf(&operm) };
     let f = move |i: &[f32], d: CrossDims, o: &mut [f32], par: Parallelism<'_>| {
@@ -257,6 +257,6 @@ unsafe fn run(
     };
     dispatch(&ex, dims, &data, ob.slice(), &f)?;
     // SAFETY: as for `out_buf`.
-    unsafe { ob.finish() };
+    unsafe { ob.finish(&ex) }?;
     Ok(())
 }

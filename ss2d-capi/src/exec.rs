@@ -129,6 +129,14 @@ impl Scratch<'_> {
 }
 
 impl Exec {
+    /// On the calling thread, library scratch.
+    pub(crate) fn sequential() -> Exec {
+        Exec {
+            mode: Mode::Seq,
+            scratch: None,
+        }
+    }
+
     /// How many threads may run at once (the split heuristics' input).
     pub(crate) fn width(&self) -> usize {
         match self.mode {

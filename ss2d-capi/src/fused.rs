@@ -9,7 +9,7 @@ use ss2d_std::cross::ScanMode;
 use ss2d_std::unfused::Ss2dScanShape;
 
 use crate::exec::{read_exec, ss2d_exec, Exec};
-use crate::tensor::{check_disjoint, input, output, ss2d_const_tensor, ss2d_tensor, View};
+use crate::tensor::{check_disjoint, groups, input, output, ss2d_const_tensor, ss2d_tensor, View};
 use crate::{arg, guard, scan_mode, ss2d_status, Fail, Res};
 
 /// The inputs of the fused SS2D scan, under VMamba's state_dict names (`D` = `d_inner`,
@@ -17,7 +17,7 @@ use crate::{arg, guard, scan_mode, ss2d_status, Fail, Res};
 ///
 /// | field | shape |
 /// |---|---|
-/// | `x` | `(B, D, H, W)`: the conv + SiLU output; a channel-last `(B, H, W, D)` buffer is this shape with strides `(H*W*D, 1, W*D, D)` and is read in place |
+/// | `x` | `(B, D, H, W)`: the conv + SiLU output; a channel-last `(B, H, W, D)` buffer is this shape with strides `(H*W*D, 1, W*D, D)` and is read in place (other layouts are transposed to it) |
 /// | `x_proj_weight` | `(4, R + 2N, D)`, rows `[dt (R) \| B (N) \| C (N)]` |
 /// | `dt_projs_weight` | `(4, D, R)` |
 /// | `dt_projs_bias` | `(4, D)` |
@@ -122,7 +122,6 @@ unsafe fn prepare(inp: &ss2d_fused_inputs) -> Res<Prep> {
     })
 }
 
-const CF: [usize; 4] = [0, 1, 2, 3];
 const CL: [usize; 4] = [0, 2, 3, 1];
 
 /// Positions per projection block: the same blocking as `ss2d_std::fused::project_grid`, so
@@ -231,17 +230,6 @@ fn sizing(s: &Ss2dScanShape, ex: &Exec) -> Res<Sizing> {
     })
 }
 
-/// Cuts `units` into `count` contiguous groups (the last ones may be shorter).
-fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
-    let n = units.len();
-    let count = count.clamp(1, n.max(1));
-    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
-    for (i, u) in units.into_iter().enumerate() {
-        out[i * count / n.max(1)].push(u);
-    }
-    out
-}
-
 /// Scratch (`float` elements) that `ss2d_fused_scan` needs with these inputs and this `exec`
 /// (its `scratch` fields are ignored here), written to `*scratch_elems`: the x_proj output on
 /// the grid, the partial buffers of a direction split, and per-item kernel scratch. With at
@@ -286,10 +274,14 @@ pub unsafe extern "C" fn ss2d_fused_scan_scratch_size(
 /// the `(B, 4, D, L)` intermediates.
 ///
 /// `y`: `(B, D, H, W)`, any non-overlapping strides, must not overlap the inputs or the
-/// scratch. Channel-first and channel-last dense `x` / `y` are used in place; other strides
-/// are gathered / scattered through library-allocated temporaries. Runs in up to three
-/// `parallel_for` rounds (projection blocks, scan items, partial-buffer combine). Nothing is
-/// written on error (except after `SS2D_CALLBACK` / `SS2D_INTERNAL` in a host round).
+/// scratch. The kernel runs channel-last: dense `(B, H, W, D)` buffers (passed as
+/// `(B, D, H, W)` views with strides `(H*W*D, 1, W*D, D)`) are used in place; any other
+/// layout, channel-first included, is transposed into (and `y` out of) library-allocated
+/// temporaries, on the call's threads. That is faster than scanning channel-first data in
+/// place, whose column-major directions read with a stride of `W` per lane. Runs in up to
+/// three `parallel_for` rounds (projection blocks, scan items, partial-buffer combine), plus
+/// the transposes' parts. Nothing is written on error (except after `SS2D_CALLBACK` /
+/// `SS2D_INTERNAL` in a host round).
 ///
 /// # Safety
 /// As `ss2d_selective_scan`: valid descriptors whose data is readable (inputs) or writable
@@ -326,11 +318,12 @@ unsafe fn run(
     outs.extend(ex.scratch.as_ref());
     check_disjoint(&outs, &p.inputs())?;
 
-    let score = |perm: &[usize]| [&p.x, &y_v].iter().filter(|v| v.dense_in(perm)).count();
-    let cl = score(&CL) > score(&CF);
-    let perm: &[usize] = if cl { &CL } else { &CF };
+    // The kernel runs channel-last: its column-major directions then load whole panels
+    // instead of reading with a stride of W per lane, which costs more than transposing a
+    // channel-first x in and y out (measured in ss2d-std, which does the same).
+    let perm: &[usize] = &CL;
     let s = Ss2dScanShape {
-        channel_first: !cl,
+        channel_first: false,
         ..s0
     };
     let sz = sizing(&s, &ex)?;
@@ -340,7 +333,7 @@ unsafe fn run(
 
     // SAFETY: an input, readable and unwritten during the call (contract), validated and
     // disjoint from the outputs and the scratch (checked above).
-    let x = unsafe { p.x.read(perm) };
+    let x = unsafe { p.x.read(perm, &ex) }?;
     // SAFETY: as above.
     let xw = unsafe { p.xw.read_rm() };
     // SAFETY: as above.
@@ -453,6 +446,6 @@ unsafe fn run(
         }
     }
     // SAFETY: as for `out_buf`.
-    unsafe { yb.finish() };
+    unsafe { yb.finish(&ex) }?;
     Ok(())
 }

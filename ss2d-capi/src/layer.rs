@@ -255,9 +255,9 @@ unsafe fn forward(
     let grid = layer.dims().grid_of(iv.dims())?;
     ov.expect(iv.dims(), "(like input)")?;
     check_disjoint(&[&ov], &[&iv])?;
-    // SAFETY: readable and unwritten during the call (contract), disjoint from the output.
-    let x = unsafe { iv.read_rm() };
     let id: Vec<usize> = (0..ov.ndim).collect();
+    // SAFETY: readable and unwritten during the call (contract), disjoint from the output.
+    let x = unsafe { iv.read(&id, &ex) }?;
     // SAFETY: writable and exclusive (contract), disjoint from the input (checked).
     let mut ob = unsafe { ov.out_buf(&id) };
     match ex.mode {
@@ -289,7 +289,7 @@ unsafe fn forward(
         }
     }
     // SAFETY: as for `out_buf`.
-    unsafe { ob.finish() };
+    unsafe { ob.finish(&ex) }?;
     Ok(())
 }
 

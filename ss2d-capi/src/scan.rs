@@ -293,11 +293,11 @@ unsafe fn run(
 
     // SAFETY: an input, readable and unwritten during the call (contract), validated and
     // disjoint from the outputs and the scratch (checked above).
-    let u = unsafe { p.u.read(&perm) };
+    let u = unsafe { p.u.read(&perm, &ex) }?;
     // SAFETY: as above.
-    let delta = unsafe { p.delta.read(&perm) };
+    let delta = unsafe { p.delta.read(&perm, &ex) }?;
     // SAFETY: as above.
-    let z = p.z.map(|v| unsafe { v.read(&perm) });
+    let z = p.z.map(|v| unsafe { v.read(&perm, &ex) }).transpose()?;
     // SAFETY: as above.
     let a = unsafe { p.a.read_rm() };
     // SAFETY: as above.
@@ -349,10 +349,10 @@ unsafe fn run(
         })?;
     }
     // SAFETY: as for `out_buf`.
-    unsafe { ob.finish() };
+    unsafe { ob.finish(&ex) }?;
     if let Some(fb) = fb {
         // SAFETY: as above.
-        unsafe { fb.finish() };
+        unsafe { fb.finish(&ex) }?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use crate::exec::Exec;
 use crate::{ss2d_status, Fail, Res};
 
 /// Largest rank a tensor descriptor holds.
@@ -263,92 +264,64 @@ impl View {
         self.numel > 0 && other.numel > 0 && self.lo < other.hi && other.lo < self.hi
     }
 
-    /// Calls `f(i, offset)` for every element, `i` counting in the memory order `perm`
-    /// (`perm[0]` outermost), `offset` in elements from `ptr`.
-    fn for_each(&self, perm: &[usize], mut f: impl FnMut(usize, isize)) {
-        if self.numel == 0 {
-            return;
-        }
-        let nd = perm.len();
-        if nd == 0 {
-            f(0, 0);
-            return;
-        }
-        let shape: Vec<usize> = perm.iter().map(|&a| self.shape[a]).collect();
-        let strides: Vec<isize> = perm.iter().map(|&a| self.strides[a]).collect();
-        let (inner_n, inner_s) = (shape[nd - 1], strides[nd - 1]);
-        let mut idx = vec![0usize; nd];
-        let mut base: isize = 0;
-        let mut i = 0usize;
-        loop {
-            let mut off = base;
-            for _ in 0..inner_n {
-                f(i, off);
-                i += 1;
-                off += inner_s;
-            }
-            // Advance the outer axes (odometer).
-            let mut ax = nd - 1;
-            loop {
-                if ax == 0 {
-                    return;
-                }
-                ax -= 1;
-                idx[ax] += 1;
-                base += strides[ax];
-                if idx[ax] < shape[ax] {
-                    break;
-                }
-                base -= strides[ax] * shape[ax] as isize;
-                idx[ax] = 0;
-            }
+    /// The view's axes in memory order `perm`: (sizes, strides).
+    fn ordered(&self, perm: &[usize]) -> Order {
+        Order {
+            shape: perm.iter().map(|&a| self.shape[a]).collect(),
+            strides: perm.iter().map(|&a| self.strides[a]).collect(),
         }
     }
 
-    /// Copies the elements into a dense buffer in memory order `perm`.
+    /// Copies the elements into a dense buffer in memory order `perm`, in parallel parts
+    /// on `ex` for large tensors.
     ///
     /// # Safety
     /// The view came from a descriptor whose memory is readable at every addressed element
-    /// for the duration of the call (the API's pointer contract).
-    pub(crate) unsafe fn gather(&self, perm: &[usize]) -> Vec<f32> {
+    /// and not written by anyone for the duration of the call (the API's pointer contract).
+    pub(crate) unsafe fn gather(&self, perm: &[usize], ex: &Exec) -> Res<Vec<f32>> {
         let mut out = vec![0.0f32; self.numel];
-        let p = self.ptr as *const f32;
-        self.for_each(perm, |i, off| {
-            // SAFETY: `off` addresses an element of the validated view (inside [lo, hi), no
-            // wrap); readable by the caller's contract.
-            out[i] = unsafe { p.offset(off).read() };
-        });
-        out
+        let order = self.ordered(perm);
+        let src = Ptr(self.ptr);
+        parts(&mut out, ex, &|start, dst| {
+            order.for_each_range(start, dst.len(), |i, off| {
+                // SAFETY: `off` addresses an element of the validated view (inside its
+                // range, no wrap); readable and unwritten by the caller's contract.
+                dst[i] = unsafe { src.get().offset(off).read() };
+            })
+        })?;
+        Ok(out)
     }
 
     /// The elements in memory order `perm`: borrowed in place when dense in that order,
-    /// otherwise gathered.
+    /// otherwise gathered (in parallel on `ex` when large).
     ///
     /// # Safety
-    /// As [`View::gather`], and the memory is not written by anyone while the borrow lives.
-    pub(crate) unsafe fn read<'a>(&self, perm: &[usize]) -> Cow<'a, [f32]> {
+    /// As [`View::gather`].
+    pub(crate) unsafe fn read<'a>(&self, perm: &[usize], ex: &Exec) -> Res<Cow<'a, [f32]>> {
         if self.numel == 0 {
-            return Cow::Borrowed(&[]);
+            return Ok(Cow::Borrowed(&[]));
         }
         if self.dense_in(perm) {
             // SAFETY: dense in `perm` means the elements are exactly `ptr .. ptr + numel`
             // (positive strides on every non-trivial axis), aligned and non-NULL (validated);
             // readable and unwritten for the call by the caller's contract.
-            Cow::Borrowed(unsafe { std::slice::from_raw_parts(self.ptr as *const f32, self.numel) })
+            let s = unsafe { std::slice::from_raw_parts(self.ptr as *const f32, self.numel) };
+            Ok(Cow::Borrowed(s))
         } else {
             // SAFETY: forwarded contract.
-            Cow::Owned(unsafe { self.gather(perm) })
+            unsafe { self.gather(perm, ex) }.map(Cow::Owned)
         }
     }
 
-    /// Row-major [`View::read`].
+    /// Row-major [`View::read`] on the calling thread (for small tensors: weights).
     ///
     /// # Safety
     /// As [`View::read`].
     pub(crate) unsafe fn read_rm<'a>(&self) -> Cow<'a, [f32]> {
         let id: Vec<usize> = (0..self.ndim).collect();
-        // SAFETY: forwarded contract.
-        unsafe { self.read(&id) }
+        let seq = Exec::sequential();
+        // SAFETY: forwarded contract. A sequential gather cannot fail.
+        unsafe { self.read(&id, &seq) }.unwrap_or_default()
     }
 
     /// A place to compute this output into, in memory order `perm`: the tensor's own memory
@@ -375,6 +348,119 @@ impl View {
     }
 }
 
+/// A view's axes in some memory order.
+struct Order {
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+}
+
+impl Order {
+    /// Calls `f(i, offset)` for the elements `start .. start + len` of the dense order
+    /// (`i` from 0, `offset` in elements from the view's first element). The range must lie
+    /// inside the view.
+    fn for_each_range(&self, start: usize, len: usize, mut f: impl FnMut(usize, isize)) {
+        let nd = self.shape.len();
+        if len == 0 {
+            return;
+        }
+        if nd == 0 {
+            f(0, 0);
+            return;
+        }
+        // Multi-index and offset of `start`.
+        let mut idx = vec![0usize; nd];
+        let mut rem = start;
+        let mut off: isize = 0;
+        for ax in (0..nd).rev() {
+            idx[ax] = rem % self.shape[ax];
+            rem /= self.shape[ax];
+            off += idx[ax] as isize * self.strides[ax];
+        }
+        let (inner_n, inner_s) = (self.shape[nd - 1], self.strides[nd - 1]);
+        let mut i = 0usize;
+        loop {
+            let run = (inner_n - idx[nd - 1]).min(len - i);
+            for _ in 0..run {
+                f(i, off);
+                i += 1;
+                off += inner_s;
+            }
+            if i == len {
+                return;
+            }
+            // The inner axis is exhausted: back to its start, then advance the outer axes.
+            off -= inner_n as isize * inner_s;
+            idx[nd - 1] = 0;
+            let mut ax = nd - 1;
+            loop {
+                // `i < len` and the range lies inside the view, so an outer axis remains.
+                ax -= 1;
+                idx[ax] += 1;
+                off += self.strides[ax];
+                if idx[ax] < self.shape[ax] {
+                    break;
+                }
+                off -= self.shape[ax] as isize * self.strides[ax];
+                idx[ax] = 0;
+            }
+        }
+    }
+}
+
+/// A tensor's base pointer, shared by the parts of a parallel gather or scatter.
+#[derive(Clone, Copy)]
+struct Ptr(*mut f32);
+
+impl Ptr {
+    /// The pointer (a method, so closures capture the whole `Send + Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the parts of a gather only read validated input elements (which nobody writes
+// during the call), and the parts of a scatter write disjoint elements of an output that is
+// exclusively the call's (injective strides, no overlap with other tensors), so sharing the
+// pointer between the threads running the parts is race-free.
+unsafe impl Send for Ptr {}
+// SAFETY: as above.
+unsafe impl Sync for Ptr {}
+
+/// Elements per part of a parallel gather or scatter.
+const PART: usize = 1 << 15;
+
+/// Runs `f(start, chunk)` over `PART`-sized chunks of `buf` (`start` = the chunk's first
+/// index), on `ex` when there is more than one chunk, else on the calling thread.
+fn parts(buf: &mut [f32], ex: &Exec, f: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Res<()> {
+    if buf.len() <= PART || ex.is_seq() {
+        f(0, buf);
+        return Ok(());
+    }
+    let chunks: Vec<(usize, &mut [f32])> = buf
+        .chunks_mut(PART)
+        .enumerate()
+        .map(|(i, c)| (i * PART, c))
+        .collect();
+    let n = chunks.len();
+    ex.run_items(groups(chunks, ex.items_for(n)), &mut [], 0, &|g, _| {
+        for (start, c) in g {
+            f(start, c);
+        }
+        Ok(())
+    })
+}
+
+/// Cuts `units` into `count` contiguous groups (in order; sizes differ by at most one).
+pub(crate) fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
+    let n = units.len();
+    let count = count.clamp(1, n.max(1));
+    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
+    for (i, u) in units.into_iter().enumerate() {
+        out[i * count / n.max(1)].push(u);
+    }
+    out
+}
+
 /// An output being computed: in place, or in a temporary scattered back at the end.
 pub(crate) enum OutBuf<'a> {
     /// The tensor's own memory.
@@ -395,19 +481,30 @@ impl OutBuf<'_> {
         }
     }
 
-    /// Scatters a temporary into the tensor (nothing to do in place).
+    /// Scatters a temporary into the tensor (nothing to do in place), in parallel parts on
+    /// `ex` when large.
     ///
     /// # Safety
     /// As [`View::out_buf`].
-    pub(crate) unsafe fn finish(self) {
-        if let OutBuf::Temp { buf, view, perm } = self {
-            let p = view.ptr;
-            view.for_each(&perm, |i, off| {
-                // SAFETY: `off` addresses an element of the validated output view; writable
-                // and exclusive by the caller's contract.
-                unsafe { p.offset(off).write(buf[i]) };
-            });
+    pub(crate) unsafe fn finish(self, ex: &Exec) -> Res<()> {
+        if let OutBuf::Temp {
+            mut buf,
+            view,
+            perm,
+        } = self
+        {
+            let order = view.ordered(&perm);
+            let dst = Ptr(view.ptr);
+            parts(&mut buf, ex, &|start, src| {
+                order.for_each_range(start, src.len(), |i, off| {
+                    // SAFETY: `off` addresses an element of the validated output view; the
+                    // view is injective, so each part writes its own elements; writable and
+                    // exclusive by the caller's contract.
+                    unsafe { dst.get().offset(off).write(src[i]) };
+                })
+            })?;
         }
+        Ok(())
     }
 }
 
@@ -501,4 +598,53 @@ pub(crate) fn check_disjoint(outputs: &[&View], inputs: &[&View]) -> Res<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_walk_the_order_from_any_start() {
+        let o = Order {
+            shape: vec![3, 1, 4, 5],
+            strides: vec![-7, 0, 30, 2],
+        };
+        let n = 60;
+        let want: Vec<isize> = (0..n)
+            .map(|i| {
+                let (a, c, d) = (i / 20, (i / 5) % 4, i % 5);
+                -7 * a as isize + 30 * c as isize + 2 * d as isize
+            })
+            .collect();
+        for start in 0..n {
+            for len in [0, 1, 3, 5, 7, 21, n - start] {
+                let len = len.min(n - start);
+                let mut got = Vec::new();
+                o.for_each_range(start, len, |i, off| {
+                    assert_eq!(i, got.len());
+                    got.push(off);
+                });
+                assert_eq!(got, want[start..start + len], "start {start} len {len}");
+            }
+        }
+        let scalar = Order {
+            shape: vec![],
+            strides: vec![],
+        };
+        let mut calls = 0;
+        scalar.for_each_range(0, 1, |i, off| {
+            assert_eq!((i, off), (0, 0));
+            calls += 1;
+        });
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn groups_keep_order_and_balance() {
+        let g = groups((0..10).collect(), 3);
+        assert_eq!(g, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
+        assert_eq!(groups(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
+        assert_eq!(groups(vec![1, 2], 9), vec![vec![1], vec![2]]);
+    }
 }

@@ -376,3 +376,94 @@ fn cross_scan_and_merge_golden_in_every_layout() {
         assert_eq!(out5.touched_outside(), 0);
     }
 }
+
+#[test]
+fn large_strided_tensors_are_gathered_and_scattered_in_parallel_parts() {
+    // Big enough for several parts of the parallel gather / scatter (2^15 elements each).
+    let (b, c, h, w) = (2usize, 48usize, 40usize, 37usize);
+    let x = rand_vec(b * c * h * w, 11, -1.0, 1.0);
+    let dims4 = [b, c, h, w];
+    let mut want = vec![0.0f32; 4 * x.len()];
+    let wt = mten(&mut want, &[b, 4, c, h * w]);
+    // SAFETY: descriptors over live buffers.
+    ok(unsafe { ss2d_cross_scan(&cten(&x, &dims4), &wt, 0, 0, &exec_seq()) });
+    let xs = Strided::new(&x, &dims4, &[2, 0, 3, 1], 3, 2, &[0, 3]);
+    for (label, ex) in all_execs() {
+        let zeros = vec![0.0f32; want.len()];
+        let mut out = Strided::new(&zeros, &[b, 4, c, h * w], &[3, 1, 0, 2], 2, 1, &[2]);
+        let ot = out.m();
+        // SAFETY: as above.
+        ok(unsafe { ss2d_cross_scan(&xs.c(), &ot, 0, 0, &ex) });
+        assert_eq!(bits(&out.read_rm()), bits(&want), "{label}");
+        assert_eq!(out.touched_outside(), 0, "{label}");
+    }
+}
+
+#[test]
+fn large_fused_scan_channel_first_and_last_bitwise_with_ss2d_std() {
+    let (b, d, h, w, n, r) = (1usize, 96usize, 28usize, 30usize, 4usize, 6usize);
+    let x = rand_vec(b * d * h * w, 21, -1.0, 1.0);
+    let xw = rand_vec(4 * (r + 2 * n) * d, 22, -0.1, 0.1);
+    let dtw = rand_vec(4 * d * r, 23, -0.5, 0.5);
+    let dtb = rand_vec(4 * d, 24, -4.0, -2.0);
+    let al = rand_vec(4 * d * n, 25, 0.0, 2.7);
+    let ds = rand_vec(4 * d, 26, 0.5, 1.5);
+    for (mode, scan_mode) in [(ScanMode::Cross2d, 0), (ScanMode::Bidi, 2)] {
+        for channel_first in [true, false] {
+            let shape = Ss2dScanShape {
+                batch: b,
+                dim: d,
+                h,
+                w,
+                dstate: n,
+                dt_rank: r,
+                mode,
+                channel_first,
+            };
+            let wts = Ss2dScanWeights {
+                x_proj_weight: &xw,
+                dt_projs_weight: &dtw,
+                dt_projs_bias: &dtb,
+                a_logs: &al,
+                ds: &ds,
+            };
+            let mut want = vec![0.0f32; x.len()];
+            ss2d_std::fused::ss2d_scan(&shape, &wts, &x, &mut want, Parallelism::Threads(2))
+                .unwrap();
+            // `x` holds (B, D, H, W) or (B, H, W, D) data; describe it as (B, D, H, W).
+            let perm: &[usize] = if channel_first {
+                &[0, 1, 2, 3]
+            } else {
+                &[0, 2, 3, 1]
+            };
+            let phys = if channel_first {
+                [b, d, h, w]
+            } else {
+                [b, h, w, d]
+            };
+            let xt = permuted(&x, &phys, perm);
+            let (xwt, dtwt, dtbt) = (
+                cten(&xw, &[4, r + 2 * n, d]),
+                cten(&dtw, &[4, d, r]),
+                cten(&dtb, &[4, d]),
+            );
+            let (alt, dst) = (cten(&al, &[4 * d, n]), cten(&ds, &[4 * d]));
+            let inp = ss2d_fused_inputs {
+                x: &xt,
+                x_proj_weight: &xwt,
+                dt_projs_weight: &dtwt,
+                dt_projs_bias: &dtbt,
+                A_logs: &alt,
+                Ds: &dst,
+                scan_mode,
+            };
+            for (label, ex) in all_execs() {
+                let mut y = vec![f32::NAN; x.len()];
+                let yt = permuted_mut(&mut y, &phys, perm);
+                // SAFETY: descriptors over live buffers.
+                ok(unsafe { ss2d_fused_scan(&inp, &yt, &ex) });
+                assert_eq!(bits(&y), bits(&want), "cf={channel_first} {mode:?} {label}");
+            }
+        }
+    }
+}
