@@ -225,8 +225,69 @@ fn detected_level() -> ss2d_core::SimdLevel {
     }
 }
 
+/// The first x86 feature this build was compiled with that the CPU lacks (a
+/// `target-cpu=native` build carries features beyond its level, e.g. `bmi2`, `avx512vbmi`).
+fn missing_feature() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! first_missing {
+            ($($f:tt),* $(,)?) => {
+                $(
+                    if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
+                        return Some($f);
+                    }
+                )*
+            };
+        }
+        first_missing!(
+            "sse3",
+            "ssse3",
+            "sse4.1",
+            "sse4.2",
+            "popcnt",
+            "avx",
+            "avx2",
+            "fma",
+            "bmi1",
+            "bmi2",
+            "lzcnt",
+            "movbe",
+            "f16c",
+            "pclmulqdq",
+            "aes",
+            "adx",
+            "sha",
+            "gfni",
+            "vaes",
+            "vpclmulqdq",
+            "avx512f",
+            "avx512bw",
+            "avx512cd",
+            "avx512dq",
+            "avx512vl",
+            "avx512ifma",
+            "avx512vbmi",
+            "avx512vbmi2",
+            "avx512vnni",
+            "avx512bitalg",
+            "avx512vpopcntdq",
+        );
+    }
+    None
+}
+
 fn cpu_check() -> Res<()> {
     let (compiled, detected) = (ss2d_core::SimdLevel::compiled(), detected_level());
+    if let Some(f) = missing_feature() {
+        return Err(Fail::new(
+            ss2d_status::SS2D_UNSUPPORTED_CPU,
+            format!(
+                "this library was built with the CPU feature `{f}` (level {}), which this CPU \
+                 lacks; rebuild with RUSTFLAGS=-Ctarget-cpu=<level>",
+                compiled.name()
+            ),
+        ));
+    }
     if compiled > detected {
         return Err(Fail::new(
             ss2d_status::SS2D_UNSUPPORTED_CPU,
