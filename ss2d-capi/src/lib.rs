@@ -56,7 +56,7 @@ pub use scan::{ss2d_scan_inputs, ss2d_scan_scratch_size, ss2d_selective_scan};
 pub use tensor::{ss2d_const_tensor, ss2d_tensor, SS2D_MAX_DIMS};
 
 /// Status codes returned (as `int`) by every call. `SS2D_OK` is 0; every other value is an
-/// error whose message [`ss2d_last_error`] returns.
+/// error whose message `ss2d_last_error()` returns.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ss2d_status {
@@ -76,7 +76,7 @@ pub enum ss2d_status {
     SS2D_BAD_VALUE = 5,
     /// The caller's scratch buffer is smaller than the size query reported.
     SS2D_SCRATCH_TOO_SMALL = 6,
-    /// The library was built for an instruction set this CPU lacks (see [`ss2d_isa`]).
+    /// The library was built for an instruction set this CPU lacks (see `ss2d_isa()`).
     SS2D_UNSUPPORTED_CPU = 7,
     /// The host's `parallel_for` broke its contract (skipped an item or ran one twice).
     SS2D_CALLBACK = 8,
