@@ -127,20 +127,45 @@ pub fn exp(x: V) -> V {
 /// `log1p(t)` for `t` in `[0, 1]`.
 #[inline(always)]
 fn log1p_unit(t: V) -> V {
-    let r = fma(t, splat(L8), splat(L7));
-    let r = fma(t, r, splat(L6));
-    let r = fma(t, r, splat(L5));
-    let r = fma(t, r, splat(L4));
-    let r = fma(t, r, splat(L3));
-    let r = fma(t, r, splat(L2));
-    let r = fma(t, r, splat(L1));
-    t * r
+    // Estrin's scheme: two more operations than Horner's, half the dependency chain (the
+    // softplus is latency-bound in the driver's packing loop).
+    let t2 = t * t;
+    let t4 = t2 * t2;
+    let p12 = fma(t, splat(L2), splat(L1));
+    let p34 = fma(t, splat(L4), splat(L3));
+    let p56 = fma(t, splat(L6), splat(L5));
+    let p78 = fma(t, splat(L8), splat(L7));
+    let q0 = fma(t2, p34, p12);
+    let q1 = fma(t2, p78, p56);
+    t * fma(t4, q1, q0)
+}
+
+/// [`exp`] for `x <= 0` (or NaN), without the upper clamp.
+#[inline(always)]
+fn exp_nonpos(x: V) -> V {
+    let x = splat(K_MIN * core::f32::consts::LN_2).fast_max(x);
+    let k = round_nearest(x * splat(LOG2E));
+    let r = fma(k, splat(-LN2_HI), x);
+    let r = fma(k, splat(-LN2_LO), r);
+    scale(exp2_reduced(r * splat(LOG2E)), k)
 }
 
 /// `softplus(x) = ln(1 + e^x)` on lanes.
 #[inline(always)]
 pub fn softplus(x: V) -> V {
-    let t = exp(-x.abs());
+    softplus_finish(x, softplus_exp(x))
+}
+
+/// The first half of [`softplus`]: `e^-|x|`. Split so that a loop can overlap the two halves
+/// of consecutive elements (each half alone is a long dependency chain).
+#[inline(always)]
+pub(crate) fn softplus_exp(x: V) -> V {
+    exp_nonpos(-x.abs())
+}
+
+/// The second half of [`softplus`], from `t = softplus_exp(x)`.
+#[inline(always)]
+pub(crate) fn softplus_finish(x: V, t: V) -> V {
     splat(0.0).fast_max(x) + log1p_unit(t)
 }
 
