@@ -13,7 +13,10 @@
 //! The loop over `n` is unrolled by hand (a macro) so the `NB <= 16` states and `A2` values
 //! stay in registers: a rolled loop spills them and runs several times slower.
 
+use core::marker::PhantomData;
+
 use crate::math::exp2_kernel;
+use crate::scan::CHUNK;
 use crate::simd::{fma, splat, V};
 
 /// Where the kernel reads `B(s, n)` or `C(s, n)` from.
@@ -28,6 +31,8 @@ pub(crate) trait Bc: Copy {
 
 /// Varying B/C, packed per step: value `(s, n)` at `p[s * stride + n]`, broadcast to all lanes
 /// (every lane of a panel belongs to the same group).
+/// (Step-major; the 1D driver now packs per state, see [`Rows`]. Kept for other drivers.)
+#[allow(dead_code)]
 #[derive(Clone, Copy)]
 pub(crate) struct Packed<'a> {
     pub p: &'a [f32],
@@ -47,6 +52,47 @@ impl Bc for Packed<'_> {
     #[inline(always)]
     fn at(row: &[f32], i: usize) -> V {
         splat(row[i])
+    }
+}
+
+/// Varying B/C, packed per state: value `(s, n)` at `p[n * CHUNK + s]` for `s < CHUNK`, broadcast
+/// to all lanes. A step's values sit at constant offsets (`n * CHUNK`) from one pointer, so the
+/// broadcasts fold into the arithmetic as memory operands, and packing is a copy of the rows of
+/// a `(N, L)` tensor (no transpose).
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub p: &'a [f32],
+}
+
+/// The values of one step in [`Rows`]: `nb` states, `CHUNK` floats apart from `p`.
+#[derive(Clone, Copy)]
+pub(crate) struct RowsAt<'r> {
+    p: *const f32,
+    nb: usize,
+    _m: PhantomData<&'r [f32]>,
+}
+
+impl Bc for Rows<'_> {
+    type Row<'r>
+        = RowsAt<'r>
+    where
+        Self: 'r;
+    #[inline(always)]
+    fn row(&self, s: usize, n0: usize, nb: usize) -> RowsAt<'_> {
+        // Indices `(n0 + i) * CHUNK + s` for `i < nb` must lie in `p`.
+        assert!(s < CHUNK && n0 + nb <= self.p.len() / CHUNK);
+        RowsAt {
+            p: self.p[n0 * CHUNK + s..].as_ptr(),
+            nb,
+            _m: PhantomData,
+        }
+    }
+    #[inline(always)]
+    fn at(row: RowsAt<'_>, i: usize) -> V {
+        assert!(i < row.nb);
+        // SAFETY: `row` checked `s < CHUNK` and `(n0 + nb) * CHUNK <= p.len()`, so for
+        // `i < nb` the index `(n0 + i) * CHUNK + s` is inside `p` (which `'r` keeps borrowed).
+        splat(unsafe { *row.p.add(i * CHUNK) })
     }
 }
 

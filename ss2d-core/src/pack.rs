@@ -6,9 +6,9 @@
 //! positions of `LANES` rows are loaded as rows and transposed in registers; walks that are not
 //! contiguous there fall back to a gather.
 
-use crate::scan::Sink;
+use crate::scan::{Sink, CHUNK};
 use crate::simd::{
-    load, load_at, load_vs, prefetch, splat, store_at, store_vs, transpose, LANES, V,
+    load, load_at, load_vs, prefetch, reverse, splat, store_at, store_vs, transpose, LANES, V,
 };
 
 /// A run of consecutive positions in walk order: step `s` of a chunk of `len` steps is at
@@ -71,7 +71,7 @@ pub(crate) struct Lanes {
 /// streams one row per channel and tensor (`3 x LANES` or more streams at once), more than the
 /// hardware prefetchers follow, so every block of `LANES` steps hints the lines that the block
 /// `AHEAD` steps later will read.
-const AHEAD: usize = crate::scan::CHUNK;
+const AHEAD: usize = CHUNK;
 
 /// Hints the line that a block of `LANES` steps, `AHEAD` steps after the block at positions
 /// `lo .. lo + LANES` of the row at `r`, needs beyond the lines of the block before it: the line
@@ -398,10 +398,9 @@ impl Lanes {
     }
 }
 
-/// Packs `n` rows of a `(n, L)` block of B or C for the steps of `run`:
-/// `dst[s * n + k] = t[row + k * rstride + pos(s)]`. The transposing path stores whole vectors,
-/// so it may write up to `LANES - 1` floats past a step's `n` states (into the next step's,
-/// which are written afterwards) and past `run.len * n`: `dst` must hold `run.len * n + LANES`.
+/// Packs `n` rows of a `(n, L)` block of B or C for the steps of `run` (at most `CHUNK`) into
+/// the layout of [`crate::kernel::Rows`]: `dst[k * CHUNK + s] = t[row + k * rstride + pos(s)]`.
+/// A copy of `n` row segments (reversed for a reversed run), by whole vectors.
 #[inline(always)]
 pub(crate) fn pack_rows_run(
     t: &[f32],
@@ -418,99 +417,51 @@ pub(crate) fn pack_rows_run(
     if n == 0 {
         return;
     }
-    let fits = n
-        .checked_mul(len)
-        .and_then(|x| x.checked_add(LANES))
-        .is_some_and(|need| need <= dst.len());
-    let last = (n - 1)
-        .checked_mul(rstride)
-        .and_then(|x| x.checked_add(row))
-        .and_then(|x| x.checked_add(hi));
-    if !fits || last.is_none_or(|x| x >= t.len()) {
-        for s in 0..len {
-            let p = run.pos(s);
-            for k in 0..n {
-                dst[s * n + k] = t[row + k * rstride + p];
+    let fits = len <= CHUNK
+        && n.checked_mul(CHUNK).is_some_and(|need| need <= dst.len())
+        && (n - 1)
+            .checked_mul(rstride)
+            .and_then(|x| x.checked_add(row))
+            .and_then(|x| x.checked_add(hi))
+            .is_some_and(|last| last < t.len());
+    if !fits {
+        for k in 0..n {
+            for s in 0..len {
+                dst[k * CHUNK + s] = t[row + k * rstride + run.pos(s)];
             }
-        }
-        return;
-    }
-    if n == 1 {
-        let r = t.as_ptr().wrapping_add(row);
-        let mut b = 0;
-        while b * LANES < len {
-            let blo = if run.rev {
-                (hi + 1).wrapping_sub((b + 1) * LANES)
-            } else {
-                lo + b * LANES
-            };
-            prefetch_ahead(r, blo, run.rev);
-            b += 1;
-        }
-        let src = &t[row + lo..=row + hi];
-        let d = &mut dst[..len];
-        if run.rev {
-            for (x, &v) in d.iter_mut().zip(src.iter().rev()) {
-                *x = v;
-            }
-        } else {
-            d.copy_from_slice(src);
         }
         return;
     }
     let tp = t.as_ptr();
     let dp = dst.as_mut_ptr();
-    let nb = len / LANES;
-    let r = len - nb * LANES;
-    // State blocks from the last (possibly partial) down to the first, so that the spill of a
-    // partial block into the next step lands on states written later.
-    let mut k0 = (n - 1) / LANES * LANES;
-    loop {
-        let kb = (n - k0).min(LANES);
-        for b in 0..nb {
-            let blo = run.block_lo(b);
-            // SAFETY: states `k0 + j < n`, positions `blo .. blo + LANES` inside the run's
-            // span: the highest index read is at most `last`, checked against `t`.
-            let m = unsafe { load_block(tp, row + k0 * rstride + blo, rstride, kb) };
-            for j in 0..kb {
-                prefetch_ahead(tp.wrapping_add(row + (k0 + j) * rstride), blo, run.rev);
-            }
-            for k in 0..LANES {
-                let v = if run.rev { m[LANES - 1 - k] } else { m[k] };
-                // SAFETY: step `b * LANES + k < len` and `k0 < n`, so the store ends before
-                // `(len - 1) * n + n + LANES <= dst.len()` (checked by `fits`).
-                unsafe { store_at(dp.add((b * LANES + k) * n + k0), v) };
-            }
-        }
-        if r > 0 {
-            let s0 = nb * LANES;
-            let tlo = if run.rev {
-                run.pos(len - 1)
+    let nv = len / LANES;
+    for k in 0..n {
+        let src = row + k * rstride;
+        let d = k * CHUNK;
+        for v in 0..nv {
+            // Lowest position of the block of steps `v * LANES ..`.
+            let blo = if run.rev {
+                hi + 1 - (v + 1) * LANES
             } else {
-                run.pos(s0)
+                lo + v * LANES
             };
-            let mut m = [splat(0.0); LANES];
-            for (j, x) in m.iter_mut().enumerate().take(kb) {
-                let o = row + (k0 + j) * rstride + tlo;
-                let mut a = [0.0f32; LANES];
-                a[..r].copy_from_slice(&t[o..o + r]);
-                *x = V::new(a);
+            // SAFETY: positions `blo .. blo + LANES` lie in the run's span, so the read ends at
+            // most at `row + (n - 1) * rstride + hi < t.len()`; the write `d + v * LANES ..
+            // + LANES` ends at most at `(k + 1) * CHUNK <= n * CHUNK <= dst.len()` (`fits`).
+            unsafe {
+                let x = load_at(tp.add(src + blo));
+                store_at(dp.add(d + v * LANES), if run.rev { reverse(x) } else { x });
             }
-            transpose(&mut m);
-            for k in 0..r {
-                let v = if run.rev { m[r - 1 - k] } else { m[k] };
-                let o = (s0 + k) * n + k0;
-                dst[o..o + LANES].copy_from_slice(v.as_array());
-            }
+            prefetch_ahead(tp.wrapping_add(src), blo, run.rev);
         }
-        if k0 == 0 {
-            break;
+        for s in nv * LANES..len {
+            dst[d + s] = t[src + run.pos(s)];
         }
-        k0 -= LANES;
     }
 }
 
-/// `dst[s * n + k] = t[row + k * rstride + pos[s]]` for arbitrary positions.
+/// [`pack_rows_run`] for arbitrary positions: `dst[k * CHUNK + s] = t[row + k * rstride +
+/// pos[s]]`.
 #[inline]
 pub(crate) fn pack_rows(
     t: &[f32],
@@ -522,8 +473,9 @@ pub(crate) fn pack_rows(
 ) {
     for k in 0..n {
         let r = &t[row + k * rstride..];
-        for (s, &p) in pos.iter().enumerate() {
-            dst[s * n + k] = r[p];
+        let d = &mut dst[k * CHUNK..k * CHUNK + pos.len()];
+        for (x, &p) in d.iter_mut().zip(pos) {
+            *x = r[p];
         }
     }
 }

@@ -13,7 +13,7 @@
 use core::marker::PhantomData;
 
 use crate::error::{check_len, mul, Error};
-use crate::kernel::{self, Packed, PerLane};
+use crate::kernel::{self, PerLane, Rows};
 use crate::math::{silu, softplus_exp, softplus_finish};
 use crate::pack::{pack_rows, pack_rows_run, Lanes, Run};
 use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
@@ -337,8 +337,8 @@ impl<'a> ScanPlan<'a> {
                 (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
             }
             // Kernel.
-            let bpk = Packed { p: bp, stride: n };
-            let cpk = Packed { p: cp, stride: n };
+            let bpk = Rows { p: bp };
+            let cpk = Rows { p: cp };
             let bpl = PerLane { v: bconst };
             let cpl = PerLane { v: cconst };
             match (s.b, s.c) {

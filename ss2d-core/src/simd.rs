@@ -122,6 +122,38 @@ pub(crate) fn store_vs(dst: &mut [V], m: &[V; LANES], rev: bool) {
     }
 }
 
+/// The lanes of `v` in reverse order.
+#[inline(always)]
+pub(crate) fn reverse(v: V) -> V {
+    #[cfg(target_feature = "avx512f")]
+    // SAFETY: compiled only with avx512f enabled for the whole build; register-only.
+    unsafe {
+        use core::arch::x86_64::{_mm512_permutexvar_ps, _mm512_set_epi32};
+        let idx = _mm512_set_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_permutexvar_ps(idx, v.into()).into()
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        not(target_feature = "avx512f"),
+        target_feature = "avx2"
+    ))]
+    // SAFETY: compiled only with avx2 enabled for the whole build; register-only.
+    unsafe {
+        use core::arch::x86_64::{_mm256_permutevar8x32_ps, _mm256_set_epi32};
+        let idx = _mm256_set_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_permutevar8x32_ps(v.into(), idx).into()
+    }
+    #[cfg(not(any(
+        target_feature = "avx512f",
+        all(target_arch = "x86_64", target_feature = "avx2")
+    )))]
+    {
+        let mut a = v.to_array();
+        a.reverse();
+        V::new(a)
+    }
+}
+
 /// Hints that the cache line holding `p` will be read soon, into L2 (not L1: a chunk ahead of
 /// a panel's rows does not fit in L1 beside the current one). A hint only: any address is fine
 /// (nothing is read, nothing faults), so `p` may be computed with `wrapping_add` past a buffer.
