@@ -77,7 +77,10 @@ fn check(what: &str, got: &[f32], want: &[f64], ctx: &dyn std::fmt::Debug) {
     assert!(max.is_finite(), "{what}: reference not finite for {ctx:?}");
     let tol = REL * max + ABS;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{what}[{i}] = {g} not finite (ref {w}) for {ctx:?}");
+        assert!(
+            g.is_finite(),
+            "{what}[{i}] = {g} not finite (ref {w}) for {ctx:?}"
+        );
         let e = (g as f64 - w).abs();
         assert!(
             e <= tol,
@@ -137,7 +140,8 @@ fn scan(c: ScanIn) {
     let bdl = batch * dim * seqlen;
     let bdn = batch * dim * dstate;
     let us = [1.0f32, 8.0, 64.0][c.u_scale as usize % 3];
-    let mut v = |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| g.uniform(lo, hi)).collect() };
+    let mut v =
+        |n: usize, lo: f32, hi: f32| -> Vec<f32> { (0..n).map(|_| g.uniform(lo, hi)).collect() };
     let u = v(bdl, -us, us);
     let delta = if softplus {
         v(bdl, -8.0, 4.0)
@@ -228,7 +232,8 @@ fn fused(c: FusedIn) {
         layout,
     };
     let mut g = Lcg(c.seed);
-    let mut v = |k: usize, lo: f32, hi: f32| -> Vec<f32> { (0..k).map(|_| g.uniform(lo, hi)).collect() };
+    let mut v =
+        |k: usize, lo: f32, hi: f32| -> Vec<f32> { (0..k).map(|_| g.uniform(lo, hi)).collect() };
     let x = v(batch * dim * l, -2.0, 2.0);
     let proj = v(batch * l * 4 * cdim, -1.0, 1.0);
     let wdt = v(4 * dim * r, -1.0, 1.0);

@@ -72,8 +72,26 @@ const META_KEYS: [&str; 12] = [
 ];
 
 const META_VALUES: [&str; 20] = [
-    "true", "false", "0", "1", "2", "3", "4", "16", "-1", "1.5", "auto", "nan", "inf", "1e308",
-    "v05_noz", "v0", "v052dc", "v05", "18446744073709551615", "TRUE",
+    "true",
+    "false",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "16",
+    "-1",
+    "1.5",
+    "auto",
+    "nan",
+    "inf",
+    "1e308",
+    "v05_noz",
+    "v0",
+    "v052dc",
+    "v05",
+    "18446744073709551615",
+    "TRUE",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -181,7 +199,10 @@ fn exercise(bytes: Vec<u8>) {
         };
         match scan_file(&file, &opts) {
             Ok(r) => {
-                assert_eq!(r.out.len(), file.tensor("u").map(|t| t.data().len()).unwrap());
+                assert_eq!(
+                    r.out.len(),
+                    file.tensor("u").map(|t| t.data().len()).unwrap()
+                );
             }
             Err(e) => {
                 let m = e.to_string();

@@ -529,7 +529,9 @@ fn describe(e: &SafeTensorError, bytes: &[u8], n: usize) -> String {
                 }
             }
         }
-        SafeTensorError::ValidationOverflow => "a tensor's size overflows".into(),
+        SafeTensorError::ValidationOverflow => {
+            diagnose_sizes(bytes, n).unwrap_or_else(|| "a tensor's size overflows".into())
+        }
         other => one_line(other),
     }
 }

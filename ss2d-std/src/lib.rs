@@ -16,9 +16,11 @@ pub mod fused;
 pub mod layer;
 pub mod unfused;
 
+mod cpu;
 mod par;
 mod scan;
 
+pub use cpu::{check_cpu, CpuError};
 pub use layer::{
     Backend, DtRank, ForwardType, Grid, LayerError, Ss2d, Ss2dConfig, Ss2dDims, Ss2dWeights,
 };

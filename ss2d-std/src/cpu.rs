@@ -1,0 +1,195 @@
+//! The build's SIMD level against the running CPU.
+//!
+//! `wide` picks instructions at compile time (`RUSTFLAGS="-C target-cpu=..."`), so a build for
+//! `x86-64-v3` or `x86-64-v4` executes AVX2/FMA or AVX-512 instructions unconditionally. On a CPU
+//! without them that is a SIGILL, not an error. [`check_cpu`] compares
+//! [`SimdLevel::compiled`] with what the CPU reports (`is_x86_feature_detected!`, once per
+//! process), and also every individual x86 target feature compiled into this crate (a
+//! `target-cpu=native` build carries features such as `bmi2` or `avx512vbmi` beyond its level),
+//! so a host can refuse such a build with a message before running any kernel.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use ss2d_core::SimdLevel;
+
+/// The build uses instructions the CPU does not offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuError {
+    /// The level this build was compiled for.
+    pub compiled: SimdLevel,
+    /// The highest level the CPU supports.
+    pub detected: SimdLevel,
+    /// The first target feature compiled in that the CPU lacks (`None` when only the levels
+    /// were compared).
+    pub missing: Option<&'static str>,
+}
+
+impl CpuError {
+    /// The comparison behind [`check_cpu`], for any pair of levels: `Err` when `compiled` is
+    /// above `detected`.
+    pub fn compare(compiled: SimdLevel, detected: SimdLevel) -> Result<(), CpuError> {
+        if compiled > detected {
+            Err(CpuError {
+                compiled,
+                detected,
+                missing: None,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The highest [`SimdLevel`] the running CPU supports (detected once per process). Non-x86
+    /// targets report the compiled level: their vector ISA is the target's baseline.
+    pub fn detected() -> SimdLevel {
+        static DETECTED: OnceLock<SimdLevel> = OnceLock::new();
+        *DETECTED.get_or_init(detect)
+    }
+}
+
+impl fmt::Display for CpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lacks = match self.missing {
+            Some(m) => format!(" (it lacks `{m}`)"),
+            None => String::new(),
+        };
+        write!(
+            f,
+            "this build of ss2d uses {} instructions but the CPU supports only {}{lacks}; \
+             rebuild with a lower level (RUSTFLAGS=\"-C target-cpu={}\" or \"-C \
+             target-cpu=native\" on this machine)",
+            self.compiled.name(),
+            self.detected.name(),
+            self.detected.name()
+        )
+    }
+}
+
+impl std::error::Error for CpuError {}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> SimdLevel {
+    use std::arch::is_x86_feature_detected as has;
+    let v3 = has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("lzcnt");
+    let v4 = v3 && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+    if v4 {
+        SimdLevel::Avx512
+    } else if v3 {
+        SimdLevel::Avx2
+    } else {
+        SimdLevel::Baseline
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> SimdLevel {
+    SimdLevel::compiled()
+}
+
+/// The first x86 target feature this crate was compiled with that the CPU does not report.
+#[cfg(target_arch = "x86_64")]
+fn first_missing_feature() -> Option<&'static str> {
+    macro_rules! first_missing {
+        ($($f:tt),* $(,)?) => {{
+            let mut missing = None;
+            $(
+                if missing.is_none()
+                    && cfg!(target_feature = $f)
+                    && !std::arch::is_x86_feature_detected!($f)
+                {
+                    missing = Some($f);
+                }
+            )*
+            missing
+        }};
+    }
+    first_missing!(
+        "sse3",
+        "ssse3",
+        "sse4.1",
+        "sse4.2",
+        "popcnt",
+        "cmpxchg16b",
+        "avx",
+        "avx2",
+        "fma",
+        "bmi1",
+        "bmi2",
+        "lzcnt",
+        "movbe",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512cd",
+        "avx512dq",
+        "avx512vl",
+        "avx512ifma",
+        "avx512vbmi",
+        "avx512vbmi2",
+        "avx512vnni",
+        "avx512bitalg",
+        "avx512vpopcntdq",
+        "gfni",
+        "vaes",
+        "vpclmulqdq",
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn first_missing_feature() -> Option<&'static str> {
+    None
+}
+
+/// `Ok` when the CPU offers every instruction set this build was compiled for
+/// ([`SimdLevel::compiled`]); otherwise a [`CpuError`] naming both levels. The CPU is queried
+/// once per process; later calls are a load and a compare.
+///
+/// Call it once at startup, before any kernel runs. It only sees what `ss2d-core` was compiled
+/// for: code compiled for a higher level *before* the call (for example in the caller's own
+/// crate) can still fault first.
+pub fn check_cpu() -> Result<(), CpuError> {
+    static CHECK: OnceLock<Result<(), CpuError>> = OnceLock::new();
+    *CHECK.get_or_init(|| {
+        let (compiled, detected) = (SimdLevel::compiled(), CpuError::detected());
+        CpuError::compare(compiled, detected)?;
+        match first_missing_feature() {
+            Some(f) => Err(CpuError {
+                compiled,
+                detected,
+                missing: Some(f),
+            }),
+            None => Ok(()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_refuses_only_a_higher_build() {
+        use SimdLevel::*;
+        let levels = [Baseline, Avx2, Avx512];
+        for (i, &c) in levels.iter().enumerate() {
+            for (j, &d) in levels.iter().enumerate() {
+                let r = CpuError::compare(c, d);
+                assert_eq!(r.is_err(), i > j, "compiled {c:?} detected {d:?}");
+            }
+        }
+        let e = CpuError::compare(Avx512, Baseline).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("x86-64-v4") && m.contains("x86-64") && !m.contains('\n'),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn this_test_binary_runs_so_the_check_passes() {
+        // The test itself runs code of the compiled level: the CPU must support it.
+        assert_eq!(check_cpu(), Ok(()));
+        assert!(CpuError::detected() >= SimdLevel::compiled());
+    }
+}
