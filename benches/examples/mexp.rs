@@ -1,5 +1,6 @@
+//! Throughput of the vector `exp2` and `softplus` at the build's lane width.
+use ss2d_core::{LANES, V};
 use std::time::Instant;
-use wide::f32x16 as V;
 fn main() {
     let n = 1 << 12;
     let xs: Vec<V> = (0..n).map(|i| V::splat(-(i as f32) * 1e-3)).collect();
@@ -14,7 +15,7 @@ fn main() {
     let dt = t.elapsed().as_secs_f64();
     println!(
         "exp2: {:.2} G lane-exp/s {:?}",
-        (reps * n * 16) as f64 / dt / 1e9,
+        (reps * n * LANES) as f64 / dt / 1e9,
         acc.to_array()[0]
     );
     let t = Instant::now();
@@ -26,7 +27,7 @@ fn main() {
     let dt = t.elapsed().as_secs_f64();
     println!(
         "softplus: {:.2} G lane/s {:?}",
-        (reps * n * 16) as f64 / dt / 1e9,
+        (reps * n * LANES) as f64 / dt / 1e9,
         acc.to_array()[0]
     );
 }
