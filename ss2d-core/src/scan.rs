@@ -187,6 +187,9 @@ impl<'a> ScanPlan<'a> {
                 actual: scratch.len(),
             });
         }
+        if self.nothing_to_do(state.is_some()) {
+            return Ok(());
+        }
         let out = Sink::new(out);
         let state = state.map(Sink::new);
         for unit in 0..self.v.units {
@@ -213,6 +216,12 @@ impl<'a> ScanPlan<'a> {
             next: 0,
             count,
         })
+    }
+
+    /// True when a run writes nothing: no positions and no final state (then a huge batch
+    /// must not cost a loop over its units).
+    fn nothing_to_do(&self, has_state: bool) -> bool {
+        self.v.shape.seqlen == 0 && !has_state
     }
 
     /// One unit: batch item `unit / panels`, panel `unit % panels`.
@@ -594,6 +603,9 @@ impl WorkItem<'_> {
                 needed: need,
                 actual: scratch.len(),
             });
+        }
+        if self.plan.nothing_to_do(self.state.is_some()) {
+            return Ok(());
         }
         for u in self.units {
             self.plan.run_unit(u, self.out, self.state, scratch);
