@@ -40,12 +40,81 @@
 //! <= 4e-7, 1e-6, 1e-6); against mamba's `selective_scan_ref` the kernel stays within
 //! 1e-4 x max|ref| (tests in `tests/`).
 //!
-//! ## Errors
-//! Every entry point validates first ([`Error`] names the tensor and the expected and actual
-//! sizes) and writes nothing on error. Zero `batch`, `dim` or `seqlen` is a valid empty problem:
-//! nothing is written except `final_state`, which receives the initial state (or zeros).
-//! NaN and infinity in the data propagate (they are never invented from finite inputs in the
-//! model domain).
+//! ## Errors and numerics
+//!
+//! ### Errors
+//! Every entry point ([`selective_scan`], [`ScanPlan::new`] / [`run`](ScanPlan::run) /
+//! [`split`](ScanPlan::split), [`WorkItem::run`], [`reference::selective_scan`],
+//! [`fused::FusedPlan::new`] / [`run`](fused::FusedPlan::run) /
+//! [`split`](fused::FusedPlan::split), [`fused::FusedItem::run`]) validates everything before it
+//! touches an output and returns an [`Error`]; on error no output element is written (tested by
+//! the `api` fuzz target, which paints outputs with a sentinel). [`Error`] is `Copy`,
+//! allocation-free, and its `Display` is one line naming the field or tensor and the expected
+//! and actual values:
+//!
+//! | variant | raised when |
+//! |---|---|
+//! | `Length { tensor, expected, actual }` | a buffer has the wrong number of elements; tensors are checked in signature order (`u`, `delta`, `A`, `B`, `C`, `D`, `z`, `delta_bias`, `initial_state`, `out`, `final_state`; fused: `x`, `proj`, `dt_projs_weight`, `dt_projs_bias`, `A_logs`, `Ds`, `out`) |
+//! | `Zero { field }` | a B/C group count is 0 |
+//! | `Dstate { dstate }` | `dstate` outside `1..=256` |
+//! | `Groups { tensor, dim, groups }` | the groups of `B` or `C` do not divide `dim` |
+//! | `Overflow { what }` | a size product overflows `usize`, or a tensor would exceed `isize::MAX` elements |
+//! | `Scratch { needed, actual }` | the scratch is shorter than `scratch_len` |
+//! | `WalkLength { expected, actual }` | the walk does not visit exactly `seqlen` positions (or overflows: `Overflow`) |
+//! | `WalkBounds { seqlen }` | the walk steps outside `0..seqlen` |
+//! | `Mismatch { what, expected, actual }` | two sizes disagree (e.g. the buffer count of a fused split) |
+//! | `WorkItem`, `Value`, `Unsupported` | reserved for hosts (`ss2d-std` uses `Unsupported` for unknown cross-scan modes) |
+//!
+//! Zero `batch`, `dim` or `seqlen` is a valid empty problem: nothing is written except
+//! `final_state`, which receives the initial state (or zeros). A split with `count` outside
+//! `1..=units` is clamped, not refused.
+//!
+//! ### Accuracy per ISA level
+//! Measured with `tests/tests/edges.rs::tolerance_per_isa_level_report` (`.ci/run` prints it at
+//! every level) as `max|kernel - want| / max|want|`, worst case over the set. The upstream
+//! goldens carry float32 error of their own (up to 3.5e-7 x max|ref| for the selective scans
+//! and 7.3e-7 for the layers against float64, per their README), so the first and last columns
+//! are at the goldens' noise floor:
+//!
+//! | level (`RUSTFLAGS`) | lanes | golden selective scans (vs upstream f32) | 72 random model-domain scans (vs f64 reference) | golden SS2D layers (vs upstream) |
+//! |---|---|---|---|---|
+//! | `x86-64` (SSE2, no FMA) | 8 (two SSE halves) | 4.9e-7 | 4.5e-7 | 4.7e-7 |
+//! | `x86-64-v3` (AVX2 + FMA) | 8 | 5.0e-7 | 5.2e-7 | 4.7e-7 |
+//! | `x86-64-v4` (AVX-512) | 16 | 5.0e-7 | 4.0e-7 | 4.7e-7 |
+//!
+//! At the edges of the domain (next section) the worst against the f64 reference was 8.1e-7
+//! (`x86-64`), 4.4e-7 (`v3`) and 5.6e-7 (`v4`) over a sweep of softplus arguments up to 1e4,
+//! `A` down to -1e4 and values up to 1e3, and 2.7e-7 at every level for `dt * A` down to -1e8.
+//!
+//! The contract is 1e-4 x max|ref| at every level; results differ across levels at rounding
+//! level only (never promised bitwise equal), and are bitwise identical within a level for any
+//! split or thread count. The `differential` fuzz target checks
+//! `|kernel - ref| <= 1e-4 x max|ref| + 1e-6` elementwise against the f64 reference on bounded
+//! inputs (domain in its docs).
+//!
+//! ### Edge values, NaN and infinity
+//! - **Finite inputs stay finite** wherever the exact result and its intermediates are
+//!   representable: softplus arguments in `[-1e4, 1e4]` (dt up to 1e4, or underflowing to 0),
+//!   `dt * A` down to -1e8 (`dA` underflows to exactly 0), `A = 0` (`dA = 1` exactly: a plain
+//!   running sum), magnitudes up to ~1e38, subnormal inputs (computed, not flushed: no FTZ/DAZ;
+//!   products that underflow give 0 as in f32 arithmetic, within `1e-4 x max|ref| +
+//!   f32::MIN_POSITIVE` of the f64 reference). NaN is never invented from such inputs.
+//! - **NaN propagates** exactly where the f64 reference's does: a NaN in `u`, `delta`, `z` or
+//!   `delta_bias` poisons its channel from that step on (and `final_state`), in `A`, `D` or the
+//!   initial state its channel (or state), in varying `B`/`C` every channel of its group from
+//!   that step on. It never leaks into other lanes of a SIMD panel; non-NaN outputs are bitwise
+//!   those of the clean run.
+//! - **Infinity** in any input gives, element by element, the same class (finite, NaN, +inf,
+//!   -inf) as the f32 reference: e.g. `delta = +inf` with softplus gives `dt = inf`;
+//!   `delta + bias = -inf` gives `dt = 0` (the step is skipped); `A = -inf` forgets the state
+//!   (`dA = 0` for `dt > 0`) but `dt = 0` with `A = -inf` is `0 * inf = NaN`, as upstream;
+//!   `z = -inf` gives `silu(z) = -inf / inf = NaN`, as torch's `x * sigmoid(x)`. A result beyond
+//!   `f32::MAX` overflows to `+-inf` (not NaN) where the reference's does.
+//! - In the fused scan `A = -exp(A_logs)` is formed in f32: `A_logs > 88.7` gives `A = -inf`
+//!   (then as above).
+//! - **Scratch contents never matter**: a scratch prefilled with NaN, infinities, signalling
+//!   NaN or random bits, at any alignment, gives bitwise the result of a zeroed one (1D and
+//!   fused, every split); split output buffers' prior contents are ignored too.
 #![no_std]
 #![deny(missing_docs)]
 #![deny(
