@@ -62,7 +62,8 @@ pub extern "C" fn ss2d_no_std_smoke() -> i32 {
         return 4;
     }
     for (o, w) in out.iter().zip(&want) {
-        if !((o - w).abs() <= 1e-5 * (1.0 + w.abs())) {
+        let close = (o - w).abs() <= 1e-5 * (1.0 + w.abs());
+        if !close {
             return 5;
         }
     }

@@ -346,12 +346,6 @@ fn scan_case(c: ScanCase) {
     if slow {
         return;
     }
-    // Known bug 2 (reported; remove when fixed): an empty problem (`seqlen = 0`) still visits
-    // every (batch, channel panel) unit (kernel) or (batch, channel) pair (reference), so a
-    // huge batch with no data spins for hours.
-    if bdl == Some(0) && prod(&[bsz, dim]).is_none_or(|v| v > LIMIT) {
-        return;
-    }
     let state_len = state.len();
     let r = match c.mode {
         CoreMode::Run(sl) => {
@@ -526,10 +520,6 @@ fn fused_case(c: FusedCase) {
     if work.is_none_or(|w| w > WORK) && x.len() == bdl.unwrap_or(usize::MAX) {
         return;
     }
-    // Known bug 2 (see `scan_case`): empty grids still visit every (batch, panel) unit.
-    if bdl == Some(0) && prod(&[s.batch, s.dim]).is_none_or(|v| v > LIMIT) {
-        return;
-    }
     let weights = FusedWeights {
         dt_projs_weight: &wdt,
         dt_projs_bias: &bias,
@@ -679,16 +669,15 @@ fn ss2d_case(c: Ss2dCase) {
         ds: &ds,
     };
     let p = par(c.threads);
-    // Known bug 1 (reported; remove when fixed): with `dim = 0` (or `batch = 0`) the std SS2D
-    // scans allocate `batch * L * 4 * (R + 2N)` (x_dbl / proj) and `L + R` (fused scratch)
-    // elements sized by the shape alone, though `x` and `y` are empty.
+    // The intermediates and projections return vectors sized by the shape (`x_dbl` is
+    // `B * 4 * (R + 2N) * L` even with `dim = 0`): a result too large for memory aborts by
+    // design, so such shapes are skipped for those ops only.
     let xdbl = l.and_then(|l| prod(&[shape.batch, l, 4, rows?]));
-    let big = |v: Option<usize>| v.is_none_or(|v| v > LIMIT);
-    if xl == Some(0) && (big(xdbl) || big(l) || big(Some(shape.dt_rank))) {
-        return;
-    }
-    // Known bug 2 (see `scan_case`).
-    if xl == Some(0) && big(prod(&[shape.batch, shape.dim])) {
+    let returns_vecs = matches!(
+        c.op,
+        Ss2dOp::Intermediates | Ss2dOp::XProj | Ss2dOp::ProjectXDbl
+    );
+    if returns_vecs && xdbl.is_none_or(|v| v > LIMIT) && shape.sizes().is_ok() {
         return;
     }
     match c.op {
@@ -833,13 +822,6 @@ fn layer_case(c: LayerCase) {
         w: c.w.get(),
     };
     let io = grid.elements(dm).ok();
-    // Known bugs 1 and 2 through the layer: an empty grid with a huge `H x W` or batch.
-    if io == Some(0)
-        && (prod(&[grid.h, grid.w]).is_none_or(|v| v > LIMIT)
-            || prod(&[grid.batch, di]).is_none_or(|v| v > LIMIT))
-    {
-        return;
-    }
     let input = f.buf(20, c.lens[13].resolve(io));
     // Work: B*L*(in_proj + conv + x_proj + scan + out_proj), bounded.
     let per_pos = dp.saturating_mul(dm).saturating_add(

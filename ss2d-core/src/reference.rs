@@ -91,6 +91,10 @@ pub fn selective_scan<T: Real>(
             t[((b * g + grp) * ns + n) * ln + l]
         }
     };
+    if ln == 0 && final_state.is_none() {
+        // Nothing to write: do not loop over a (possibly huge) batch x dim.
+        return Ok(());
+    }
     let twenty = T::of(20.0);
     let mut h = [T::ZERO; crate::shape::MAX_DSTATE];
     for b in 0..bs {

@@ -589,9 +589,14 @@ impl<'o> WorkItems<'o> {
             plan,
             out,
             state,
-            units: i * units / count..(i + 1) * units / count,
+            units: share(i, units, count)..share(i + 1, units, count),
         })
     }
+}
+
+/// `i * units / count` without overflow (`i <= count`, so the result is at most `units`).
+fn share(i: usize, units: usize, count: usize) -> usize {
+    (i as u128 * units as u128 / count.max(1) as u128) as usize
 }
 
 impl WorkItem<'_> {

@@ -162,6 +162,11 @@ pub fn ss2d_scan(
             actual: y_out.len(),
         });
     }
+    if sizes.x_len == 0 {
+        // No batch, channels or positions: nothing to read or write (and no scratch sized by
+        // the other dimensions is allocated).
+        return Ok(());
+    }
     if !shape.channel_first {
         return ss2d_scan_layout(shape, weights, x, y_out, par);
     }

@@ -814,11 +814,20 @@ impl Ss2dConfig {
                 what: "dt_rank + 2*d_state",
             })?;
         for (what, a, b) in [
-            ("2*d_inner*d_model", 2 * d_inner, self.d_model),
-            ("4*d_inner*(dt_rank+2*d_state)", 4 * d_inner, proj_rows),
-            ("d_inner*d_conv^2", d_inner, d_conv.saturating_mul(d_conv)),
+            ("2*d_inner*d_model", d_inner.checked_mul(2), self.d_model),
+            (
+                "4*d_inner*(dt_rank+2*d_state)",
+                d_inner.checked_mul(4),
+                proj_rows,
+            ),
+            (
+                "d_inner*d_conv^2",
+                Some(d_inner),
+                d_conv.saturating_mul(d_conv),
+            ),
         ] {
-            if a.checked_mul(b).is_none_or(|n| isize::try_from(n).is_err()) {
+            let n = a.and_then(|a| a.checked_mul(b));
+            if n.is_none_or(|n| isize::try_from(n).is_err()) {
                 return Err(LayerError::Overflow { what });
             }
         }
@@ -1442,6 +1451,13 @@ impl Ss2d {
         }
         let shape = d.scan_shape(grid);
         shape.validate(&self.scan_weights())?;
+        if io == 0 {
+            // An empty batch or grid: nothing to read or write, no stage runs.
+            if let Some(times) = opts.times {
+                *times = StageTimes::default();
+            }
+            return Ok(());
+        }
         let ForwardOptions {
             backend,
             par,

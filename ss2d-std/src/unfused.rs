@@ -316,17 +316,23 @@ pub fn x_proj(
     let s = shape.sizes()?;
     check_len(
         "x_proj_weight",
-        mul("x_proj_weight size", K * shape.dim, s.proj_rows)?,
+        mul(
+            "x_proj_weight size",
+            mul("x_proj_weight size", K, shape.dim)?,
+            s.proj_rows,
+        )?,
         x_proj_weight.len(),
     )?;
     check_len("xs", s.seq_len, xs.len())?;
+    // `dim * L` divides `seq_len`, which did not overflow.
+    let block = mul("dim*h*w", shape.dim, s.seqlen)?;
     let mut out = vec![0.0f32; s.x_dbl_len];
     small_matmul(
         x_proj_weight,
         s.proj_rows,
         shape.dim,
         xs,
-        shape.dim * s.seqlen,
+        block,
         0,
         s.seqlen,
         &mut out,
@@ -359,28 +365,23 @@ pub fn project_x_dbl(
     let (r, n, l, d) = (shape.dt_rank, shape.dstate, s.seqlen, shape.dim);
     check_len(
         "dt_projs_weight",
-        mul("dt_projs_weight size", K * d, r)?,
+        mul(
+            "dt_projs_weight size",
+            mul("dt_projs_weight size", K, d)?,
+            r,
+        )?,
         dt_projs_weight.len(),
     )?;
     check_len("x_dbl", s.x_dbl_len, x_dbl.len())?;
+    let block = mul("(dt_rank+2*dstate)*h*w", s.proj_rows, l)?;
     let mut dts = vec![0.0f32; s.seq_len];
-    small_matmul(
-        dt_projs_weight,
-        d,
-        r,
-        x_dbl,
-        s.proj_rows * l,
-        0,
-        l,
-        &mut dts,
-        par,
-    );
+    small_matmul(dt_projs_weight, d, r, x_dbl, block, 0, l, &mut dts, par);
     let mut bs = vec![0.0f32; s.bc_len];
     let mut cs = vec![0.0f32; s.bc_len];
     let nl = n * l;
     if nl > 0 {
         for (blk, (bo, co)) in bs.chunks_mut(nl).zip(cs.chunks_mut(nl)).enumerate() {
-            let base = blk * s.proj_rows * l + r * l;
+            let base = blk * block + r * l;
             bo.copy_from_slice(&x_dbl[base..base + nl]);
             co.copy_from_slice(&x_dbl[base + nl..base + 2 * nl]);
         }
@@ -505,6 +506,11 @@ pub fn ss2d_scan_unfused(
     let s = shape.validate(weights)?;
     check_len("x", s.x_len, x.len())?;
     check_len("y", s.x_len, y_out.len())?;
+    if s.x_len == 0 {
+        // Nothing to read or write; the intermediates sized by the other dimensions would be
+        // dead work (and may not fit in memory).
+        return Ok(());
+    }
     let mut xs = vec![0.0f32; s.seq_len];
     cross_scan(x, shape.cross_dims(), shape.cross_opts(), &mut xs, par)?;
     let proj = project(shape, weights, &xs, par)?;

@@ -164,6 +164,28 @@ fn bug_config_with_huge_d_model_is_an_error_not_a_panic() {
     }
 }
 
+/// The unfused projections with a `dim` whose `4 * dim` overflows (and an empty grid, so every
+/// buffer is empty): an overflow error, not an arithmetic-overflow panic (the panic shows with
+/// debug assertions on).
+#[test]
+fn bug_projections_with_huge_dim_are_errors_not_panics() {
+    let s = shape(1, usize::MAX / 2, 0, 0);
+    let x_proj = std::panic::catch_unwind(|| {
+        ss2d_std::unfused::x_proj(&s, &[], &[], Parallelism::Sequential).map(|_| ())
+    });
+    assert!(
+        matches!(x_proj, Ok(Err(Error::Overflow { .. }))),
+        "x_proj: {x_proj:?}"
+    );
+    let proj = std::panic::catch_unwind(|| {
+        ss2d_std::unfused::project_x_dbl(&s, &[], &[], Parallelism::Sequential).map(|_| ())
+    });
+    assert!(
+        matches!(proj, Ok(Err(Error::Overflow { .. }))),
+        "project_x_dbl: {proj:?}"
+    );
+}
+
 /// An empty problem (`seqlen = 0`) with a huge batch and no final state requested: nothing is
 /// read or written, so it must return at once instead of visiting `batch x panels` work units.
 #[test]
