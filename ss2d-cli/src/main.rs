@@ -2,7 +2,9 @@
 //!
 //! Exit status: 0 on success, 1 on any error (`ss2d: error: ...`). Help and version go to
 //! stdout with status 0.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+mod gate;
 
 use std::io::Write;
 use std::process::ExitCode;
