@@ -214,20 +214,33 @@ impl<'a> FusedPlan<'a> {
         self.out_len
     }
 
-    /// Work units for `split`.
+    /// Work units for `split` (0 for an empty problem: an empty grid writes nothing, whatever
+    /// the batch).
     pub fn units(&self, split: FusedSplit) -> usize {
-        self.s.batch * self.panels * split.per_panel()
+        if self.out_len == 0 {
+            return 0;
+        }
+        // At most `4 * B * D`, and `B * D * L` fits: saturation is for form's sake.
+        self.s
+            .batch
+            .saturating_mul(self.panels)
+            .saturating_mul(split.per_panel())
     }
 
-    /// Scratch elements one work item needs for `split`.
+    /// Scratch elements one work item needs for `split`: 0 for an empty problem (no batch or
+    /// no channels: nothing runs); saturates at `usize::MAX` where the exact size does not fit
+    /// (such a scratch cannot exist, so the run reports [`Error::Scratch`]).
     pub fn scratch_len(&self, split: FusedSplit) -> usize {
+        if self.out_len == 0 {
+            return 0;
+        }
         let n = self.s.dstate;
         let tmp = if split == FusedSplit::All {
             vectors_len(self.l)
         } else {
             0
         };
-        vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK) + tmp
+        vectors_len((2 * n + 4 * CHUNK).saturating_add(self.s.dt_rank)).saturating_add(tmp)
     }
 
     /// Runs everything on the calling thread into `out` (`FusedSplit::All`).
@@ -443,7 +456,7 @@ impl<'o> FusedItems<'o> {
             plan,
             sinks,
             split,
-            units: i * units / count..(i + 1) * units / count,
+            units: crate::scan::share(i, units, count)..crate::scan::share(i + 1, units, count),
         })
     }
 }

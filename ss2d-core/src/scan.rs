@@ -595,7 +595,7 @@ impl<'o> WorkItems<'o> {
 }
 
 /// `i * units / count` without overflow (`i <= count`, so the result is at most `units`).
-fn share(i: usize, units: usize, count: usize) -> usize {
+pub(crate) fn share(i: usize, units: usize, count: usize) -> usize {
     (i as u128 * units as u128 / count.max(1) as u128) as usize
 }
 

@@ -187,9 +187,10 @@ pub(crate) fn as_vectors(buf: &mut [f32], n: usize) -> &mut [V] {
     bytemuck::cast_slice_mut(&mut buf[off..off + need])
 }
 
-/// Scratch `f32`s needed to hold `n` aligned vectors, whatever the buffer's alignment.
+/// Scratch `f32`s needed to hold `n` aligned vectors, whatever the buffer's alignment
+/// (saturating: a size that does not fit in `usize` cannot be provided anyway).
 pub(crate) const fn vectors_len(n: usize) -> usize {
-    n * LANES + LANES
+    n.saturating_mul(LANES).saturating_add(LANES)
 }
 
 /// Rounds to the nearest integer (ties to even) for `|x| < 2^22`; NaN stays NaN.

@@ -388,3 +388,49 @@ fn check_cpu_passes_on_the_machine_running_the_tests() {
     .unwrap_err();
     assert!(e.to_string().contains("x86-64-v4"), "{e}");
 }
+
+/// The core fused plan for an empty problem whose grid is so large that `L * LANES` overflows
+/// (`batch = 0` or `dim = 0`): no scratch is needed, there are no work units, and runs and
+/// splits succeed without writing (found by the `api` fuzz target: `scratch_len` overflowed).
+#[test]
+fn fused_plan_for_an_empty_problem_with_a_huge_grid_needs_no_scratch() {
+    use ss2d_std::core::fused::{CrossMode, FusedPlan, FusedShape, FusedSplit, FusedWeights};
+    let w = [0.5f32; 4];
+    for (batch, dim) in [(0usize, 1usize), (3, 0)] {
+        let shape = FusedShape {
+            batch,
+            dim,
+            h: usize::MAX / 2,
+            w: 1,
+            dstate: 1,
+            dt_rank: 1,
+            mode: CrossMode::Cross2d,
+            layout: Layout::ChannelLast,
+        };
+        let d4 = 4 * dim;
+        let weights = FusedWeights {
+            dt_projs_weight: &w[..d4],
+            dt_projs_bias: &w[..d4],
+            a_logs: &w[..d4],
+            ds: &w[..d4],
+        };
+        let plan = if batch == 0 {
+            FusedPlan::new(&shape, weights, &[], &[])
+        } else {
+            // proj is `B * L * 4 * (R + 2N)` and cannot exist: a size error.
+            let r = FusedPlan::new(&shape, weights, &[], &[]);
+            assert!(
+                matches!(r, Err(Error::Overflow { .. }) | Err(Error::Length { .. })),
+                "{r:?}"
+            );
+            continue;
+        }
+        .unwrap();
+        for split in [FusedSplit::All, FusedSplit::Pairs, FusedSplit::Dirs] {
+            assert_eq!(plan.scratch_len(split), 0, "{split:?}");
+            assert_eq!(plan.units(split), 0, "{split:?}");
+        }
+        assert_eq!(plan.out_len(), 0);
+        assert_eq!(plan.run(&mut [], &mut []), Ok(()));
+    }
+}
