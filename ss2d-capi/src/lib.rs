@@ -123,7 +123,11 @@ impl From<ss2d_core::Error> for Fail {
             | E::Overflow { .. }
             | E::Mismatch { .. } => ss2d_status::SS2D_BAD_SHAPE,
             E::Scratch { .. } => ss2d_status::SS2D_SCRATCH_TOO_SMALL,
-            E::Value { .. } | E::Unsupported { .. } => ss2d_status::SS2D_BAD_VALUE,
+            E::Value { .. }
+            | E::Unsupported { .. }
+            | E::WalkLength { .. }
+            | E::WalkBounds { .. }
+            | E::WalkRepeats { .. } => ss2d_status::SS2D_BAD_VALUE,
             _ => ss2d_status::SS2D_INTERNAL,
         };
         Fail::new(status, e.to_string())

@@ -63,6 +63,12 @@ pub enum Error {
         /// `seqlen` of the shape.
         seqlen: usize,
     },
+    /// A walk visits some position twice (and so misses another): its steps are not a
+    /// permutation of `0..seqlen`.
+    WalkRepeats {
+        /// `seqlen` of the shape.
+        seqlen: usize,
+    },
     /// A work item index is not below the item count, or the count is zero.
     WorkItem {
         /// The index given.
@@ -126,6 +132,10 @@ impl fmt::Display for Error {
             Error::WalkBounds { seqlen } => {
                 write!(f, "walk leaves the sequence of {seqlen} positions")
             }
+            Error::WalkRepeats { seqlen } => write!(
+                f,
+                "walk visits a position twice: not a permutation of the {seqlen} positions"
+            ),
             Error::WorkItem { index, count } => {
                 write!(f, "work item {index} of {count} does not exist")
             }

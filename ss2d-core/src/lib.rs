@@ -62,11 +62,13 @@
 //! | `Scratch { needed, actual }` | the scratch is shorter than `scratch_len` |
 //! | `WalkLength { expected, actual }` | the walk does not visit exactly `seqlen` positions (or overflows: `Overflow`) |
 //! | `WalkBounds { seqlen }` | the walk steps outside `0..seqlen` |
+//! | `WalkRepeats { seqlen }` | the walk visits a position twice (its steps are not a permutation of `0..seqlen`) |
 //! | `Mismatch { what, expected, actual }` | two sizes disagree (e.g. the buffer count of a fused split) |
 //! | `WorkItem`, `Value`, `Unsupported` | reserved for hosts (`ss2d-std` uses `Unsupported` for unknown cross-scan modes) |
 //!
 //! Zero `batch`, `dim` or `seqlen` is a valid empty problem: nothing is written except
-//! `final_state`, which receives the initial state (or zeros). A split with `count` outside
+//! `final_state`, which receives the initial state (or zeros); a fused plan for an empty
+//! problem needs no scratch and has no work units, however large its grid. A split with `count` outside
 //! `1..=units` is clamped, not refused.
 //!
 //! ### Accuracy per ISA level

@@ -89,7 +89,15 @@ impl Walk {
         self.outer.0 == 0 || self.inner.0 == 0
     }
 
-    /// Checks that the walk visits exactly `seqlen` positions, all inside `0..seqlen`.
+    /// Checks that the walk visits exactly `seqlen` positions, all inside `0..seqlen`, each
+    /// once (a permutation of the sequence: [`Error::WalkLength`], [`Error::WalkBounds`],
+    /// [`Error::WalkRepeats`]).
+    ///
+    /// `seqlen` in-bounds steps are a permutation exactly when they are distinct, and for a
+    /// two-level walk with both counts above 1 that holds only in mixed radix: one stride is
+    /// `±1` and the other `±` the count of the first (the position `1` must be one stride,
+    /// and a smaller other stride would revisit a position of the first level). A one-level
+    /// walk of more than one step needs stride `±1`.
     pub fn validate(&self, seqlen: usize) -> Result<(), Error> {
         let n = self.len().ok_or(Error::Overflow {
             what: "walk length",
@@ -119,6 +127,19 @@ impl Walk {
         let hi = start + hi_o + hi_i;
         if lo < 0 || hi >= seqlen as i128 {
             return Err(bounds);
+        }
+        let ((oc, os), (ic, is)) = (self.outer, self.inner);
+        let unit = |c: usize, st: isize| c <= 1 || st.unsigned_abs() == 1;
+        let distinct = match (oc > 1, ic > 1) {
+            (false, _) => unit(ic, is),
+            (true, false) => unit(oc, os),
+            (true, true) => {
+                (is.unsigned_abs() == 1 && os.unsigned_abs() == ic)
+                    || (os.unsigned_abs() == 1 && is.unsigned_abs() == oc)
+            }
+        };
+        if !distinct {
+            return Err(Error::WalkRepeats { seqlen });
         }
         Ok(())
     }
@@ -196,6 +217,56 @@ mod tests {
         let walk = Walk::cross(2, 3, 1).unwrap();
         let v: [usize; 6] = core::array::from_fn(|i| walk.iter().nth(i).unwrap());
         assert_eq!(v, [0, 3, 1, 4, 2, 5]);
+    }
+
+    /// Brute force: in-bounds walks over small boxes are accepted exactly when their steps
+    /// are a permutation.
+    #[test]
+    fn validate_accepts_exactly_the_permutations() {
+        for oc in 0..5usize {
+            for ic in 0..5usize {
+                let n = oc * ic;
+                for os in -6isize..=6 {
+                    for is in -6isize..=6 {
+                        for start in 0..n.max(1) {
+                            let w = Walk {
+                                start,
+                                outer: (oc, os),
+                                inner: (ic, is),
+                            };
+                            let mut pos = [0usize; 16];
+                            let mut seen = [false; 16];
+                            let mut inside = true;
+                            let mut k = 0;
+                            for i in 0..oc {
+                                for j in 0..ic {
+                                    let p = start as isize + i as isize * os + j as isize * is;
+                                    if p < 0 || p >= n as isize {
+                                        inside = false;
+                                    } else {
+                                        pos[k] = p as usize;
+                                    }
+                                    k += 1;
+                                }
+                            }
+                            let perm = inside
+                                && pos[..n]
+                                    .iter()
+                                    .all(|&p| !core::mem::replace(&mut seen[p], true));
+                            let r = w.validate(n);
+                            match r {
+                                Ok(()) => assert!(perm, "{w:?} accepted"),
+                                Err(Error::WalkBounds { .. }) => assert!(!inside, "{w:?}"),
+                                Err(Error::WalkRepeats { .. }) => {
+                                    assert!(inside && !perm, "{w:?}")
+                                }
+                                Err(e) => panic!("{w:?}: {e:?}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -435,20 +435,19 @@ fn bad_walks() {
     let (ol, sl, scl) = lengths(&p);
     let l = p.shape.seqlen; // 5
     let il = l as isize;
-    let walk_len = |w: Walk, actual: usize| {
+    let walk_err = |w: Walk, e: Error| {
         let mut q = p.clone();
         q.walk = w;
-        expect_err(
-            &format!("{w:?}"),
-            &q,
-            ol,
-            Some(sl),
-            scl,
+        expect_err(&format!("{w:?}"), &q, ol, Some(sl), scl, e);
+    };
+    let walk_len = |w: Walk, actual: usize| {
+        walk_err(
+            w,
             Error::WalkLength {
                 expected: l,
                 actual,
             },
-        );
+        )
     };
     walk_len(Walk::forward(l - 1), l - 1);
     walk_len(Walk::forward(l + 1), l + 1);
@@ -462,18 +461,7 @@ fn bad_walks() {
         },
         0,
     );
-    let bounds = |w: Walk| {
-        let mut q = p.clone();
-        q.walk = w;
-        expect_err(
-            &format!("{w:?}"),
-            &q,
-            ol,
-            Some(sl),
-            scl,
-            Error::WalkBounds { seqlen: l },
-        );
-    };
+    let bounds = |w: Walk| walk_err(w, Error::WalkBounds { seqlen: l });
     // Starts one past the end / walks below zero / strides past the end.
     bounds(Walk {
         start: 1,
@@ -512,9 +500,23 @@ fn bad_walks() {
         outer: (l, isize::MIN),
         inner: (1, 1),
     });
-    // Walks that stay in bounds but revisit positions are not rejected by validation; that is
-    // documented as "visits exactly seqlen positions, all inside 0..seqlen" (not a
-    // permutation check), so they are not tested as errors here.
+    // In bounds, but revisiting positions (not a permutation).
+    let repeats = |w: Walk| walk_err(w, Error::WalkRepeats { seqlen: l });
+    repeats(Walk {
+        start: 2,
+        outer: (1, 0),
+        inner: (l, 0),
+    });
+    repeats(Walk {
+        start: 0,
+        outer: (l, 0),
+        inner: (1, 1),
+    });
+    repeats(Walk {
+        start: l - 1,
+        outer: (1, 7),
+        inner: (l, 0),
+    });
 }
 
 #[test]
