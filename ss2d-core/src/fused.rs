@@ -227,13 +227,11 @@ impl<'a> FusedPlan<'a> {
             .saturating_mul(split.per_panel())
     }
 
-    /// Scratch elements one work item needs for `split`: 0 for an empty problem (no batch or
-    /// no channels: nothing runs); saturates at `usize::MAX` where the exact size does not fit
-    /// (such a scratch cannot exist, so the run reports [`Error::Scratch`]).
+    /// Scratch elements one work item needs for `split` (a function of `L`, `N` and `R`
+    /// only, so a plan with `batch = 0` sizes the scratch of any batch). Saturates at
+    /// `usize::MAX` where the exact size does not fit (such a scratch cannot exist); an item
+    /// without units (an empty problem) runs with any scratch.
     pub fn scratch_len(&self, split: FusedSplit) -> usize {
-        if self.out_len == 0 {
-            return 0;
-        }
         let n = self.s.dstate;
         let tmp = if split == FusedSplit::All {
             vectors_len(self.l)
@@ -472,6 +470,9 @@ pub struct FusedItem<'o> {
 impl FusedItem<'_> {
     /// Runs the item with its own scratch of [`FusedPlan::scratch_len`] elements.
     pub fn run(self, scratch: &mut [f32]) -> Result<(), Error> {
+        if self.units.is_empty() {
+            return Ok(());
+        }
         let need = self.plan.scratch_len(self.split);
         if scratch.len() < need {
             return Err(Error::Scratch {

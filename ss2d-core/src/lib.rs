@@ -68,7 +68,7 @@
 //!
 //! Zero `batch`, `dim` or `seqlen` is a valid empty problem: nothing is written except
 //! `final_state`, which receives the initial state (or zeros); a fused plan for an empty
-//! problem needs no scratch and has no work units, however large its grid. A split with `count` outside
+//! problem has no work units and runs with any scratch, however large its grid. A split with `count` outside
 //! `1..=units` is clamped, not refused.
 //!
 //! ### Accuracy per ISA level
@@ -135,6 +135,7 @@ pub mod reference;
 pub mod scan;
 pub mod shape;
 mod simd;
+pub mod transpose;
 pub mod walk;
 
 pub use error::Error;

@@ -99,37 +99,46 @@ fn core_mode(m: ScanMode) -> CrossMode {
     }
 }
 
-/// Channels per block of the layout transposes.
-const T_BLOCK: usize = 16;
-
-/// `(B, D, L)` -> `(B, L, D)` (or back with `d` and `l` swapped), blocked over channels.
-fn transpose_bdl(src: &[f32], dst: &mut [f32], d: usize, l: usize, par: Parallelism<'_>) {
-    if d == 0 || l == 0 {
-        return;
+/// `(B, D, L)` -> `(B, L, D)` (or back with `d` and `l` swapped): per batch item the blocked
+/// register transpose of [`ss2d_core::transpose::transpose`], in parts of whole columns so
+/// that a batch of one still spreads over the threads.
+fn transpose_bdl(
+    src: &[f32],
+    dst: &mut [f32],
+    d: usize,
+    l: usize,
+    par: Parallelism<'_>,
+) -> Result<(), Error> {
+    let per = d * l;
+    if per == 0 {
+        return Ok(());
     }
-    let one = |bi: usize, dst: &mut [f32]| {
-        let s = &src[bi * d * l..(bi + 1) * d * l];
-        for d0 in (0..d).step_by(T_BLOCK) {
-            let d1 = (d0 + T_BLOCK).min(d);
-            for li in 0..l {
-                let row = &mut dst[li * d + d0..li * d + d1];
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v = s[(d0 + k) * l + li];
-                }
-            }
-        }
+    let batch = dst.len() / per;
+    let one = |bi: usize, c0: usize, part: &mut [f32]| {
+        ss2d_core::transpose::transpose(&src[bi * per..(bi + 1) * per], d, l, c0, part)
     };
     if par.is_sequential() {
-        for (bi, ch) in dst.chunks_mut(d * l).enumerate() {
-            one(bi, ch);
+        for (bi, ch) in dst.chunks_mut(per).enumerate() {
+            one(bi, 0, ch)?;
         }
-    } else {
-        par.install(|| {
-            dst.par_chunks_mut(d * l)
-                .enumerate()
-                .for_each(|(bi, ch)| one(bi, ch))
-        });
+        return Ok(());
     }
+    // Parts of at least 64 columns (a few tens of KiB), about four per thread overall.
+    let parts_per_item = (4 * par.threads()).div_ceil(batch.max(1)).max(1);
+    let cols = l
+        .div_ceil(parts_per_item)
+        .max(64)
+        .next_multiple_of(ss2d_core::LANES)
+        .min(l);
+    par.install(|| {
+        dst.par_chunks_mut(per)
+            .enumerate()
+            .try_for_each(|(bi, item)| {
+                item.par_chunks_mut(cols * d)
+                    .enumerate()
+                    .try_for_each(|(k, part)| one(bi, k * cols, part))
+            })
+    })
 }
 
 /// The fused SS2D scan (module docs). Same contract as
@@ -172,14 +181,14 @@ pub fn ss2d_scan(
     }
     let (d, l) = (shape.dim, shape.h * shape.w);
     let mut xt = vec![0.0f32; x.len()];
-    transpose_bdl(x, &mut xt, d, l, par);
+    transpose_bdl(x, &mut xt, d, l, par)?;
     let mut yt = vec![0.0f32; x.len()];
     let cl = Ss2dScanShape {
         channel_first: false,
         ..*shape
     };
     ss2d_scan_layout(&cl, weights, &xt, &mut yt, par)?;
-    transpose_bdl(&yt, y_out, l, d, par);
+    transpose_bdl(&yt, y_out, l, d, par)?;
     Ok(())
 }
 
