@@ -20,7 +20,7 @@
 
 use crate::error::{check_len, mul, Error};
 use crate::kernel::{self, Bc};
-use crate::math::softplus;
+use crate::math::{softplus_exp, softplus_finish};
 use crate::pack::Lanes;
 use crate::scan::{split_scratch, Sink, CHUNK};
 use crate::shape::{Layout, MAX_DSTATE};
@@ -370,13 +370,22 @@ impl<'a> FusedPlan<'a> {
                 &mut up[..len],
             );
             lanes.gather(self.x, pos, up);
+            // dt = softplus(dt_proj + bias) in two passes, as the 1D scan's `prep`: each half
+            // of the softplus (and the projection before it) is a long dependency chain, and
+            // one loop over all of it holds more in flight than the scheduler does. The
+            // arithmetic (and so every bit) is that of `softplus(acc + bias)` in one pass.
             for (i, &p) in pos.iter().enumerate() {
                 let row = &self.proj[prow + p * pstride..prow + p * pstride + r];
                 let mut acc = splat(0.0);
                 for (wv, &pv) in wdt.iter().zip(row) {
                     acc = fma(*wv, splat(pv), acc);
                 }
-                let t = softplus(acc + bias);
+                let x = acc + bias;
+                dt[i] = x;
+                dtu[i] = softplus_exp(x);
+            }
+            for i in 0..len {
+                let t = softplus_finish(dt[i], dtu[i]);
                 dtu[i] = t * up[i];
                 dt[i] = t;
                 y[i] = dskip * up[i];
