@@ -343,34 +343,43 @@ fn shifted(n: usize, s: isize) -> (usize, usize) {
 }
 
 /// One channel-first plane: `out = sum over taps (i, j) ascending of w * in[shifted]`, then
-/// `+ bias`.
+/// `+ bias`, `LANES` outputs of a row at a time.
+///
+/// The plane is first copied into a zero-bordered buffer (`k / 2` on every side, plus `LANES`
+/// floats of slack), so every tap of every output vector is one unaligned load: no edge cases
+/// in the loop, and a row's last partial vector is computed whole and stored in part (rows of
+/// VMamba's maps, e.g. 56, are rarely a multiple of the lane count, which left the
+/// autovectorized per-tap loops mostly in their scalar tails).
 fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
     let (k, h, w) = (a.k, a.h, a.w);
-    let pad = (k / 2) as isize;
+    let p = k / 2;
+    let pw = w + 2 * p;
+    let mut buf = vec![0.0f32; (h + 2 * p) * pw + LANES];
+    for (y, row) in inp.chunks_exact(w).take(h).enumerate() {
+        let o = (y + p) * pw + p;
+        buf[o..o + w].copy_from_slice(row);
+    }
     let wk = &a.weight[c * k * k..(c + 1) * k * k];
-    out.fill(0.0);
-    for oh in 0..h {
-        let orow = &mut out[oh * w..(oh + 1) * w];
-        for i in 0..k {
-            let ih = oh as isize + i as isize - pad;
-            if ih < 0 || ih >= h as isize {
-                continue;
-            }
-            let irow = &inp[ih as usize * w..(ih as usize + 1) * w];
-            for j in 0..k {
-                let s = j as isize - pad;
-                let (lo, hi) = shifted(w, s);
-                let wt = wk[i * k + j];
-                let src = &irow[(lo as isize + s) as usize..(hi as isize + s) as usize];
-                for (o, &v) in orow[lo..hi].iter_mut().zip(src) {
-                    *o += wt * v;
+    let bias = a.bias.map(|b| V::splat(b[c]));
+    let load = |o: usize| -> V {
+        let v: [f32; LANES] = buf[o..o + LANES].try_into().unwrap_or([0.0; LANES]);
+        V::from(v)
+    };
+    for (oh, orow) in out.chunks_exact_mut(w).take(h).enumerate() {
+        for (v, o) in orow.chunks_mut(LANES).enumerate() {
+            let ow = v * LANES;
+            let mut acc = V::splat(0.0);
+            for i in 0..k {
+                let row = (oh + i) * pw + ow;
+                for j in 0..k {
+                    acc = V::splat(wk[i * k + j]).mul_add(load(row + j), acc);
                 }
             }
+            if let Some(b) = bias {
+                acc += b;
+            }
+            o.copy_from_slice(&acc.to_array()[..o.len()]);
         }
-    }
-    if let Some(bias) = a.bias {
-        let bv = bias[c];
-        out.iter_mut().for_each(|o| *o += bv);
     }
 }
 
