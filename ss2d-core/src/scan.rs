@@ -542,12 +542,9 @@ impl<'o> Sink<'o> {
     pub(crate) fn put_lanes<const ADD: bool>(&self, start: usize, v: V, n: usize) {
         if n == LANES {
             if start <= self.len && LANES <= self.len - start {
-                // SAFETY: in bounds (checked above); exclusive to this item (type docs).
-                unsafe {
-                    let p = self.ptr.add(start) as *mut V;
-                    let w = if ADD { p.read_unaligned() + v } else { v };
-                    p.write_unaligned(w);
-                }
+                // SAFETY: in bounds (checked above), which is `put_lanes_unchecked`'s contract.
+                // (Direct vector loads/stores: `read_unaligned` of `V` went through the stack.)
+                unsafe { self.put_lanes_unchecked::<ADD>(start, v) };
             }
         } else {
             self.put_slice::<ADD>(start, &v.as_array()[..n.min(LANES)]);

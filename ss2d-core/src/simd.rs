@@ -21,11 +21,16 @@ pub(crate) fn splat(x: f32) -> V {
     V::splat(x)
 }
 
-/// Loads the first `LANES` values of `s` (which must hold at least that many).
+/// Loads the first `LANES` values of `s` (which must hold at least that many; panics
+/// otherwise, like indexing).
+///
+/// One vector load: building the `[f32; LANES]` array first compiled to `LANES` scalar loads
+/// and stores through the stack (seen in the fused scan's channel-last gather).
 #[inline(always)]
 pub(crate) fn load(s: &[f32]) -> V {
-    let a: [f32; LANES] = s[..LANES].try_into().unwrap_or([0.0; LANES]);
-    V::new(a)
+    let s = &s[..LANES];
+    // SAFETY: `s` holds exactly `LANES` readable floats (the slice above is bounds-checked).
+    unsafe { load_at(s.as_ptr()) }
 }
 
 /// Loads `LANES` floats starting at `p` (no alignment needed).
