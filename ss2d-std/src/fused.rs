@@ -17,6 +17,7 @@ use ss2d_core::fused::{combine, CrossMode, FusedPlan, FusedShape, FusedSplit, Fu
 use ss2d_core::{Error, Layout};
 
 use crate::cross::ScanMode;
+use crate::pool::Buf;
 use crate::unfused::{Ss2dScanShape, Ss2dScanWeights};
 use crate::Parallelism;
 
@@ -43,8 +44,10 @@ pub fn project_grid(
     let (bsz, d) = (shape.batch, shape.dim);
     let l = shape.h * shape.w;
     let c4 = 4 * (shape.dt_rank + 2 * shape.dstate);
-    let mut proj = vec![0.0f32; bsz * l * c4];
+    // A reused buffer (stale contents): every element is written below.
+    let mut proj = crate::pool::take(bsz * l * c4);
     if proj.is_empty() || d == 0 {
+        proj.fill(0.0);
         return Ok(proj);
     }
     // W^T as a (D x 4C) view of the (4C x D) row-major weight.
@@ -180,16 +183,16 @@ pub fn ss2d_scan(
         return ss2d_scan_layout(shape, weights, x, y_out, par);
     }
     let (d, l) = (shape.dim, shape.h * shape.w);
-    let mut xt = vec![0.0f32; x.len()];
+    // Reused buffers (stale contents): the transpose writes all of `xt`, the scan all of `yt`.
+    let mut xt = Buf::new(x.len());
     transpose_bdl(x, &mut xt, d, l, par)?;
-    let mut yt = vec![0.0f32; x.len()];
+    let mut yt = Buf::new(x.len());
     let cl = Ss2dScanShape {
         channel_first: false,
         ..*shape
     };
     ss2d_scan_layout(&cl, weights, &xt, &mut yt, par)?;
-    transpose_bdl(&yt, y_out, l, d, par)?;
-    Ok(())
+    transpose_bdl(&yt, y_out, l, d, par)
 }
 
 /// [`ss2d_scan`] in the layout the shape names, without the channel-first transposes.
@@ -236,6 +239,8 @@ fn ss2d_scan_layout(
         a_logs: weights.a_logs,
         ds: weights.ds,
     };
+    // `proj` goes back to the pool when the scan is done.
+    let proj = Buf::from_vec(proj);
     let plan = FusedPlan::new(&fshape, fw, x, &proj)?;
     let threads = par.threads();
     let split = if par.is_sequential() || plan.units(FusedSplit::All) >= 2 * threads {
@@ -246,10 +251,11 @@ fn ss2d_scan_layout(
         FusedSplit::Dirs
     };
     let n = plan.out_len();
-    let mut extra: Vec<Vec<f32>> = (1..split.buffers()).map(|_| vec![0.0f32; n]).collect();
+    // Split buffers' prior contents are ignored by the plan: reused buffers.
+    let mut extra: Vec<Buf> = (1..split.buffers()).map(|_| Buf::new(n)).collect();
     let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(4);
     bufs.push(y_out);
-    bufs.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
+    bufs.extend(extra.iter_mut().map(|v| &mut v[..]));
     let scratch_len = plan.scratch_len(split);
     {
         let count = if par.is_sequential() {
@@ -260,16 +266,16 @@ fn ss2d_scan_layout(
         let mut items = plan.split(&mut bufs, split, count)?;
         let items: Vec<_> = items.items().collect();
         if par.is_sequential() {
-            let mut scratch = vec![0.0f32; scratch_len];
+            // Scratch contents never matter (ss2d-core docs): a reused buffer.
+            let mut scratch = Buf::new(scratch_len);
             for item in items {
                 item.run(&mut scratch)?;
             }
         } else {
             par.install(|| {
-                items.into_par_iter().try_for_each_init(
-                    || vec![0.0f32; scratch_len],
-                    |scratch, item| item.run(scratch),
-                )
+                items
+                    .into_par_iter()
+                    .try_for_each_init(|| Buf::new(scratch_len), |scratch, item| item.run(scratch))
             })?;
         }
     }

@@ -94,58 +94,6 @@ fn scan_core(
     crate::fused::ss2d_scan(shape, weights, x, y_out, par)
 }
 
-/// Per-thread reuse of the forward's large buffers: a fresh allocation of a few MB is an
-/// `mmap` whose first touch page-faults every 4 KiB, which costs as much as a product at the
-/// stage-1 sizes (measured). Buffers come back with stale contents; every user overwrites all
-/// of them.
-mod pool {
-    use std::cell::RefCell;
-
-    /// Buffers kept per thread.
-    const KEEP: usize = 8;
-
-    thread_local! {
-        static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// A buffer of `len` elements (contents unspecified).
-    pub(super) fn take(len: usize) -> Vec<f32> {
-        let found = POOL
-            .try_with(|p| {
-                let mut p = p.try_borrow_mut().ok()?;
-                let fits = p
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| v.capacity() >= len)
-                    .min_by_key(|(_, v)| v.capacity())
-                    .map(|(i, _)| i);
-                let i = fits.or_else(|| {
-                    p.iter()
-                        .enumerate()
-                        .max_by_key(|(_, v)| v.capacity())
-                        .map(|(i, _)| i)
-                })?;
-                Some(p.swap_remove(i))
-            })
-            .ok()
-            .flatten();
-        let mut v = found.unwrap_or_default();
-        super::ops::fit(&mut v, len);
-        v
-    }
-
-    /// Returns a buffer for reuse by later forwards on this thread.
-    pub(super) fn give(v: Vec<f32>) {
-        let _ = POOL.try_with(|p| {
-            if let Ok(mut p) = p.try_borrow_mut() {
-                if p.len() < KEEP {
-                    p.push(v);
-                }
-            }
-        });
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Errors
 
@@ -1495,12 +1443,12 @@ impl Ss2d {
         let (dm, di) = (d.d_model, d.d_inner);
         let bdl = b * di * l;
         let naive = backend == Backend::Reference;
-        let mut scratch = pool::take(0);
+        let mut scratch = crate::pool::take(0);
 
         // 1-2. in_proj, split, z activation.
         let t0 = Instant::now();
         let wx = &w.in_proj_weight[..di * dm];
-        let mut x = pool::take(bdl);
+        let mut x = crate::pool::take(bdl);
         ops::linear(
             naive,
             cf,
@@ -1519,7 +1467,7 @@ impl Ss2d {
         }
         let z = if d.forward.has_z() {
             let wz = &w.in_proj_weight[di * dm..];
-            let mut z = pool::take(bdl);
+            let mut z = crate::pool::take(bdl);
             ops::linear(
                 naive,
                 cf,
@@ -1554,7 +1502,7 @@ impl Ss2d {
         // 3-5. depthwise conv (+ bias), SiLU.
         let t0 = Instant::now();
         let x = if let Some(cw) = &w.conv2d_weight {
-            let mut xc = pool::take(bdl);
+            let mut xc = crate::pool::take(bdl);
             let conv = ops::ConvArgs {
                 k: d.d_conv,
                 weight: cw,
@@ -1565,7 +1513,7 @@ impl Ss2d {
                 w: grid.w,
             };
             ops::dwconv(naive, cf, &conv, &x, b, &mut xc, par);
-            pool::give(x);
+            crate::pool::give(x);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
             }
@@ -1580,7 +1528,7 @@ impl Ss2d {
 
         // 6-11. the scan.
         let t0 = Instant::now();
-        let mut y = pool::take(bdl);
+        let mut y = crate::pool::take(bdl);
         y.fill(0.0);
         let shape = d.scan_shape(grid);
         let sw = self.scan_weights();
@@ -1594,7 +1542,7 @@ impl Ss2d {
             },
             ScanKind::Cascade2d => cascade::cascade2d(&shape, &sw, &x, &mut y, naive, par)?,
         }
-        pool::give(x);
+        crate::pool::give(x);
         if let Some(dbg) = debug.as_deref_mut() {
             dbg.out_norm_in = y.clone();
         }
@@ -1609,11 +1557,11 @@ impl Ss2d {
             gelu: d.forward.out_gelu,
             channels: di,
         };
-        let mut yn = pool::take(bdl);
+        let mut yn = crate::pool::take(bdl);
         ops::norm_gate(naive, cf, &norm, &y, z.as_deref(), b, l, &mut yn, par);
-        pool::give(y);
+        crate::pool::give(y);
         if let Some(z) = z {
-            pool::give(z);
+            crate::pool::give(z);
         }
         t.norm_gate = t0.elapsed();
         if let Some(dbg) = debug {
@@ -1648,8 +1596,8 @@ impl Ss2d {
         if let Some(bias) = &w.out_proj_bias {
             ops::add_channel_bias(cf, bias, b, l, output, par);
         }
-        pool::give(yn);
-        pool::give(scratch);
+        crate::pool::give(yn);
+        crate::pool::give(scratch);
         t.gemm_out = t0.elapsed();
         Ok(())
     }

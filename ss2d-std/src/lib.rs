@@ -18,6 +18,7 @@ pub mod unfused;
 
 mod cpu;
 mod par;
+mod pool;
 mod scan;
 
 pub use cpu::{check_cpu, CpuError};

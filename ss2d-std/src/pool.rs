@@ -1,0 +1,88 @@
+//! Per-thread reuse of large temporary buffers (the layer's forward, the fused scan): a fresh allocation of a few MB is an
+//! `mmap` whose first touch page-faults every 4 KiB, which costs as much as a product at the
+//! stage-1 sizes (measured). Buffers come back with stale contents; every user overwrites all
+//! of them.
+use std::cell::RefCell;
+
+/// Buffers kept per thread.
+const KEEP: usize = 8;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` elements (contents unspecified).
+pub(crate) fn take(len: usize) -> Vec<f32> {
+    let found = POOL
+        .try_with(|p| {
+            let mut p = p.try_borrow_mut().ok()?;
+            let fits = p
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            let i = fits.or_else(|| {
+                p.iter()
+                    .enumerate()
+                    .max_by_key(|(_, v)| v.capacity())
+                    .map(|(i, _)| i)
+            })?;
+            Some(p.swap_remove(i))
+        })
+        .ok()
+        .flatten();
+    let mut v = found.unwrap_or_default();
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// Returns a buffer for reuse by later forwards on this thread.
+pub(crate) fn give(v: Vec<f32>) {
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < KEEP {
+                p.push(v);
+            }
+        }
+    });
+}
+
+/// A buffer from [`take`] that goes back to this thread's pool when dropped (contents
+/// unspecified: users overwrite what they read).
+pub(crate) struct Buf(Vec<f32>);
+
+impl Buf {
+    /// A buffer of `len` elements.
+    pub(crate) fn new(len: usize) -> Self {
+        Buf(take(len))
+    }
+
+    /// Takes ownership of `v`, to hand it to the pool when dropped.
+    pub(crate) fn from_vec(v: Vec<f32>) -> Self {
+        Buf(v)
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}
