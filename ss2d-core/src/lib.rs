@@ -81,8 +81,8 @@
 //! | level (`RUSTFLAGS`) | lanes | golden selective scans (vs upstream f32) | 72 random model-domain scans (vs f64 reference) | golden SS2D layers (vs upstream) |
 //! |---|---|---|---|---|
 //! | `x86-64` (SSE2, no FMA) | 8 (two SSE halves) | 4.9e-7 | 4.5e-7 | 4.7e-7 |
-//! | `x86-64-v3` (AVX2 + FMA) | 8 | 5.0e-7 | 5.2e-7 | 4.7e-7 |
-//! | `x86-64-v4` (AVX-512) | 16 | 5.0e-7 | 4.0e-7 | 4.7e-7 |
+//! | `x86-64-v3` (AVX2 + FMA) | 8 | 5.0e-7 | 5.2e-7 | 5.5e-7 |
+//! | `x86-64-v4` (AVX-512) | 16 | 5.0e-7 | 4.0e-7 | 5.5e-7 |
 //!
 //! At the edges of the domain (next section) the worst against the f64 reference was 8.1e-7
 //! (`x86-64`), 4.4e-7 (`v3`) and 5.6e-7 (`v4`) over a sweep of softplus arguments up to 1e4,
