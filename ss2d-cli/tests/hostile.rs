@@ -8,54 +8,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ss2d_cli::io::TensorFile;
 use ss2d_core::SimdLevel;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ss2d");
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+mod common;
+use common::*;
+
 /// The smallest v05_noz golden layer (channel-first, d_model 16, d_state 1, 2 x 16 x 5 x 7).
 const LAYER: &str = "ss2d/ss2d_v05noz_ds1_r1_cf_d16_b2_5x7.safetensors";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "ss2d-hostile-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn entries(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Runs `ss2d` with `args`, killing it after `limit` (then `None`).
 fn run_for(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Option<Output> {
@@ -129,10 +91,6 @@ type Raw = (String, String, Vec<u64>, Vec<u8>);
 
 fn raw(name: &str, dtype: &str, shape: &[u64], bytes: Vec<u8>) -> Raw {
     (name.to_string(), dtype.to_string(), shape.to_vec(), bytes)
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// Serializes tensors and metadata by hand, laying the data out in order (offsets from the
