@@ -51,12 +51,12 @@ fn main() {
     let med = times[times.len() / 2];
     let el = (b * d * l * n) as f64;
     println!(
-        "{}B={b} D={d} L={l} N={n} G={g} {}: median {:.3} ms, {:.2} G elements/s (best {:.2}) (lanes {})",
+        "{}B={b} D={d} L={l} N={n} G={g} {}: median {:.3} ms, {:.2} G elements/s (best {:.2}) ({})",
         if reference { "reference " } else { "" },
         if cl { "cl" } else { "cf" },
         med * 1e3,
         el / med / 1e9,
         el / times[0] / 1e9,
-        ss2d_core::LANES
+        ss2d_core::SimdLevel::current()
     );
 }

@@ -289,9 +289,10 @@ extern "C" {
 // The library version (`"MAJOR.MINOR.PATCH"`), a static NUL-terminated string (never free it).
 const char *ss2d_version(void);
 
-// The instruction-set level this library was compiled for: `"x86-64"`, `"x86-64-v3"` (AVX2 +
-// FMA) or `"x86-64-v4"` (AVX-512), or `"baseline"` on other architectures. A static
-// NUL-terminated string (never free it).
+// The SIMD level the kernels run at: `"x86-64"`, `"x86-64-v3"` (AVX2 + FMA), `"x86-64-v4"`
+// (AVX-512), `"neon"` (aarch64) or `"portable"`: the best level of the CPU, chosen at run time,
+// unless `SS2D_ISA` names another (see the README). A static NUL-terminated string (never
+// free it).
 const char *ss2d_isa(void);
 
 // `SS2D_OK` when this CPU supports the instruction set the library was built for, else

@@ -4,7 +4,7 @@
 use std::ffi::c_int;
 
 use ss2d_core::fused::{combine, CrossMode, FusedPlan, FusedShape, FusedSplit, FusedWeights};
-use ss2d_core::{Layout, LANES};
+use ss2d_core::Layout;
 use ss2d_std::cross::ScanMode;
 use ss2d_std::unfused::Ss2dScanShape;
 
@@ -202,7 +202,8 @@ fn sizing(s: &Ss2dScanShape, ex: &Exec) -> Res<Sizing> {
         &[],
         &[],
     )?;
-    let units = |sp: FusedSplit| s.batch * s.dim.div_ceil(LANES) * sp.buffers();
+    let lanes = plan0.level().lanes();
+    let units = |sp: FusedSplit| s.batch * s.dim.div_ceil(lanes) * sp.buffers();
     let width = ex.width();
     let split = if ex.is_seq() || units(FusedSplit::All) >= 2 * width {
         FusedSplit::All

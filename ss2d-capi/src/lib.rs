@@ -203,107 +203,16 @@ pub(crate) fn guard(f: impl FnOnce() -> Res<()>) -> c_int {
     }
 }
 
-/// The highest SIMD level the running CPU offers.
-fn detected_level() -> ss2d_core::SimdLevel {
-    use ss2d_core::SimdLevel;
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
-        if avx2
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            return SimdLevel::Avx512;
-        }
-        if avx2 {
-            return SimdLevel::Avx2;
-        }
-        SimdLevel::Baseline
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        SimdLevel::compiled()
-    }
-}
-
-/// The first x86 feature this build was compiled with that the CPU lacks (a
-/// `target-cpu=native` build carries features beyond its level, e.g. `bmi2`, `avx512vbmi`).
-fn missing_feature() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! first_missing {
-            ($($f:tt),* $(,)?) => {
-                $(
-                    if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
-                        return Some($f);
-                    }
-                )*
-            };
-        }
-        first_missing!(
-            "sse3",
-            "ssse3",
-            "sse4.1",
-            "sse4.2",
-            "popcnt",
-            "avx",
-            "avx2",
-            "fma",
-            "bmi1",
-            "bmi2",
-            "lzcnt",
-            "movbe",
-            "f16c",
-            "pclmulqdq",
-            "aes",
-            "adx",
-            "sha",
-            "gfni",
-            "vaes",
-            "vpclmulqdq",
-            "avx512f",
-            "avx512bw",
-            "avx512cd",
-            "avx512dq",
-            "avx512vl",
-            "avx512ifma",
-            "avx512vbmi",
-            "avx512vbmi2",
-            "avx512vnni",
-            "avx512bitalg",
-            "avx512vpopcntdq",
-        );
-    }
-    None
-}
-
+/// The CPU check of every entry point: the build's compiled floor against the CPU (the one
+/// feature table of `ss2d_core::level`, through `ss2d_std::check_cpu`), then `SS2D_ISA`
+/// (applied once per process: a level this CPU cannot run is refused, not ignored).
 fn cpu_check() -> Res<()> {
-    let (compiled, detected) = (ss2d_core::SimdLevel::compiled(), detected_level());
-    if let Some(f) = missing_feature() {
-        return Err(Fail::new(
-            ss2d_status::SS2D_UNSUPPORTED_CPU,
-            format!(
-                "this library was built with the CPU feature `{f}` (level {}), which this CPU \
-                 lacks; rebuild with RUSTFLAGS=-Ctarget-cpu=<level>",
-                compiled.name()
-            ),
-        ));
+    if let Err(e) = ss2d_std::check_cpu() {
+        return Err(Fail::new(ss2d_status::SS2D_UNSUPPORTED_CPU, e.to_string()));
     }
-    if compiled > detected {
-        return Err(Fail::new(
-            ss2d_status::SS2D_UNSUPPORTED_CPU,
-            format!(
-                "this library was built for {} but the CPU supports only {}; rebuild with \
-                 RUSTFLAGS=-Ctarget-cpu=<level>",
-                compiled.name(),
-                detected.name()
-            ),
-        ));
-    }
-    Ok(())
+    ss2d_std::cpu::level_from_env()
+        .map(|_| ())
+        .map_err(|m| Fail::new(ss2d_status::SS2D_UNSUPPORTED_CPU, format!("SS2D_ISA: {m}")))
 }
 
 const VERSION: &CStr =
@@ -319,9 +228,10 @@ pub extern "C" fn ss2d_version() -> *const c_char {
     VERSION.as_ptr()
 }
 
-/// The instruction-set level this library was compiled for: `"x86-64"`, `"x86-64-v3"` (AVX2 +
-/// FMA) or `"x86-64-v4"` (AVX-512), or `"baseline"` on other architectures. A static
-/// NUL-terminated string (never free it).
+/// The SIMD level the kernels run at: `"x86-64"`, `"x86-64-v3"` (AVX2 + FMA), `"x86-64-v4"`
+/// (AVX-512), `"neon"` (aarch64) or `"portable"`: the best level of the CPU, chosen at run time,
+/// unless `SS2D_ISA` names another (see the README). A static NUL-terminated string (never
+/// free it).
 #[no_mangle]
 pub extern "C" fn ss2d_isa() -> *const c_char {
     catch_unwind(isa_name).unwrap_or(c"unknown".as_ptr())
@@ -329,14 +239,13 @@ pub extern "C" fn ss2d_isa() -> *const c_char {
 
 fn isa_name() -> *const c_char {
     use ss2d_core::SimdLevel;
-    let s: &'static CStr = if cfg!(target_arch = "x86_64") {
-        match SimdLevel::compiled() {
-            SimdLevel::Baseline => c"x86-64",
-            SimdLevel::Avx2 => c"x86-64-v3",
-            SimdLevel::Avx512 => c"x86-64-v4",
-        }
-    } else {
-        c"baseline"
+    let level = ss2d_std::cpu::level_from_env().unwrap_or_else(|_| SimdLevel::current());
+    let s: &'static CStr = match level.name() {
+        "x86-64-v4" => c"x86-64-v4",
+        "x86-64-v3" => c"x86-64-v3",
+        "x86-64" => c"x86-64",
+        "neon" => c"neon",
+        _ => c"portable",
     };
     s.as_ptr()
 }

@@ -483,7 +483,7 @@ pub fn bench_scan(
         op: Op::Scan,
         shape: *shape,
         threads,
-        isa: SimdLevel::compiled().name(),
+        isa: SimdLevel::current().name(),
         elements,
         kernel: Timing {
             median_s: k_med,
@@ -529,8 +529,8 @@ fn table_header(threads: usize) -> String {
         "ss2d bench --op scan: isa {} ({} lanes), kernel on {threads} thread(s), scalar f32 \
          reference on 1; element = one (b,d,l,n) state update\n\
          {:<30} {:>10} {:>12} {:>6} {:>14} {:>12} {:>5} {:>14} {:>9} {:>10}",
-        SimdLevel::compiled().name(),
-        SimdLevel::lanes(),
+        SimdLevel::current().name(),
+        SimdLevel::current().lanes(),
         "shape",
         "elements",
         "kernel",
@@ -562,6 +562,30 @@ fn table_row(r: &BenchResult) -> String {
 
 /// `ss2d bench ...`: runs every shape and prints a table (or JSON lines) to `out`.
 pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let Some(isa) = a.isa.as_deref() else {
+        return command_at_level(a, out);
+    };
+    let levels: Vec<SimdLevel> = if isa.trim() == "all" {
+        SimdLevel::available().collect()
+    } else {
+        vec![ss2d_std::cpu::level_by_name(isa.trim())
+            .map_err(|m| Error::Usage(format!("--isa: {m}")))?]
+    };
+    let before = SimdLevel::current();
+    let mut result = Ok(());
+    for level in levels {
+        SimdLevel::set_current(Some(level)).map_err(|e| Error::Usage(format!("--isa: {e}")))?;
+        result = command_at_level(a, out);
+        if result.is_err() {
+            break;
+        }
+    }
+    SimdLevel::set_current(Some(before)).map_err(|e| Error::Usage(format!("--isa: {e}")))?;
+    result
+}
+
+/// `ss2d bench` at the current SIMD level.
+fn command_at_level(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Error> {
     if a.op != Op::Ss2d && (a.mode.is_some() || a.layout.is_some()) {
         return Err(Error::Usage(
             "--mode and --layout apply to bench --op ss2d only".into(),

@@ -385,7 +385,7 @@ pub fn bench_case(
     Ok(LayerBenchResult {
         case: case.clone(),
         threads,
-        isa: SimdLevel::compiled().name(),
+        isa: SimdLevel::current().name(),
         total_s: median(&mut totals),
         stages_s,
         reps,
@@ -399,8 +399,8 @@ fn table_header(threads: usize, label_width: usize) -> String {
     let mut s = format!(
         "ss2d bench --op layer: isa {} ({} lanes), {threads} thread(s), d_model 96, batch 1, \
          56x56 unless swept; element = one of 4 x d_inner x L x d_state state updates\n",
-        SimdLevel::compiled().name(),
-        SimdLevel::lanes(),
+        SimdLevel::current().name(),
+        SimdLevel::current().lanes(),
     );
     s.push_str(&format!(
         "{:<label_width$} {:>11} {:>5} {:>12} {:>9}",

@@ -439,7 +439,7 @@ pub fn bench_ss2d(
         mode,
         layout,
         threads,
-        isa: SimdLevel::compiled().name(),
+        isa: SimdLevel::current().name(),
         elements,
         fused: Timing {
             median_s: f_med,
@@ -460,8 +460,8 @@ fn table_header(threads: usize) -> String {
         "ss2d bench --op ss2d: isa {} ({} lanes), {threads} thread(s); fused scan vs unfused \
          composition; element = one (b,k,d,l,n) state update (4*D*H*W*N per batch item)\n\
          {:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>11} {:>5} {:>13} {:>8} {:>9}",
-        SimdLevel::compiled().name(),
-        SimdLevel::lanes(),
+        SimdLevel::current().name(),
+        SimdLevel::current().lanes(),
         "shape",
         "mode",
         "lay",

@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// kernel; fewer for the slow reference].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub reps: Option<u32>,
+    /// SIMD level(s) to time: `all` (every level this CPU runs, lowest first, one after the
+    /// other in one run) or a level name (`x86-64`, `x86-64-v3`, `x86-64-v4`, `neon`)
+    /// [default: `SS2D_ISA`, else the best level of the CPU].
+    #[arg(long, value_name = "LEVEL|all")]
+    pub isa: Option<String>,
 }
 
 /// Arguments of `ss2d layer`. Configuration flags win over IN's `__metadata__`, which wins over

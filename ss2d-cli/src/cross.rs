@@ -402,7 +402,7 @@ pub fn write_output(
     };
     put("op", dir.command().to_string());
     put("backend", backend.to_string());
-    put("isa", SimdLevel::compiled().name().to_string());
+    put("isa", SimdLevel::current().name().to_string());
     put("in_channel_first", r.opts.in_channel_first.to_string());
     put("out_channel_first", r.opts.out_channel_first.to_string());
     put("one_by_one", r.opts.one_by_one.to_string());

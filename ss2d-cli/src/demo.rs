@@ -170,8 +170,8 @@ pub fn command(a: &crate::cli::DemoArgs, out: &mut dyn Write) -> Result<(), Erro
     ))?;
     w(format!(
         "  isa {} ({} lanes), {threads} thread(s)",
-        SimdLevel::compiled().name(),
-        SimdLevel::lanes()
+        SimdLevel::current().name(),
+        SimdLevel::current().lanes()
     ))?;
     w(format!(
         "  check vs reference path: max |fast - ref| = {diff:.3e}, max |ref| = {scale:.3e}, \

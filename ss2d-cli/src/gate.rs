@@ -13,31 +13,16 @@
 /// The CPUID bits, XCR0 state and message of this build.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod bits {
-    /// The CPUID leaf-1 ECX bits this build needs.
-    pub const LEAF1_ECX: u32 = bit(cfg!(target_feature = "sse3"), 0)
-        | bit(cfg!(target_feature = "ssse3"), 9)
-        | bit(cfg!(target_feature = "fma"), 12)
-        | bit(cfg!(target_feature = "cmpxchg16b"), 13)
-        | bit(cfg!(target_feature = "sse4.1"), 19)
-        | bit(cfg!(target_feature = "sse4.2"), 20)
-        | bit(cfg!(target_feature = "movbe"), 22)
-        | bit(cfg!(target_feature = "popcnt"), 23)
-        | bit(cfg!(target_feature = "xsave"), 26)
-        | bit(AVX, 27) // OSXSAVE: the OS saves the extended state (needed for XGETBV)
-        | bit(AVX, 28)
-        | bit(cfg!(target_feature = "f16c"), 29);
+    use ss2d_core::level::x86;
+
+    /// The CPUID leaf-1 ECX bits this build needs: the compiled-in features of the one table
+    /// (`ss2d_core::level::x86::FEATURES`), plus OSXSAVE (bit 27) when AVX state is needed
+    /// (XGETBV requires it).
+    pub const LEAF1_ECX: u32 = x86::compiled_masks().0 | bit(AVX, 27);
     /// The CPUID leaf-7 (subleaf 0) EBX bits this build needs.
-    pub const LEAF7_EBX: u32 = bit(cfg!(target_feature = "bmi1"), 3)
-        | bit(cfg!(target_feature = "avx2"), 5)
-        | bit(cfg!(target_feature = "bmi2"), 8)
-        | bit(AVX512, 16)
-        | bit(cfg!(target_feature = "avx512dq"), 17)
-        | bit(cfg!(target_feature = "avx512cd"), 28)
-        | bit(cfg!(target_feature = "avx512bw"), 30)
-        | bit(cfg!(target_feature = "avx512vl"), 31);
+    pub const LEAF7_EBX: u32 = x86::compiled_masks().1;
     /// The CPUID leaf-0x80000001 ECX bits this build needs.
-    pub const EXT1_ECX: u32 =
-        bit(cfg!(target_feature = "lahfsahf"), 0) | bit(cfg!(target_feature = "lzcnt"), 5);
+    pub const EXT1_ECX: u32 = x86::compiled_masks().2;
     /// The XCR0 state components the OS must enable: SSE and AVX (bits 1, 2), and the
     /// AVX-512 opmask and upper ZMM state (bits 5, 6, 7).
     pub const XCR0: u32 = if AVX512 {

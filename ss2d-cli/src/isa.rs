@@ -4,30 +4,10 @@ use ss2d_core::SimdLevel;
 
 use crate::Error;
 
-/// The highest [`SimdLevel`] the running CPU supports.
+/// The highest [`SimdLevel`] the running CPU supports (CPUID through the one feature table
+/// of `ss2d_core::level`, whatever this binary was compiled for).
 pub fn detected() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2;
-        }
-        SimdLevel::Baseline
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // Non-x86 builds report `Baseline` (their vector ISA is the target's baseline).
-        SimdLevel::compiled()
-    }
+    ss2d_std::CpuError::detected()
 }
 
 /// Test hook: `SS2D_PRETEND_CPU=x86-64|x86-64-v3|x86-64-v4` makes [`check`] believe the CPU
@@ -35,11 +15,9 @@ pub fn detected() -> SimdLevel {
 /// cannot make a build run on a CPU that lacks its instructions.
 pub const PRETEND_VAR: &str = "SS2D_PRETEND_CPU";
 
-/// The level named `x86-64`, `x86-64-v3` or `x86-64-v4` ([`SimdLevel::name`]).
+/// The level of a name ([`SimdLevel::from_name`]).
 pub fn parse_level(name: &str) -> Option<SimdLevel> {
-    [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512]
-        .into_iter()
-        .find(|l| l.name() == name.trim())
+    SimdLevel::from_name(name.trim())
 }
 
 /// The level [`check`] compares against: `detected`, lowered to `pretend` (the value of
@@ -55,7 +33,10 @@ pub fn effective_level(detected: SimdLevel, pretend: Option<&str>) -> Result<Sim
     }
 }
 
-/// `Ok` when the CPU supports the level this binary was compiled for.
+/// `Ok` when the CPU supports the level this binary was compiled for; then applies the
+/// level choice: `SS2D_PRETEND_CPU` caps the kernels' level too (so a pretended older CPU runs
+/// its own code path), and `SS2D_ISA` pins one (`ss2d_std::cpu::level_from_env`; a level the
+/// CPU lacks is an error).
 pub fn check() -> Result<(), Error> {
     let pretend = std::env::var(PRETEND_VAR).ok();
     let (compiled, detected) = (
@@ -63,13 +44,26 @@ pub fn check() -> Result<(), Error> {
         effective_level(detected(), pretend.as_deref())?,
     );
     if compiled > detected {
-        Err(Error::Isa {
+        return Err(Error::Isa {
             compiled: compiled.name(),
             detected: detected.name(),
-        })
-    } else {
-        Ok(())
+        });
     }
+    if pretend.is_some() && SimdLevel::current() > detected {
+        SimdLevel::set_current(Some(detected))
+            .map_err(|e| Error::Usage(format!("{PRETEND_VAR}: {e}")))?;
+    }
+    let level = ss2d_std::cpu::level_from_env()
+        .map_err(|m| Error::Usage(format!("{}: {m}", ss2d_std::cpu::ISA_VAR)))?;
+    if level > detected {
+        return Err(Error::Usage(format!(
+            "{}={} is above the pretended CPU ({PRETEND_VAR}={})",
+            ss2d_std::cpu::ISA_VAR,
+            level.name(),
+            detected.name()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

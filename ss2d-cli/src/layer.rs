@@ -275,7 +275,7 @@ pub fn write_output(path: &Path, r: &LayerOutput, reference: bool) -> Result<(),
         "backend",
         if reference { "reference" } else { "kernel" }.into(),
     );
-    put("isa", SimdLevel::compiled().name().into());
+    put("isa", SimdLevel::current().name().into());
     put("d_model", c.d_model.to_string());
     put("d_state", c.d_state.to_string());
     put("ssm_ratio", format!("{:?}", c.ssm_ratio));

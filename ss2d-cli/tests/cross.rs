@@ -542,7 +542,7 @@ fn bench_ss2d_json() {
     assert_eq!(v["mode"], "cross2d");
     assert_eq!(v["layout"], "cf");
     assert_eq!(v["threads"], 1);
-    assert_eq!(v["isa"], ss2d_core::SimdLevel::compiled().name());
+    assert_eq!(v["isa"], ss2d_core::SimdLevel::current().name());
     let elements = 4.0 * 16.0 * 35.0 * 2.0;
     let mut medians = [0.0; 2];
     for (i, k) in ["fused", "unfused"].into_iter().enumerate() {

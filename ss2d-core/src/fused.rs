@@ -19,12 +19,10 @@
 //! thread count.
 
 use crate::error::{check_len, mul, Error};
-use crate::kernel::{self, Bc};
-use crate::math::{softplus_exp, softplus_finish};
-use crate::pack::Lanes;
-use crate::scan::{split_scratch, Sink, CHUNK};
+use crate::level::SimdLevel;
+use crate::platform::dispatch;
+use crate::scan::{vectors_len, Sink, CHUNK};
 use crate::shape::{Layout, MAX_DSTATE};
-use crate::simd::{fma, splat, vectors_len, LANES, V};
 use crate::walk::Walk;
 
 /// Direction set of the 2D scan (VMamba `scans`).
@@ -111,7 +109,7 @@ impl FusedSplit {
         }
     }
 
-    const fn per_panel(self) -> usize {
+    pub(crate) const fn per_panel(self) -> usize {
         match self {
             FusedSplit::All => 1,
             FusedSplit::Pairs => 2,
@@ -150,14 +148,16 @@ pub fn combine(split: FusedSplit, bufs: &mut [&mut [f32]], range: core::ops::Ran
 /// A validated fused scan.
 #[derive(Clone, Copy, Debug)]
 pub struct FusedPlan<'a> {
-    s: FusedShape,
-    wts: FusedWeights<'a>,
-    x: &'a [f32],
-    proj: &'a [f32],
-    l: usize,
-    c: usize,
-    panels: usize,
+    pub(crate) s: FusedShape,
+    pub(crate) wts: FusedWeights<'a>,
+    pub(crate) x: &'a [f32],
+    pub(crate) proj: &'a [f32],
+    pub(crate) l: usize,
+    pub(crate) c: usize,
+    pub(crate) panels: usize,
     out_len: usize,
+    /// An available level (checked by `new` / `with_level`).
+    pub(crate) level: SimdLevel,
 }
 
 impl<'a> FusedPlan<'a> {
@@ -197,6 +197,7 @@ impl<'a> FusedPlan<'a> {
         check_len("dt_projs_bias", d4, weights.dt_projs_bias.len())?;
         check_len("A_logs", alen, weights.a_logs.len())?;
         check_len("Ds", d4, weights.ds.len())?;
+        let level = SimdLevel::current();
         Ok(FusedPlan {
             s,
             wts: weights,
@@ -204,9 +205,27 @@ impl<'a> FusedPlan<'a> {
             proj,
             l,
             c,
-            panels: s.dim.div_ceil(LANES),
+            panels: s.dim.div_ceil(level.lanes()),
             out_len: bdl,
+            level,
         })
+    }
+
+    /// The same plan at `level`; its work units ([`FusedPlan::units`]) follow the level's lane
+    /// count, its scratch size does not. [`Error::Unsupported`] when the CPU (or this build)
+    /// lacks the level.
+    pub fn with_level(self, level: SimdLevel) -> Result<Self, Error> {
+        level.check()?;
+        Ok(FusedPlan {
+            panels: self.s.dim.div_ceil(level.lanes()),
+            level,
+            ..self
+        })
+    }
+
+    /// The SIMD level this plan runs at.
+    pub fn level(&self) -> SimdLevel {
+        self.level
     }
 
     /// Elements of the output (and of each split buffer): `B*D*H*W`.
@@ -282,159 +301,6 @@ impl<'a> FusedPlan<'a> {
             count: count.clamp(1, units.max(1)),
         })
     }
-
-    /// Where panel `panel` of batch item `b` sits in `x` and in the outputs.
-    fn lanes(&self, b: usize, panel: usize) -> Lanes {
-        let s = &self.s;
-        let l = self.l;
-        let d0 = panel * LANES;
-        let nl = (s.dim - d0).min(LANES);
-        match s.layout {
-            Layout::ChannelFirst => Lanes {
-                base: (b * s.dim + d0) * l,
-                pstride: 1,
-                lstride: l,
-                nl,
-            },
-            Layout::ChannelLast => Lanes {
-                base: b * l * s.dim + d0,
-                pstride: s.dim,
-                lstride: 1,
-                nl,
-            },
-        }
-    }
-
-    /// Direction `k` of batch item `b`, panel `panel`, into `out` at `dst` (stored, or added
-    /// when `add`).
-    #[allow(clippy::too_many_arguments)]
-    fn run_dir(
-        &self,
-        b: usize,
-        panel: usize,
-        k: usize,
-        out: &Sink<'_>,
-        dst: Lanes,
-        add: bool,
-        scratch: &mut [f32],
-    ) {
-        let s = &self.s;
-        let (n, r, l, c) = (s.dstate, s.dt_rank, self.l, self.c);
-        let d0 = panel * LANES;
-        let nl = (s.dim - d0).min(LANES);
-        let Some(walk) = s.mode.walk(s.h, s.w, k) else {
-            return;
-        };
-        let (vecs, _) = split_scratch(scratch, 2 * n + r + 4 * CHUNK);
-        let (h, vecs) = vecs.split_at_mut(n);
-        let (a2, vecs) = vecs.split_at_mut(n);
-        let (wdt, vecs) = vecs.split_at_mut(r);
-        let (dt, vecs) = vecs.split_at_mut(CHUNK);
-        let (dtu, vecs) = vecs.split_at_mut(CHUNK);
-        let (y, up) = vecs.split_at_mut(CHUNK);
-        let ch = k * s.dim + d0; // scanned channel of lane 0
-        let per_chan = |t: &[f32], stride: usize, off: usize, f: fn(f32) -> f32| -> V {
-            let mut a = [0.0f32; LANES];
-            for (j, x) in a.iter_mut().enumerate().take(nl) {
-                *x = f(t[(ch + j) * stride + off]);
-            }
-            V::new(a)
-        };
-        let id = |x: f32| x;
-        for i in 0..n {
-            // A2 = -exp(A_logs) * log2(e)
-            a2[i] = per_chan(self.wts.a_logs, n, i, |x| {
-                -libm::expf(x) * core::f32::consts::LOG2_E
-            });
-            h[i] = splat(0.0);
-        }
-        for (i, wv) in wdt.iter_mut().enumerate() {
-            *wv = per_chan(self.wts.dt_projs_weight, r, i, id);
-        }
-        let dskip = per_chan(self.wts.ds, 1, 0, id);
-        let bias = per_chan(self.wts.dt_projs_bias, 1, 0, id);
-        let lanes = self.lanes(b, panel);
-        // proj row of (b, p, k): ((b*L + p)*4 + k)*C.
-        let prow = (b * l * 4 + k) * c;
-        let pstride = 4 * c;
-        let mut pos = [0usize; CHUNK];
-        let mut s0 = 0;
-        while s0 < l {
-            let len = (l - s0).min(CHUNK);
-            let pos = &mut pos[..len];
-            walk.positions(s0, pos);
-            let (dt, dtu, y, up) = (
-                &mut dt[..len],
-                &mut dtu[..len],
-                &mut y[..len],
-                &mut up[..len],
-            );
-            lanes.gather(self.x, pos, up);
-            // dt = softplus(dt_proj + bias) in two passes, as the 1D scan's `prep`: each half
-            // of the softplus (and the projection before it) is a long dependency chain, and
-            // one loop over all of it holds more in flight than the scheduler does. The
-            // arithmetic (and so every bit) is that of `softplus(acc + bias)` in one pass.
-            for (i, &p) in pos.iter().enumerate() {
-                let row = &self.proj[prow + p * pstride..prow + p * pstride + r];
-                let mut acc = splat(0.0);
-                for (wv, &pv) in wdt.iter().zip(row) {
-                    acc = fma(*wv, splat(pv), acc);
-                }
-                let x = acc + bias;
-                dt[i] = x;
-                dtu[i] = softplus_exp(x);
-            }
-            for i in 0..len {
-                let t = softplus_finish(dt[i], dtu[i]);
-                dtu[i] = t * up[i];
-                dt[i] = t;
-                y[i] = dskip * up[i];
-            }
-            let bsrc = Walked {
-                p: self.proj,
-                base: prow + r,
-                stride: pstride,
-                pos,
-            };
-            let csrc = Walked {
-                base: prow + r + n,
-                ..bsrc
-            };
-            kernel::chunk(h, a2, bsrc, csrc, dt, dtu, y);
-            if add {
-                dst.scatter::<true>(y, pos, out)
-            } else {
-                dst.scatter::<false>(y, pos, out)
-            }
-            s0 += len;
-        }
-    }
-}
-
-/// Varying B/C read straight from `proj` along the walk: value `(s, n)` at
-/// `p[base + pos[s] * stride + n]`.
-#[derive(Clone, Copy)]
-struct Walked<'a> {
-    p: &'a [f32],
-    base: usize,
-    stride: usize,
-    pos: &'a [usize],
-}
-
-impl Bc for Walked<'_> {
-    type Row<'r>
-        = &'r [f32]
-    where
-        Self: 'r;
-    #[inline(always)]
-    fn row(&self, s: usize, n0: usize, nb: usize) -> &[f32] {
-        let o = self.base + self.pos[s] * self.stride + n0;
-        &self.p[o..o + nb]
-    }
-    #[inline(always)]
-    fn at(row: &[f32], i: usize) -> V {
-        splat(row[i])
-    }
 }
 
 /// The work items of a split fused scan (each yielded once).
@@ -489,76 +355,10 @@ impl FusedItem<'_> {
                 actual: scratch.len(),
             });
         }
-        let per = self.split.per_panel();
-        let panels = self.plan.panels;
-        for u in self.units {
-            let (bp, part) = (u / per, u % per);
-            let (b, panel) = (bp / panels, bp % panels);
-            let sink = |i: usize| self.sinks[i].as_ref();
-            match self.split {
-                FusedSplit::All => {
-                    let Some(out) = sink(0) else { continue };
-                    self.plan.run_all(b, panel, out, scratch);
-                }
-                FusedSplit::Pairs => {
-                    let Some(out) = sink(part) else { continue };
-                    // Pair 0: directions 0 then 2; pair 1: directions 1 then 3.
-                    let at = self.plan.lanes(b, panel);
-                    self.plan.run_dir(b, panel, part, out, at, false, scratch);
-                    self.plan
-                        .run_dir(b, panel, part + 2, out, at, true, scratch);
-                }
-                FusedSplit::Dirs => {
-                    // Buffer order: [y0, y1, y2, y3] so `combine` forms (y0 + y2) + (y1 + y3).
-                    let Some(out) = sink(part) else { continue };
-                    let at = self.plan.lanes(b, panel);
-                    self.plan.run_dir(b, panel, part, out, at, false, scratch);
-                }
-            }
-        }
+        dispatch!(
+            self.plan.level,
+            fused::run_units(self.plan, self.split, self.sinks, self.units, scratch)
+        );
         Ok(())
-    }
-}
-
-impl FusedPlan<'_> {
-    /// All four directions of one panel into `out`: `(y0 + y2) + (y1 + y3)`, with `y1 + y3`
-    /// staged in a panel-local `(L, LANES)` buffer at the end of the scratch.
-    fn run_all(&self, b: usize, panel: usize, out: &Sink<'_>, scratch: &mut [f32]) {
-        let n = self.s.dstate;
-        let l = self.l;
-        let head = vectors_len(2 * n + self.s.dt_rank + 4 * CHUNK);
-        let (work, rest) = scratch.split_at_mut(head.min(scratch.len()));
-        let (tmpv, _) = split_scratch(rest, l);
-        if tmpv.len() < l {
-            return;
-        }
-        let at = self.lanes(b, panel);
-        // y0 -> out, + y2 -> out.
-        self.run_dir(b, panel, 0, out, at, false, work);
-        self.run_dir(b, panel, 2, out, at, true, work);
-        // y1 + y3 into the local buffer (position p at p * LANES).
-        let local_at = Lanes {
-            base: 0,
-            pstride: LANES,
-            lstride: 1,
-            nl: at.nl,
-        };
-        {
-            let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmpv[..]);
-            let local = Sink::new(tmp);
-            self.run_dir(b, panel, 1, &local, local_at, false, work);
-            self.run_dir(b, panel, 3, &local, local_at, true, work);
-        }
-        // out += local, position by position.
-        let mut pos = [0usize; CHUNK];
-        let mut p0 = 0;
-        while p0 < l {
-            let len = (l - p0).min(CHUNK);
-            for (i, p) in pos[..len].iter_mut().enumerate() {
-                *p = p0 + i;
-            }
-            at.scatter::<true>(&tmpv[p0..p0 + len], &pos[..len], out);
-            p0 += len;
-        }
     }
 }

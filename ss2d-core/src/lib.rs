@@ -125,22 +125,21 @@
     clippy::missing_safety_doc
 )]
 
+pub mod conv;
 pub mod error;
 pub mod fused;
-mod kernel;
 pub mod level;
 pub mod math;
 mod pack;
+mod platform;
 pub mod reference;
 pub mod scan;
 pub mod shape;
-mod simd;
 pub mod transpose;
 pub mod walk;
 
 pub use error::Error;
-pub use level::SimdLevel;
+pub use level::{SimdLevel, MAX_LANES};
 pub use scan::{scratch_len, selective_scan, ScanArgs, ScanPlan, WorkItem, WorkItems};
 pub use shape::{BcLayout, Layout, ScanShape, ValidShape, MAX_DSTATE};
-pub use simd::{LANES, V};
 pub use walk::Walk;

@@ -13,11 +13,9 @@
 use core::marker::PhantomData;
 
 use crate::error::{check_len, mul, Error};
-use crate::kernel::{self, PerLane, Rows};
-use crate::math::{silu, softplus_exp, softplus_finish};
-use crate::pack::{pack_rows, pack_rows_run, Lanes, Run};
-use crate::shape::{BcLayout, Layout, ScanShape, ValidShape};
-use crate::simd::{as_vectors, load_at, splat, store_at, vectors_len, LANES, V};
+use crate::level::{SimdLevel, MAX_LANES};
+use crate::platform::dispatch;
+use crate::shape::{ScanShape, ValidShape};
 use crate::walk::Walk;
 
 /// Steps per chunk: the packed panels of a chunk (dt, dtu, y: `3 * CHUNK` vectors, 12 KiB
@@ -88,11 +86,20 @@ pub(crate) fn validate(
 }
 
 /// Scratch (`f32` elements) one work item needs for this shape; one buffer per thread.
+///
+/// The same for every SIMD level (it is computed for the widest, [`MAX_LANES`]), so a scratch
+/// sized once serves a plan pinned to any level.
 pub fn scratch_len(shape: &ValidShape) -> usize {
     let n = shape.shape.dstate;
     // h, A2, constant B, constant C, then dt, dtu, y, u panels; then packed B and C rows
     // (each with `LANES` floats of slack for whole-vector stores, see `pack_rows_run`).
-    vectors_len(4 * n + 4 * CHUNK) + 2 * (CHUNK * n + LANES)
+    vectors_len(4 * n + 4 * CHUNK) + 2 * (CHUNK * n + MAX_LANES)
+}
+
+/// Scratch `f32`s needed to hold `n` aligned vectors of any level, whatever the buffer's
+/// alignment (saturating: a size that does not fit in `usize` cannot be provided anyway).
+pub(crate) const fn vectors_len(n: usize) -> usize {
+    n.saturating_mul(MAX_LANES).saturating_add(MAX_LANES)
 }
 
 /// Runs the whole scan on the calling thread.
@@ -120,16 +127,19 @@ pub fn selective_scan(
 /// A validated scan, ready to run as a whole or as work items on a host's threads.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanPlan<'a> {
-    v: ValidShape,
-    walk: Walk,
-    args: ScanArgs<'a>,
+    pub(crate) v: ValidShape,
+    pub(crate) walk: Walk,
+    pub(crate) args: ScanArgs<'a>,
     out_len: usize,
     state_len: Option<usize>,
+    /// An available level (checked by `new` / `with_level`).
+    level: SimdLevel,
 }
 
 impl<'a> ScanPlan<'a> {
     /// Validates everything; `out_len` and `state_len` are the lengths of the output buffers
-    /// that will be passed to [`ScanPlan::run`] or [`ScanPlan::split`].
+    /// that will be passed to [`ScanPlan::run`] or [`ScanPlan::split`]. The plan runs at
+    /// [`SimdLevel::current`] (the best level of the CPU unless the process pinned one).
     pub fn new(
         shape: &ScanShape,
         walk: &Walk,
@@ -137,14 +147,33 @@ impl<'a> ScanPlan<'a> {
         out_len: usize,
         state_len: Option<usize>,
     ) -> Result<Self, Error> {
-        let v = validate(shape, walk, &args, out_len, state_len)?;
+        let level = SimdLevel::current();
+        let v = validate(shape, walk, &args, out_len, state_len)?.for_lanes(level.lanes());
         Ok(ScanPlan {
             v,
             walk: *walk,
             args,
             out_len,
             state_len,
+            level,
         })
+    }
+
+    /// The same plan at `level` (e.g. to compare levels, or to pin one); its work split
+    /// ([`ScanPlan::units`]) follows the level's lane count. [`Error::Unsupported`] when the
+    /// CPU (or this build) lacks the level.
+    pub fn with_level(self, level: SimdLevel) -> Result<Self, Error> {
+        level.check()?;
+        Ok(ScanPlan {
+            v: self.v.for_lanes(level.lanes()),
+            level,
+            ..self
+        })
+    }
+
+    /// The SIMD level this plan runs at.
+    pub fn level(&self) -> SimdLevel {
+        self.level
     }
 
     /// The validated shape.
@@ -192,9 +221,7 @@ impl<'a> ScanPlan<'a> {
         }
         let out = Sink::new(out);
         let state = state.map(Sink::new);
-        for unit in 0..self.v.units {
-            self.run_unit(unit, &out, state.as_ref(), scratch);
-        }
+        self.run_units(0..self.v.units, &out, state.as_ref(), scratch);
         Ok(())
     }
 
@@ -218,182 +245,30 @@ impl<'a> ScanPlan<'a> {
         })
     }
 
+    /// Runs units at the plan's level.
+    fn run_units(
+        &self,
+        units: core::ops::Range<usize>,
+        out: &Sink<'_>,
+        state: Option<&Sink<'_>>,
+        scratch: &mut [f32],
+    ) {
+        dispatch!(
+            self.level,
+            scan::run_units(self, units, out, state, scratch)
+        )
+    }
+
     /// True when a run writes nothing: no positions and no final state (then a huge batch
     /// must not cost a loop over its units).
     fn nothing_to_do(&self, has_state: bool) -> bool {
         self.v.shape.seqlen == 0 && !has_state
     }
-
-    /// One unit: batch item `unit / panels`, panel `unit % panels`.
-    fn run_unit(&self, unit: usize, out: &Sink<'_>, state: Option<&Sink<'_>>, scratch: &mut [f32]) {
-        let s = &self.v.shape;
-        let n = s.dstate;
-        let l = s.seqlen;
-        let (b, panel) = (unit / self.v.panels, unit % self.v.panels);
-        let (d0, nl) = self.v.panel_channels(panel);
-        let (vecs, rest) = split_scratch(scratch, 4 * n + 4 * CHUNK);
-        let (h, vecs) = vecs.split_at_mut(n);
-        let (a2, vecs) = vecs.split_at_mut(n);
-        let (bconst, vecs) = vecs.split_at_mut(n);
-        let (cconst, vecs) = vecs.split_at_mut(n);
-        let (dt, vecs) = vecs.split_at_mut(CHUNK);
-        let (dtu, vecs) = vecs.split_at_mut(CHUNK);
-        let (y, up) = vecs.split_at_mut(CHUNK);
-        let bcp = &mut rest[..2 * (CHUNK * n + LANES)];
-
-        // Per-channel vectors: lane j of `t[(d0 + j) * stride + k]`, zero past the panel.
-        let per_chan = |t: &[f32], stride: usize, k: usize| -> V {
-            let mut a = [0.0f32; LANES];
-            for (j, x) in a.iter_mut().enumerate().take(nl) {
-                *x = t[(d0 + j) * stride + k];
-            }
-            V::new(a)
-        };
-        let log2e = splat(core::f32::consts::LOG2_E);
-        for k in 0..n {
-            a2[k] = per_chan(self.args.a, n, k) * log2e;
-            if s.b == BcLayout::Constant {
-                bconst[k] = per_chan(self.args.b, n, k);
-            }
-            if s.c == BcLayout::Constant {
-                cconst[k] = per_chan(self.args.c, n, k);
-            }
-            h[k] = match self.args.initial_state {
-                Some(st) => per_chan(&st[b * s.dim * n..], n, k),
-                None => splat(0.0),
-            };
-        }
-        let dskip = self.args.d_skip.map(|t| per_chan(t, 1, 0));
-        let bias = self
-            .args
-            .delta_bias
-            .map_or(splat(0.0), |t| per_chan(t, 1, 0));
-
-        let lanes = match s.layout {
-            Layout::ChannelFirst => Lanes {
-                base: (b * s.dim + d0) * l,
-                pstride: 1,
-                lstride: l,
-                nl,
-            },
-            Layout::ChannelLast => Lanes {
-                base: b * l * s.dim + d0,
-                pstride: s.dim,
-                lstride: 1,
-                nl,
-            },
-        };
-        // Row offset of group data for B/C varying: ((b*G + g)*N + k)*L + p.
-        let bc_row = |layout: BcLayout| -> usize {
-            match layout {
-                BcLayout::Grouped(g) => (b * g + d0 / (s.dim / g)) * n * l,
-                BcLayout::Constant => 0,
-            }
-        };
-        let (brow, crow) = (bc_row(s.b), bc_row(s.c));
-
-        let lin = linear_walk(&self.walk);
-        let mut pos = [0usize; CHUNK];
-        let mut s0 = 0;
-        while s0 < l {
-            let len = (l - s0).min(CHUNK);
-            let (dt, dtu, y, up) = (
-                &mut dt[..len],
-                &mut dtu[..len],
-                &mut y[..len],
-                &mut up[..len],
-            );
-            let (bp, cp) = bcp.split_at_mut(CHUNK * n + LANES);
-            // Pack: raw u and delta, the B/C rows -> (step, n).
-            let run = lin.map(|rev| Run {
-                first: if rev {
-                    self.walk.start - s0
-                } else {
-                    self.walk.start + s0
-                },
-                rev,
-                len,
-            });
-            let pos = &mut pos[..len];
-            match run {
-                Some(run) => {
-                    lanes.gather_run(self.args.u, run, up);
-                    lanes.gather_run(self.args.delta, run, dt);
-                    if let BcLayout::Grouped(_) = s.b {
-                        pack_rows_run(self.args.b, brow, l, n, run, bp);
-                    }
-                    if let BcLayout::Grouped(_) = s.c {
-                        pack_rows_run(self.args.c, crow, l, n, run, cp);
-                    }
-                }
-                None => {
-                    self.walk.positions(s0, pos);
-                    lanes.gather(self.args.u, pos, up);
-                    lanes.gather(self.args.delta, pos, dt);
-                    if let BcLayout::Grouped(_) = s.b {
-                        pack_rows(self.args.b, brow, l, n, pos, bp);
-                    }
-                    if let BcLayout::Grouped(_) = s.c {
-                        pack_rows(self.args.c, crow, l, n, pos, cp);
-                    }
-                }
-            }
-            // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
-            match (self.args.delta_softplus, dskip) {
-                (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
-                (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
-                (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
-                (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
-            }
-            // Kernel.
-            let bpk = Rows { p: bp };
-            let cpk = Rows { p: cp };
-            let bpl = PerLane { v: bconst };
-            let cpl = PerLane { v: cconst };
-            match (s.b, s.c) {
-                (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
-                    kernel::chunk(h, a2, bpk, cpk, dt, dtu, y)
-                }
-                (BcLayout::Grouped(_), BcLayout::Constant) => {
-                    kernel::chunk(h, a2, bpk, cpl, dt, dtu, y)
-                }
-                (BcLayout::Constant, BcLayout::Grouped(_)) => {
-                    kernel::chunk(h, a2, bpl, cpk, dt, dtu, y)
-                }
-                (BcLayout::Constant, BcLayout::Constant) => {
-                    kernel::chunk(h, a2, bpl, cpl, dt, dtu, y)
-                }
-            }
-            // Unpack: out = y * silu(z).
-            if let Some(z) = self.args.z {
-                match run {
-                    Some(run) => lanes.gather_run(z, run, up),
-                    None => lanes.gather(z, pos, up),
-                }
-                for (yi, &zi) in y.iter_mut().zip(up.iter()) {
-                    *yi *= silu(zi);
-                }
-            }
-            match run {
-                Some(run) => lanes.scatter_run::<false>(y, run, out),
-                None => lanes.scatter::<false>(y, pos, out),
-            }
-            s0 += len;
-        }
-        if let Some(st) = state {
-            for (k, hk) in h.iter().enumerate() {
-                let a = hk.to_array();
-                for (j, &x) in a[..nl].iter().enumerate() {
-                    st.put((b * s.dim + d0 + j) * n + k, core::slice::from_ref(&x));
-                }
-            }
-        }
-    }
 }
 
 /// `Some(rev)` when the walk visits consecutive positions, `start + s` (or `start - s` when
 /// `rev`) at step `s`: forward and reversed 1D walks, cross-scan directions 0 and 2.
-fn linear_walk(w: &Walk) -> Option<bool> {
+pub(crate) fn linear_walk(w: &Walk) -> Option<bool> {
     let (oc, os) = w.outer;
     let (ic, is) = w.inner;
     let step = if ic <= 1 {
@@ -412,51 +287,6 @@ fn linear_walk(w: &Walk) -> Option<bool> {
         -1 => Some(true),
         _ => None,
     }
-}
-
-/// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
-/// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
-#[inline(always)]
-fn prep<const SP: bool, const DS: bool>(
-    bias: V,
-    d: V,
-    up: &[V],
-    dt: &mut [V],
-    dtu: &mut [V],
-    y: &mut [V],
-) {
-    let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
-    if n == 0 {
-        return;
-    }
-    let (up, dt, dtu, y) = (&up[..n], &mut dt[..n], &mut dtu[..n], &mut y[..n]);
-    // Two passes when the softplus is on: each half of it is a long dependency chain (~50
-    // cycles for ~15 operations), and a single loop over both would need more operations in
-    // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
-    if SP {
-        for i in 0..n {
-            let x = dt[i] + bias;
-            dt[i] = x;
-            dtu[i] = softplus_exp(x);
-        }
-    }
-    for i in 0..n {
-        let t = if SP {
-            softplus_finish(dt[i], dtu[i])
-        } else {
-            dt[i] + bias
-        };
-        dtu[i] = t * up[i];
-        dt[i] = t;
-        y[i] = if DS { d * up[i] } else { splat(0.0) };
-    }
-}
-
-/// Splits scratch into `nv` aligned vectors and the remaining floats.
-pub(crate) fn split_scratch(scratch: &mut [f32], nv: usize) -> (&mut [V], &mut [f32]) {
-    let off = scratch.as_ptr().align_offset(core::mem::align_of::<V>());
-    let (head, rest) = scratch.split_at_mut((off + nv * LANES).min(scratch.len()));
-    (as_vectors(head, nv), rest)
 }
 
 /// An output buffer shared by work items that write disjoint elements.
@@ -523,32 +353,11 @@ impl<'o> Sink<'o> {
         self.len
     }
 
-    /// Writes (or adds, when `ADD`) all lanes of `v` at `start..start + LANES`, unchecked.
-    ///
-    /// # Safety
-    /// `start + LANES <= self.len()`, and no other work item touches those elements.
+    /// Start of the buffer, for the vector stores of `generic::vecs::SinkLanes` (whose
+    /// callers keep to the bounds and the work-item partition, see the type docs).
     #[inline(always)]
-    pub(crate) unsafe fn put_lanes_unchecked<const ADD: bool>(&self, start: usize, v: V) {
-        // SAFETY: in bounds by the caller's contract; exclusive to this item (type docs).
-        unsafe {
-            let p = self.ptr.add(start);
-            let w = if ADD { load_at(p) + v } else { v };
-            store_at(p, w);
-        }
-    }
-
-    /// Writes (or adds) the first `n` lanes of `v` at `start..start + n`.
-    #[inline(always)]
-    pub(crate) fn put_lanes<const ADD: bool>(&self, start: usize, v: V, n: usize) {
-        if n == LANES {
-            if start <= self.len && LANES <= self.len - start {
-                // SAFETY: in bounds (checked above), which is `put_lanes_unchecked`'s contract.
-                // (Direct vector loads/stores: `read_unaligned` of `V` went through the stack.)
-                unsafe { self.put_lanes_unchecked::<ADD>(start, v) };
-            }
-        } else {
-            self.put_slice::<ADD>(start, &v.as_array()[..n.min(LANES)]);
-        }
+    pub(crate) fn as_mut_ptr(&self) -> *mut f32 {
+        self.ptr
     }
 }
 
@@ -609,9 +418,8 @@ impl WorkItem<'_> {
         if self.plan.nothing_to_do(self.state.is_some()) {
             return Ok(());
         }
-        for u in self.units {
-            self.plan.run_unit(u, self.out, self.state, scratch);
-        }
+        self.plan
+            .run_units(self.units, self.out, self.state, scratch);
         Ok(())
     }
 }
@@ -620,6 +428,7 @@ impl WorkItem<'_> {
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::shape::{BcLayout, Layout};
 
     struct Lcg(u64);
     impl Lcg {
@@ -671,26 +480,30 @@ mod tests {
         let mut scratch = [0.0f32; 8192];
         let v = shape.validate().unwrap();
         let need = scratch_len(&v);
-        selective_scan(
-            &shape,
-            &walk,
-            &args,
-            &mut out[..bdl],
-            None,
-            &mut scratch[..need],
-        )
-        .unwrap();
         reference::selective_scan::<f64>(&shape, &walk, &args, &mut want[..bdl], None).unwrap();
         let m = want[..bdl].iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        for i in 0..bdl {
-            let e = (out[i] as f64 - want[i]).abs();
-            assert!(
-                e <= 1e-5 * m + 1e-6,
-                "{shape:?} {walk:?} i={i} got {} want {}",
-                out[i],
-                want[i]
-            );
+        let mut levels = 0;
+        for level in SimdLevel::available() {
+            levels += 1;
+            let plan = ScanPlan::new(&shape, &walk, args, bdl, None)
+                .unwrap()
+                .with_level(level)
+                .unwrap();
+            assert_eq!(plan.level(), level);
+            out[..bdl].fill(f32::NAN);
+            plan.run(&mut out[..bdl], None, &mut scratch[..need])
+                .unwrap();
+            for i in 0..bdl {
+                let e = (out[i] as f64 - want[i]).abs();
+                assert!(
+                    e <= 1e-5 * m + 1e-6,
+                    "{level} {shape:?} {walk:?} i={i} got {} want {}",
+                    out[i],
+                    want[i]
+                );
+            }
         }
+        assert!(levels >= 1);
     }
 
     #[test]

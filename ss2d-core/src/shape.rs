@@ -1,7 +1,7 @@
 //! Shapes and layouts of a selective scan, validated once.
 
 use crate::error::{mul, Error};
-use crate::simd::LANES;
+use crate::level::SimdLevel;
 
 /// Maximum `dstate` (the reference CUDA kernel's limit).
 pub const MAX_DSTATE: usize = 256;
@@ -54,7 +54,9 @@ pub struct ValidShape {
     /// Channels per segment: panels never straddle a segment, so every lane of a panel uses
     /// the same B group and the same C group.
     pub(crate) seg: usize,
-    /// Panels per segment (`ceil(seg / LANES)`).
+    /// Lanes per panel (the plan's SIMD level).
+    pub(crate) lanes: usize,
+    /// Panels per segment (`ceil(seg / lanes)`).
     pub(crate) panels_per_seg: usize,
     /// Panels per batch item.
     pub(crate) panels: usize,
@@ -86,8 +88,12 @@ impl ScanShape {
 
     /// Validates the shape: `dstate` in `1..=256`, groups non-zero and dividing `dim`, and every
     /// size product (including strides) representable. Zero `batch`, `dim` or `seqlen` are valid
-    /// (an empty problem).
+    /// (an empty problem). The work units are those of [`SimdLevel::current`]'s lane count.
     pub fn validate(&self) -> Result<ValidShape, Error> {
+        self.validate_lanes(SimdLevel::current().lanes())
+    }
+
+    fn validate_lanes(&self, lanes: usize) -> Result<ValidShape, Error> {
         if self.dstate == 0 || self.dstate > MAX_DSTATE {
             return Err(Error::Dstate {
                 dstate: self.dstate,
@@ -132,7 +138,7 @@ impl ScanShape {
         let (panels_per_seg, panels) = if seg == 0 {
             (0, 0)
         } else {
-            let pps = seg.div_ceil(LANES);
+            let pps = seg.div_ceil(lanes);
             (pps, (self.dim / seg) * pps)
         };
         let units = mul("work units", self.batch, panels)?;
@@ -140,6 +146,7 @@ impl ScanShape {
             shape: *self,
             bdl,
             seg,
+            lanes,
             panels_per_seg,
             panels,
             units,
@@ -159,13 +166,33 @@ impl ValidShape {
         self.units
     }
 
+    /// The same shape split into panels of `lanes` channels (valid already: only the derived
+    /// panel and unit counts change, and they cannot overflow where a wider split did not,
+    /// since `lanes >= 1` panels never outnumber the channels).
+    pub(crate) fn for_lanes(self, lanes: usize) -> ValidShape {
+        let (panels_per_seg, panels) = if self.seg == 0 {
+            (0, 0)
+        } else {
+            let pps = self.seg.div_ceil(lanes);
+            (pps, (self.shape.dim / self.seg) * pps)
+        };
+        ValidShape {
+            lanes,
+            panels_per_seg,
+            panels,
+            // `batch * panels <= batch * dim`, which fits (`batch * dim * dstate` did).
+            units: self.shape.batch.saturating_mul(panels),
+            ..self
+        }
+    }
+
     /// First channel and lane count of panel `p` of a batch item.
     #[inline]
     pub(crate) fn panel_channels(&self, p: usize) -> (usize, usize) {
         let s = p / self.panels_per_seg;
         let k = p % self.panels_per_seg;
-        let d0 = s * self.seg + k * LANES;
-        let n = (self.seg - k * LANES).min(LANES);
+        let d0 = s * self.seg + k * self.lanes;
+        let n = (self.seg - k * self.lanes).min(self.lanes);
         (d0, n)
     }
 }

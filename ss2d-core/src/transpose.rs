@@ -2,7 +2,6 @@
 //! channel-last `(L, D)` data (per batch item), as the fused 2D scan of `ss2d-std` needs it.
 
 use crate::error::{check_len, mul, Error};
-use crate::simd::{load, transpose as transpose_block, LANES, V};
 
 /// Writes columns `c0 .. c0 + dst.len() / rows` of `src` (`rows x cols`, row-major) as rows
 /// of `dst`: `dst[(c - c0) * rows + r] = src[r * cols + c]`. With `c0 = 0` and
@@ -38,31 +37,10 @@ pub fn transpose(
             actual: dst.len(),
         });
     }
-    let mut c = 0;
-    while c + LANES <= nc {
-        let mut r = 0;
-        while r + LANES <= rows {
-            let mut m: [V; LANES] = core::array::from_fn(|i| load(&src[(r + i) * cols + c0 + c..]));
-            transpose_block(&mut m);
-            for (i, v) in m.iter().enumerate() {
-                let o = (c + i) * rows + r;
-                dst[o..o + LANES].copy_from_slice(v.as_array());
-            }
-            r += LANES;
-        }
-        for rr in r..rows {
-            let s = &src[rr * cols + c0 + c..rr * cols + c0 + c + LANES];
-            for (i, &x) in s.iter().enumerate() {
-                dst[(c + i) * rows + rr] = x;
-            }
-        }
-        c += LANES;
-    }
-    for cc in c..nc {
-        for (r, d) in dst[cc * rows..(cc + 1) * rows].iter_mut().enumerate() {
-            *d = src[r * cols + c0 + cc];
-        }
-    }
+    crate::platform::dispatch!(
+        crate::SimdLevel::current(),
+        slices::transpose_cols(src, rows, cols, c0, dst)
+    );
     Ok(())
 }
 

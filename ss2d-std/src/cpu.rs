@@ -1,12 +1,18 @@
-//! The build's SIMD level against the running CPU.
+//! The build's SIMD floor against the running CPU, and the `SS2D_ISA` choice of level.
 //!
-//! `wide` picks instructions at compile time (`RUSTFLAGS="-C target-cpu=..."`), so a build for
-//! `x86-64-v3` or `x86-64-v4` executes AVX2/FMA or AVX-512 instructions unconditionally. On a CPU
-//! without them that is a SIGILL, not an error. [`check_cpu`] compares
-//! [`SimdLevel::compiled`] with what the CPU reports (`is_x86_feature_detected!`, once per
-//! process), and also every individual x86 target feature compiled into this crate (a
-//! `target-cpu=native` build carries features such as `bmi2` or `avx512vbmi` beyond its level),
-//! so a host can refuse such a build with a message before running any kernel.
+//! The kernels choose their level at run time ([`SimdLevel::current`]), so a plain build runs
+//! on every CPU of its architecture. A build with `RUSTFLAGS="-C target-cpu=..."` raises the
+//! floor: code compiled for `x86-64-v3` or `x86-64-v4` may execute AVX2/FMA or AVX-512
+//! instructions anywhere, and on a CPU without them that is a SIGILL, not an error.
+//! [`check_cpu`] compares [`SimdLevel::compiled`] with the detected level (once per process),
+//! and also every individual x86 target feature compiled into this crate (a
+//! `target-cpu=native` build carries features such as `avx512vbmi` beyond its level), so a
+//! host can refuse such a build with a message before running any kernel.
+//!
+//! [`level_from_env`] applies `SS2D_ISA` (the CLI and the C ABI call it once): unset, empty or
+//! `auto` keeps the detected level; a level name ([`SimdLevel::from_name`]: `x86-64`,
+//! `x86-64-v3`, `x86-64-v4`, `neon`, ...) pins it for the process, and a name this CPU or build
+//! cannot run is an error, not a silent fallback.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -68,23 +74,14 @@ impl fmt::Display for CpuError {
 
 impl std::error::Error for CpuError {}
 
-#[cfg(target_arch = "x86_64")]
+/// What the CPU itself reports (CPUID through the one feature table of `ss2d_core::level`),
+/// not limited by what this build assumes.
 fn detect() -> SimdLevel {
-    use std::arch::is_x86_feature_detected as has;
-    let v3 = has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("lzcnt");
-    let v4 = v3 && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
-    if v4 {
-        SimdLevel::Avx512
-    } else if v3 {
-        SimdLevel::Avx2
+    if cfg!(target_arch = "x86_64") {
+        ss2d_core::level::x86::detect()
     } else {
-        SimdLevel::Baseline
+        SimdLevel::detect()
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect() -> SimdLevel {
-    SimdLevel::compiled()
 }
 
 /// The first x86 target feature this crate was compiled with that the CPU does not report.
@@ -162,6 +159,54 @@ pub fn check_cpu() -> Result<(), CpuError> {
             None => Ok(()),
         }
     })
+}
+
+/// The environment variable that pins the SIMD level (see the module docs).
+pub const ISA_VAR: &str = "SS2D_ISA";
+
+/// Applies [`ISA_VAR`] once per process and returns the level kernels will use: the detected
+/// one, or the one the variable names. `Err` (one line) when the variable names an unknown
+/// level or one the CPU (or this build) lacks; the process level is then left as detected.
+pub fn level_from_env() -> Result<SimdLevel, String> {
+    static APPLIED: OnceLock<Result<SimdLevel, String>> = OnceLock::new();
+    APPLIED
+        .get_or_init(|| {
+            let v = std::env::var(ISA_VAR).unwrap_or_default();
+            let v = v.trim();
+            if v.is_empty() || v == "auto" {
+                return Ok(SimdLevel::current());
+            }
+            let level = level_by_name(v)?;
+            SimdLevel::set_current(Some(level)).map_err(|_| unsupported(level))?;
+            Ok(level)
+        })
+        .clone()
+}
+
+/// The level named `name` if this CPU can run it, else a one-line error listing the levels
+/// that can run (for `SS2D_ISA`, `--isa` and the bindings).
+pub fn level_by_name(name: &str) -> Result<SimdLevel, String> {
+    let Some(level) = SimdLevel::from_name(name) else {
+        return Err(format!(
+            "unknown SIMD level `{name}` (levels of this build: {}; or `auto`)",
+            names(SimdLevel::all().iter().copied())
+        ));
+    };
+    if !level.is_available() {
+        return Err(unsupported(level));
+    }
+    Ok(level)
+}
+
+fn unsupported(level: SimdLevel) -> String {
+    format!(
+        "SIMD level {level} is not supported by this CPU (available: {})",
+        names(SimdLevel::available())
+    )
+}
+
+fn names(it: impl Iterator<Item = SimdLevel>) -> String {
+    it.map(|l| l.name()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ fn transpose_bdl(
     let cols = l
         .div_ceil(parts_per_item)
         .max(64)
-        .next_multiple_of(ss2d_core::LANES)
+        .next_multiple_of(ss2d_core::MAX_LANES)
         .min(l);
     par.install(|| {
         dst.par_chunks_mut(per)

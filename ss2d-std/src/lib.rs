@@ -16,7 +16,7 @@ pub mod fused;
 pub mod layer;
 pub mod unfused;
 
-mod cpu;
+pub mod cpu;
 mod par;
 mod pool;
 mod scan;

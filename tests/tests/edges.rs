@@ -11,7 +11,7 @@
 
 use ss2d_conformance::{lcg, Lcg, Problem, Spec};
 use ss2d_core::fused::{combine, CrossMode, FusedPlan, FusedShape, FusedSplit, FusedWeights};
-use ss2d_core::{BcLayout, Layout, LANES};
+use ss2d_core::{BcLayout, Layout, MAX_LANES as LANES};
 
 /// Elementwise `|got - want| <= rel * max|want| + abs`, `got` finite; returns the worst
 /// `|got - want| / max|want|`.
@@ -655,7 +655,7 @@ fn tolerance_per_isa_level_report() {
     eprintln!(
         "TOLERANCE {}: golden selective scan {golden:.2e}, random vs f64 reference {random:.2e}, \
          golden SS2D layer {layer:.2e} (max|err| / max|ref|)",
-        ss2d_core::SimdLevel::compiled().name()
+        ss2d_core::SimdLevel::current().name()
     );
     assert!(golden <= 1e-4 && random <= 1e-4 && layer <= 1e-4);
 }

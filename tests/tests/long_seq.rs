@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 use ss2d_conformance::{check_close, diff, lcg, softplus_inv, Problem};
-use ss2d_core::{BcLayout, Layout, ScanShape, Walk, LANES};
+use ss2d_core::{BcLayout, Layout, ScanShape, Walk, MAX_LANES as LANES};
 
 const L: usize = 4096;
 const TOL: f64 = 1e-4;

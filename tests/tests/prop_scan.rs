@@ -343,7 +343,7 @@ fn large_dstate_matches_f64_reference() {
                     k: i % 4,
                 },
                 seed: 100 + i as u64,
-                ..Spec::full(2, 2 * ss2d_core::LANES + 2, 77, dstate)
+                ..Spec::full(2, 2 * ss2d_core::MAX_LANES + 2, 77, dstate)
             };
             let p = s.build();
             let (out, st) = p.run();

@@ -8,7 +8,7 @@
 //! a contiguous tile and `out_proj` reads each tile as a plain row-major matrix.
 
 use rayon::prelude::*;
-use ss2d_core::{math, LANES, V};
+use ss2d_core::math::{self, MathFn};
 use ss2d_gemm::{matmul, MatMut, MatRef};
 
 use super::OutNorm;
@@ -274,21 +274,10 @@ pub(super) fn add_channel_bias(
 // ------------------------------------------------------------------------------------------
 // Elementwise
 
-/// SiLU on lanes over a slice; the tail is padded into one vector so every element goes
-/// through the same vector function.
+/// SiLU on lanes over a slice (`ss2d_core::math`, at the current SIMD level); the tail is
+/// padded into one vector so every element goes through the same vector function.
 fn silu_slice(v: &mut [f32]) {
-    let mut chunks = v.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let a: [f32; LANES] = c.try_into().unwrap_or([0.0; LANES]);
-        c.copy_from_slice(&math::silu(V::from(a)).to_array());
-    }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let mut a = [0.0f32; LANES];
-        a[..tail.len()].copy_from_slice(tail);
-        let r = math::silu(V::from(a)).to_array();
-        tail.copy_from_slice(&r[..tail.len()]);
-    }
+    math::map(MathFn::Silu, v);
 }
 
 /// Scalar SiLU (reference).
@@ -343,44 +332,25 @@ fn shifted(n: usize, s: isize) -> (usize, usize) {
 }
 
 /// One channel-first plane: `out = sum over taps (i, j) ascending of w * in[shifted]`, then
-/// `+ bias`, `LANES` outputs of a row at a time.
-///
-/// The plane is first copied into a zero-bordered buffer (`k / 2` on every side, plus `LANES`
-/// floats of slack), so every tap of every output vector is one unaligned load: no edge cases
-/// in the loop, and a row's last partial vector is computed whole and stored in part (rows of
-/// VMamba's maps, e.g. 56, are rarely a multiple of the lane count, which left the
-/// autovectorized per-tap loops mostly in their scalar tails).
+/// `+ bias`, a vector of outputs of a row at a time (`ss2d_core::conv::depthwise_plane`, at
+/// the current SIMD level, over a zero-bordered copy of the plane).
 fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
     let (k, h, w) = (a.k, a.h, a.w);
-    let p = k / 2;
-    let pw = w + 2 * p;
-    let mut buf = vec![0.0f32; (h + 2 * p) * pw + LANES];
-    for (y, row) in inp.chunks_exact(w).take(h).enumerate() {
-        let o = (y + p) * pw + p;
-        buf[o..o + w].copy_from_slice(row);
-    }
+    let mut buf = vec![0.0f32; ss2d_core::conv::depthwise_plane_scratch(k, h, w)];
     let wk = &a.weight[c * k * k..(c + 1) * k * k];
-    let bias = a.bias.map(|b| V::splat(b[c]));
-    let load = |o: usize| -> V {
-        let v: [f32; LANES] = buf[o..o + LANES].try_into().unwrap_or([0.0; LANES]);
-        V::from(v)
-    };
-    for (oh, orow) in out.chunks_exact_mut(w).take(h).enumerate() {
-        for (v, o) in orow.chunks_mut(LANES).enumerate() {
-            let ow = v * LANES;
-            let mut acc = V::splat(0.0);
-            for i in 0..k {
-                let row = (oh + i) * pw + ow;
-                for j in 0..k {
-                    acc = V::splat(wk[i * k + j]).mul_add(load(row + j), acc);
-                }
-            }
-            if let Some(b) = bias {
-                acc += b;
-            }
-            o.copy_from_slice(&acc.to_array()[..o.len()]);
-        }
-    }
+    let bias = a.bias.map(|b| b[c]);
+    // The layer validated the shapes (weights k x k per channel, planes h x w).
+    ss2d_core::conv::depthwise_plane(
+        wk,
+        bias,
+        k,
+        h,
+        w,
+        &inp[..h * w],
+        &mut out[..h * w],
+        &mut buf,
+    )
+    .expect("conv shapes validated by the layer");
 }
 
 /// One channel-last image row `oh` of batch item `bb` (`w * C` outputs): same per-element
@@ -897,7 +867,7 @@ mod tests {
 
     #[test]
     fn silu_tail_matches_body() {
-        let x = fill(3 * LANES + 5, 7);
+        let x = fill(3 * ss2d_core::MAX_LANES + 5, 7);
         let mut a = x.clone();
         silu_slice(&mut a);
         for (i, &v) in x.iter().enumerate() {

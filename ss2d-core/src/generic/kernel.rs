@@ -17,9 +17,9 @@
 
 use core::marker::PhantomData;
 
-use crate::math::exp2_kernel;
+use super::math::exp2_kernel;
+use super::{fma, splat, V};
 use crate::scan::CHUNK;
-use crate::simd::{fma, splat, V};
 
 /// Where the kernel reads `B(s, n)` or `C(s, n)` from.
 pub(crate) trait Bc: Copy {
@@ -144,6 +144,7 @@ macro_rules! unroll16 {
     };
 }
 
+level_fn! {
 /// One block of `NB` states `n0 .. n0 + NB` over `dt.len()` steps.
 ///
 /// Not inlined: each block size gets its own function, so the register allocator sees one
@@ -215,7 +216,9 @@ fn block<const NB: usize, B: Bc, C: Bc>(
     }
     unroll16!(fini);
 }
+}
 
+level_fn! {
 /// Runs all `h.len()` states over the chunk, in blocks of at most [`MAX_BLOCK`] states, block
 /// after block (the sum over `n` stays in order `0..N`).
 #[inline(never)]
@@ -243,4 +246,5 @@ pub(crate) fn chunk<B: Bc, C: Bc>(
         go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
         n0 += nb;
     }
+}
 }

@@ -1,0 +1,160 @@
+//! Vector `exp`, `softplus` and `silu` on a level's lanes (bounds and method in the public
+//! `crate::math` docs).
+#![allow(clippy::excessive_precision)] // coefficients carry every digit of their f32 fit
+
+use super::{
+    abs, fma, max_keep, min_keep, reduce, round_nearest, scale, splat, HAS_REDUCE, K_MIN, LANES, V,
+};
+use crate::math::MathFn;
+
+const LOG2E: f32 = core::f32::consts::LOG2_E;
+
+// 2^f = 1 + f*(C1 + f*(C2 + f*(C3 + f*(C4 + f*C5)))) on [-0.5, 0.5].
+const E1: f32 = 0.693_147_003_650_665_3;
+const E2: f32 = 0.240_222_424_268_722_53;
+const E3: f32 = 0.055_507_335_811_853_41;
+const E4: f32 = 0.009_671_512_991_189_957;
+const E5: f32 = 0.001_326_472_731_307_149;
+
+// log1p(t) = t*(L1 + t*(L2 + ... + t*L8)) on [0, 1].
+const L1: f32 = 0.999_999_821_186_065_7;
+const L2: f32 = -0.499_974_042_177_200_3;
+const L3: f32 = 0.332_754_790_782_928_47;
+const L4: f32 = -0.244_954_600_930_213_93;
+const L5: f32 = 0.177_452_355_623_245_24;
+const L6: f32 = -0.107_681_632_041_931_15;
+const L7: f32 = 0.044_089_574_366_807_94;
+const L8: f32 = -0.008_539_192_378_520_966;
+
+/// `2^f` for `f` in `[-0.5, 0.5]`, in the form `1 + f * q(f)`.
+#[inline(always)]
+fn exp2_reduced(f: V) -> V {
+    let q = fma(f, splat(E5), splat(E4));
+    let q = fma(f, q, splat(E3));
+    let q = fma(f, q, splat(E2));
+    let q = fma(f, q, splat(E1));
+    fma(f, q, splat(1.0))
+}
+
+/// `2^x` on lanes (module docs for the bound).
+#[inline(always)]
+pub(crate) fn exp2(x: V) -> V {
+    // Clamp keeping NaN (`max_keep`/`min_keep` return `x` when it is NaN, at every level).
+    let x = min_keep(splat(128.0), max_keep(splat(K_MIN), x));
+    let k = round_nearest(x);
+    scale(exp2_reduced(x - k), k)
+}
+
+/// `2^x` for the kernel's `dt * A2`, for every `x`: `-inf -> 0`, `+inf -> inf`, NaN -> NaN.
+///
+/// Where the level has a one-instruction `reduce` (AVX-512 DQ: `vreduceps` returns
+/// `x - round(x)`, and `±0` for `±inf`) and a `scale` that handles overflow and gradual underflow
+/// (`vscalefps`), no clamp is needed in the innermost loop. Other levels use the clamped [`exp2`].
+#[inline(always)]
+pub(crate) fn exp2_kernel(x: V) -> V {
+    if HAS_REDUCE {
+        let f = reduce(x);
+        // `x - f` is `round(x)` exactly (`f = x - round(x)` is exact), and for `±inf` (`f = 0`)
+        // it is `±inf` again: one subtraction instead of a second rounding instruction.
+        scale(exp2_reduced(f), x - f)
+    } else {
+        exp2(x)
+    }
+}
+
+const LN2_HI: f32 = 0.693_145_751_953_125;
+const LN2_LO: f32 = 1.428_606_765_330_187e-6;
+
+/// `e^x` on lanes, with Cody-Waite reduction (`x - k ln2` in two parts) so the relative error
+/// does not grow with `|x|`.
+#[inline(always)]
+pub(crate) fn exp(x: V) -> V {
+    let lo = K_MIN * core::f32::consts::LN_2;
+    let x = min_keep(
+        splat(128.0 * core::f32::consts::LN_2),
+        max_keep(splat(lo), x),
+    );
+    let k = round_nearest(x * splat(LOG2E));
+    let r = fma(k, splat(-LN2_HI), x);
+    let r = fma(k, splat(-LN2_LO), r);
+    scale(exp2_reduced(r * splat(LOG2E)), k)
+}
+
+/// `log1p(t)` for `t` in `[0, 1]`.
+#[inline(always)]
+fn log1p_unit(t: V) -> V {
+    // Estrin's scheme: two more operations than Horner's, half the dependency chain (the
+    // softplus is latency-bound in the driver's packing loop).
+    let t2 = t * t;
+    let t4 = t2 * t2;
+    let p12 = fma(t, splat(L2), splat(L1));
+    let p34 = fma(t, splat(L4), splat(L3));
+    let p56 = fma(t, splat(L6), splat(L5));
+    let p78 = fma(t, splat(L8), splat(L7));
+    let q0 = fma(t2, p34, p12);
+    let q1 = fma(t2, p78, p56);
+    t * fma(t4, q1, q0)
+}
+
+/// [`exp`] for `x <= 0` (or NaN), without the upper clamp.
+#[inline(always)]
+fn exp_nonpos(x: V) -> V {
+    let x = max_keep(splat(K_MIN * core::f32::consts::LN_2), x);
+    let k = round_nearest(x * splat(LOG2E));
+    let r = fma(k, splat(-LN2_HI), x);
+    let r = fma(k, splat(-LN2_LO), r);
+    scale(exp2_reduced(r * splat(LOG2E)), k)
+}
+
+/// `softplus(x) = ln(1 + e^x)` on lanes.
+#[inline(always)]
+pub(crate) fn softplus(x: V) -> V {
+    softplus_finish(x, softplus_exp(x))
+}
+
+/// The first half of [`softplus`]: `e^-|x|`. Split so that a loop can overlap the two halves
+/// of consecutive elements (each half alone is a long dependency chain).
+#[inline(always)]
+pub(crate) fn softplus_exp(x: V) -> V {
+    exp_nonpos(-abs(x))
+}
+
+/// The second half of [`softplus`], from `t = softplus_exp(x)`.
+#[inline(always)]
+pub(crate) fn softplus_finish(x: V, t: V) -> V {
+    max_keep(splat(0.0), x) + log1p_unit(t)
+}
+
+/// `silu(z) = z * sigmoid(z)` on lanes.
+#[inline(always)]
+pub(crate) fn silu(z: V) -> V {
+    z / (splat(1.0) + exp(-z))
+}
+
+level_fn! {
+    /// Applies `f` to every element of `x` in place (whole vectors, then the tail through a
+    /// zero-padded vector).
+    pub(crate) fn map_slice(f: MathFn, x: &mut [f32]) {
+        let g = |v: V| -> V {
+            match f {
+                MathFn::Exp => exp(v),
+                MathFn::Exp2 => exp2(v),
+                MathFn::Exp2Kernel => exp2_kernel(v),
+                MathFn::Softplus => softplus(v),
+                MathFn::Silu => silu(v),
+            }
+        };
+        let mut chunks = x.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            let v = super::vecs::load(c);
+            super::vecs::store(c, g(v));
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut a = [0.0f32; LANES];
+            a[..rest.len()].copy_from_slice(rest);
+            let r = super::to_arr(g(super::from_arr(a)));
+            rest.copy_from_slice(&r[..rest.len()]);
+        }
+    }
+}

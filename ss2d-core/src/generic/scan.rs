@@ -1,0 +1,239 @@
+//! The 1D selective scan at one level: packing, preparation, kernel and unpacking of a work
+//! unit (the driver, validation and work items are in `crate::scan`).
+
+use super::kernel::{self, PerLane, Rows};
+use super::math::{silu, softplus_exp, softplus_finish};
+use super::pack::{pack_rows, pack_rows_run, LanesOps};
+use super::vecs::split_scratch;
+use super::{from_arr, splat, to_arr, LANES, V};
+use crate::pack::{Lanes, Run};
+use crate::scan::{linear_walk, ScanPlan, Sink, CHUNK};
+use crate::shape::{BcLayout, Layout};
+
+level_fn! {
+    /// Runs the units `units` of `plan` (its level is this module's).
+    pub(crate) fn run_units(
+        plan: &ScanPlan<'_>,
+        units: core::ops::Range<usize>,
+        out: &Sink<'_>,
+        state: Option<&Sink<'_>>,
+        scratch: &mut [f32],
+    ) {
+        debug_assert_eq!(plan.level(), super::LEVEL);
+        for u in units {
+            run_unit(plan, u, out, state, scratch);
+        }
+    }
+}
+
+level_fn! {
+/// One unit: batch item `unit / panels`, panel `unit % panels`.
+fn run_unit(
+        plan: &ScanPlan<'_>,
+        unit: usize,
+        out: &Sink<'_>,
+        state: Option<&Sink<'_>>,
+        scratch: &mut [f32],
+    ) {
+    let s = &plan.v.shape;
+    let n = s.dstate;
+    let l = s.seqlen;
+    let (b, panel) = (unit / plan.v.panels, unit % plan.v.panels);
+    let (d0, nl) = plan.v.panel_channels(panel);
+    let (vecs, rest) = split_scratch(scratch, 4 * n + 4 * CHUNK);
+    let (h, vecs) = vecs.split_at_mut(n);
+    let (a2, vecs) = vecs.split_at_mut(n);
+    let (bconst, vecs) = vecs.split_at_mut(n);
+    let (cconst, vecs) = vecs.split_at_mut(n);
+    let (dt, vecs) = vecs.split_at_mut(CHUNK);
+    let (dtu, vecs) = vecs.split_at_mut(CHUNK);
+    let (y, up) = vecs.split_at_mut(CHUNK);
+    let bcp = &mut rest[..2 * (CHUNK * n + LANES)];
+
+    // Per-channel vectors: lane j of `t[(d0 + j) * stride + k]`, zero past the panel.
+    let per_chan = |t: &[f32], stride: usize, k: usize| -> V {
+        let mut a = [0.0f32; LANES];
+        for (j, x) in a.iter_mut().enumerate().take(nl) {
+            *x = t[(d0 + j) * stride + k];
+        }
+        from_arr(a)
+    };
+    let log2e = splat(core::f32::consts::LOG2_E);
+    for k in 0..n {
+        a2[k] = per_chan(plan.args.a, n, k) * log2e;
+        if s.b == BcLayout::Constant {
+            bconst[k] = per_chan(plan.args.b, n, k);
+        }
+        if s.c == BcLayout::Constant {
+            cconst[k] = per_chan(plan.args.c, n, k);
+        }
+        h[k] = match plan.args.initial_state {
+            Some(st) => per_chan(&st[b * s.dim * n..], n, k),
+            None => splat(0.0),
+        };
+    }
+    let dskip = plan.args.d_skip.map(|t| per_chan(t, 1, 0));
+    let bias = plan
+        .args
+        .delta_bias
+        .map_or(splat(0.0), |t| per_chan(t, 1, 0));
+
+    let lanes = match s.layout {
+        Layout::ChannelFirst => Lanes {
+            base: (b * s.dim + d0) * l,
+            pstride: 1,
+            lstride: l,
+            nl,
+        },
+        Layout::ChannelLast => Lanes {
+            base: b * l * s.dim + d0,
+            pstride: s.dim,
+            lstride: 1,
+            nl,
+        },
+    };
+    // Row offset of group data for B/C varying: ((b*G + g)*N + k)*L + p.
+    let bc_row = |layout: BcLayout| -> usize {
+        match layout {
+            BcLayout::Grouped(g) => (b * g + d0 / (s.dim / g)) * n * l,
+            BcLayout::Constant => 0,
+        }
+    };
+    let (brow, crow) = (bc_row(s.b), bc_row(s.c));
+
+    let lin = linear_walk(&plan.walk);
+    let mut pos = [0usize; CHUNK];
+    let mut s0 = 0;
+    while s0 < l {
+        let len = (l - s0).min(CHUNK);
+        let (dt, dtu, y, up) = (
+            &mut dt[..len],
+            &mut dtu[..len],
+            &mut y[..len],
+            &mut up[..len],
+        );
+        let (bp, cp) = bcp.split_at_mut(CHUNK * n + LANES);
+        // Pack: raw u and delta, the B/C rows -> (step, n).
+        let run = lin.map(|rev| Run {
+            first: if rev {
+                plan.walk.start - s0
+            } else {
+                plan.walk.start + s0
+            },
+            rev,
+            len,
+        });
+        let pos = &mut pos[..len];
+        match run {
+            Some(run) => {
+                lanes.gather_run(plan.args.u, run, up);
+                lanes.gather_run(plan.args.delta, run, dt);
+                if let BcLayout::Grouped(_) = s.b {
+                    pack_rows_run(plan.args.b, brow, l, n, run, bp);
+                }
+                if let BcLayout::Grouped(_) = s.c {
+                    pack_rows_run(plan.args.c, crow, l, n, run, cp);
+                }
+            }
+            None => {
+                plan.walk.positions(s0, pos);
+                lanes.gather(plan.args.u, pos, up);
+                lanes.gather(plan.args.delta, pos, dt);
+                if let BcLayout::Grouped(_) = s.b {
+                    pack_rows(plan.args.b, brow, l, n, pos, bp);
+                }
+                if let BcLayout::Grouped(_) = s.c {
+                    pack_rows(plan.args.c, crow, l, n, pos, cp);
+                }
+            }
+        }
+        // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
+        match (plan.args.delta_softplus, dskip) {
+            (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
+            (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
+            (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
+            (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
+        }
+        // Kernel.
+        let bpk = Rows { p: bp };
+        let cpk = Rows { p: cp };
+        let bpl = PerLane { v: bconst };
+        let cpl = PerLane { v: cconst };
+        match (s.b, s.c) {
+            (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
+                kernel::chunk(h, a2, bpk, cpk, dt, dtu, y)
+            }
+            (BcLayout::Grouped(_), BcLayout::Constant) => {
+                kernel::chunk(h, a2, bpk, cpl, dt, dtu, y)
+            }
+            (BcLayout::Constant, BcLayout::Grouped(_)) => {
+                kernel::chunk(h, a2, bpl, cpk, dt, dtu, y)
+            }
+            (BcLayout::Constant, BcLayout::Constant) => {
+                kernel::chunk(h, a2, bpl, cpl, dt, dtu, y)
+            }
+        }
+        // Unpack: out = y * silu(z).
+        if let Some(z) = plan.args.z {
+            match run {
+                Some(run) => lanes.gather_run(z, run, up),
+                None => lanes.gather(z, pos, up),
+            }
+            for (yi, &zi) in y.iter_mut().zip(up.iter()) {
+                *yi *= silu(zi);
+            }
+        }
+        match run {
+            Some(run) => lanes.scatter_run::<false>(y, run, out),
+            None => lanes.scatter::<false>(y, pos, out),
+        }
+        s0 += len;
+    }
+    if let Some(st) = state {
+        for (k, hk) in h.iter().enumerate() {
+            let a = to_arr(*hk);
+            for (j, &x) in a[..nl].iter().enumerate() {
+                st.put((b * s.dim + d0 + j) * n + k, core::slice::from_ref(&x));
+            }
+        }
+    }
+}
+}
+
+/// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
+/// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
+#[inline(always)]
+fn prep<const SP: bool, const DS: bool>(
+    bias: V,
+    d: V,
+    up: &[V],
+    dt: &mut [V],
+    dtu: &mut [V],
+    y: &mut [V],
+) {
+    let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
+    if n == 0 {
+        return;
+    }
+    let (up, dt, dtu, y) = (&up[..n], &mut dt[..n], &mut dtu[..n], &mut y[..n]);
+    // Two passes when the softplus is on: each half of it is a long dependency chain (~50
+    // cycles for ~15 operations), and a single loop over both would need more operations in
+    // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
+    if SP {
+        for i in 0..n {
+            let x = dt[i] + bias;
+            dt[i] = x;
+            dtu[i] = softplus_exp(x);
+        }
+    }
+    for i in 0..n {
+        let t = if SP {
+            softplus_finish(dt[i], dtu[i])
+        } else {
+            dt[i] + bias
+        };
+        dtu[i] = t * up[i];
+        dt[i] = t;
+        y[i] = if DS { d * up[i] } else { splat(0.0) };
+    }
+}
