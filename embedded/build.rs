@@ -45,7 +45,11 @@ fn main() {
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     golden.sort();
-    assert!(!golden.is_empty(), "no golden case of at most {MAX_GOLDEN_BYTES} bytes in {}", golden_dir.display());
+    assert!(
+        !golden.is_empty(),
+        "no golden case of at most {MAX_GOLDEN_BYTES} bytes in {}",
+        golden_dir.display()
+    );
 
     let mut cases = golden;
     for g in GENERATED {
@@ -56,14 +60,22 @@ fn main() {
 
     let mut rs = String::from("/// Embedded cases: (name, safetensors bytes).\npub static CASES: &[(&str, &Aligned<[u8]>)] = &[\n");
     for (name, path) in &cases {
-        writeln!(rs, "    ({name:?}, &Aligned(*include_bytes!({:?}))),", abs(path)).unwrap();
+        writeln!(
+            rs,
+            "    ({name:?}, &Aligned(*include_bytes!({:?}))),",
+            abs(path)
+        )
+        .unwrap();
     }
     rs.push_str("];\n");
     fs::write(out.join("cases.rs"), rs).expect("write cases.rs");
 }
 
 fn abs(p: &Path) -> String {
-    fs::canonicalize(p).expect("canonicalize").to_string_lossy().into_owned()
+    fs::canonicalize(p)
+        .expect("canonicalize")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A generated case: shape, options and walk.
@@ -85,13 +97,61 @@ struct Gen {
 
 const GENERATED: &[Gen] = &[
     // The first firmware case: 16 channels, 64 steps, N = 4, channel-last this time.
-    Gen { name: "gen_b1_d16_l64_n4_g1_channel_last", batch: 1, dim: 16, seqlen: 64, dstate: 4, groups: 1, channel_last: true, reverse: false, softplus: true, extras: true, seed: 1 },
+    Gen {
+        name: "gen_b1_d16_l64_n4_g1_channel_last",
+        batch: 1,
+        dim: 16,
+        seqlen: 64,
+        dstate: 4,
+        groups: 1,
+        channel_last: true,
+        reverse: false,
+        softplus: true,
+        extras: true,
+        seed: 1,
+    },
     // Reversed walk, constant B/C, N = 2, more steps than one chunk.
-    Gen { name: "gen_b1_d12_l70_n2_const_reverse", batch: 1, dim: 12, seqlen: 70, dstate: 2, groups: 0, channel_last: false, reverse: true, softplus: true, extras: true, seed: 2 },
+    Gen {
+        name: "gen_b1_d12_l70_n2_const_reverse",
+        batch: 1,
+        dim: 12,
+        seqlen: 70,
+        dstate: 2,
+        groups: 0,
+        channel_last: false,
+        reverse: true,
+        softplus: true,
+        extras: true,
+        seed: 2,
+    },
     // N = 8 (a block size the goldens lack), two groups, a partial panel, initial state.
-    Gen { name: "gen_b2_d10_l40_n8_g2_init", batch: 2, dim: 10, seqlen: 40, dstate: 8, groups: 2, channel_last: false, reverse: false, softplus: true, extras: true, seed: 3 },
+    Gen {
+        name: "gen_b2_d10_l40_n8_g2_init",
+        batch: 2,
+        dim: 10,
+        seqlen: 40,
+        dstate: 8,
+        groups: 2,
+        channel_last: false,
+        reverse: false,
+        softplus: true,
+        extras: true,
+        seed: 3,
+    },
     // N = 16 + odd sizes, channel-last, reversed, no options.
-    Gen { name: "gen_b1_d5_l9_n16_g1_plain_cl_rev", batch: 1, dim: 5, seqlen: 9, dstate: 16, groups: 1, channel_last: true, reverse: true, softplus: false, extras: false, seed: 4 },
+    Gen {
+        name: "gen_b1_d5_l9_n16_g1_plain_cl_rev",
+        batch: 1,
+        dim: 5,
+        seqlen: 9,
+        dstate: 16,
+        groups: 1,
+        channel_last: true,
+        reverse: true,
+        softplus: false,
+        extras: false,
+        seed: 4,
+    },
 ];
 
 /// xorshift64*: uniform values in `[lo, hi)`.
@@ -112,9 +172,21 @@ impl Rng {
 /// The case's safetensors bytes: inputs, `out` and `last_state` from the f64 reference.
 fn generate(g: &Gen) -> Vec<u8> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ g.seed);
-    let (bdl, dn, bdn) = (g.batch * g.dim * g.seqlen, g.dim * g.dstate, g.batch * g.dim * g.dstate);
-    let bc_layout = if g.groups == 0 { BcLayout::Constant } else { BcLayout::Grouped(g.groups) };
-    let bc_len = if g.groups == 0 { dn } else { g.batch * g.groups * g.dstate * g.seqlen };
+    let (bdl, dn, bdn) = (
+        g.batch * g.dim * g.seqlen,
+        g.dim * g.dstate,
+        g.batch * g.dim * g.dstate,
+    );
+    let bc_layout = if g.groups == 0 {
+        BcLayout::Constant
+    } else {
+        BcLayout::Grouped(g.groups)
+    };
+    let bc_len = if g.groups == 0 {
+        dn
+    } else {
+        g.batch * g.groups * g.dstate * g.seqlen
+    };
     let u = rng.vec(bdl, -1.0, 1.0);
     let delta = rng.vec(bdl, -3.0, 1.0);
     let a = rng.vec(dn, -2.0, -0.1);
@@ -131,7 +203,11 @@ fn generate(g: &Gen) -> Vec<u8> {
         dstate: g.dstate,
         b: bc_layout,
         c: bc_layout,
-        layout: if g.channel_last { Layout::ChannelLast } else { Layout::ChannelFirst },
+        layout: if g.channel_last {
+            Layout::ChannelLast
+        } else {
+            Layout::ChannelFirst
+        },
     };
     let args = ScanArgs {
         u: &u,
@@ -145,7 +221,11 @@ fn generate(g: &Gen) -> Vec<u8> {
         delta_softplus: g.softplus,
         initial_state: g.extras.then_some(&init[..]),
     };
-    let walk = if g.reverse { Walk::reverse(g.seqlen) } else { Walk::forward(g.seqlen) };
+    let walk = if g.reverse {
+        Walk::reverse(g.seqlen)
+    } else {
+        Walk::forward(g.seqlen)
+    };
     let mut out = vec![0.0f64; bdl];
     let mut last = vec![0.0f64; bdn];
     reference::selective_scan::<f64>(&shape, &walk, &args, &mut out, Some(&mut last))
@@ -154,8 +234,16 @@ fn generate(g: &Gen) -> Vec<u8> {
     let last: Vec<f32> = last.iter().map(|&x| x as f32).collect();
 
     let (l, bsz, dim, n) = (g.seqlen, g.batch, g.dim, g.dstate);
-    let seq = if g.channel_last { vec![bsz, l, dim] } else { vec![bsz, dim, l] };
-    let bc_shape = if g.groups == 0 { vec![dim, n] } else { vec![bsz, g.groups, n, l] };
+    let seq = if g.channel_last {
+        vec![bsz, l, dim]
+    } else {
+        vec![bsz, dim, l]
+    };
+    let bc_shape = if g.groups == 0 {
+        vec![dim, n]
+    } else {
+        vec![bsz, g.groups, n, l]
+    };
     let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = vec![
         ("u", seq.clone(), &u),
         ("delta", seq.clone(), &delta),
@@ -181,9 +269,18 @@ fn generate(g: &Gen) -> Vec<u8> {
         ("B_layout", layout.to_string()),
         ("C_layout", layout.to_string()),
         ("delta_softplus", g.softplus.to_string()),
-        ("layout", if g.channel_last { "BLD" } else { "BDL" }.to_string()),
-        ("walk", if g.reverse { "reverse" } else { "forward" }.to_string()),
-        ("source", "ss2d-core reference::selective_scan::<f64> (embedded/build.rs)".to_string()),
+        (
+            "layout",
+            if g.channel_last { "BLD" } else { "BDL" }.to_string(),
+        ),
+        (
+            "walk",
+            if g.reverse { "reverse" } else { "forward" }.to_string(),
+        ),
+        (
+            "source",
+            "ss2d-core reference::selective_scan::<f64> (embedded/build.rs)".to_string(),
+        ),
     ];
     safetensors(&meta, &tensors)
 }
@@ -197,7 +294,11 @@ fn safetensors(meta: &[(&str, String)], tensors: &[(&str, Vec<usize>, &[f32])]) 
     header.push('}');
     let mut data = Vec::new();
     for (name, shape, values) in tensors {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}: shape and data disagree");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "{name}: shape and data disagree"
+        );
         let start = data.len();
         data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();

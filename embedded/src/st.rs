@@ -22,11 +22,20 @@ pub struct File<'a> {
 impl<'a> File<'a> {
     /// Splits `bytes` into header and data.
     pub fn parse(bytes: &'a [u8]) -> Result<File<'a>> {
-        let len: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or(Error("file shorter than 8 bytes"))?;
-        let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| Error("header length overflows"))?;
+        let len: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Error("file shorter than 8 bytes"))?;
+        let len = usize::try_from(u64::from_le_bytes(len))
+            .map_err(|_| Error("header length overflows"))?;
         let end = len.checked_add(8).ok_or(Error("header length overflows"))?;
-        let header = bytes.get(8..end).ok_or(Error("header runs past the end of the file"))?;
-        Ok(File { header, data: &bytes[end..] })
+        let header = bytes
+            .get(8..end)
+            .ok_or(Error("header runs past the end of the file"))?;
+        Ok(File {
+            header,
+            data: &bytes[end..],
+        })
     }
 
     /// The metadata string under `key` (unescaped values only), if present.
@@ -52,7 +61,8 @@ impl<'a> File<'a> {
             if k != name.as_bytes() {
                 return c.skip().map(|_| None);
             }
-            let (mut dtype_ok, mut shape, mut rank, mut offsets) = (false, [0; MAX_RANK], None, None);
+            let (mut dtype_ok, mut shape, mut rank, mut offsets) =
+                (false, [0; MAX_RANK], None, None);
             c.object(|c, field| {
                 match field {
                     b"dtype" => dtype_ok = c.string()? == b"F32",
@@ -70,7 +80,9 @@ impl<'a> File<'a> {
                         let mut o = [0usize; 2];
                         let mut i = 0;
                         c.array(|c| {
-                            *o.get_mut(i).ok_or(Error("data_offsets has more than 2 entries"))? = c.uint()?;
+                            *o.get_mut(i)
+                                .ok_or(Error("data_offsets has more than 2 entries"))? =
+                                c.uint()?;
                             i += 1;
                             Ok(())
                         })?;
@@ -90,9 +102,15 @@ impl<'a> File<'a> {
             let [start, end] = offsets.ok_or(Error("tensor without data_offsets"))?;
             Ok(Some((shape, rank, start, end)))
         })?;
-        let Some((shape, rank, start, end)) = found else { return Ok(None) };
-        let bytes = self.data.get(start..end).ok_or(Error("tensor data outside the file"))?;
-        let values: &[f32] = bytemuck::try_cast_slice(bytes).map_err(|_| Error("tensor data misaligned or not a multiple of 4 bytes"))?;
+        let Some((shape, rank, start, end)) = found else {
+            return Ok(None);
+        };
+        let bytes = self
+            .data
+            .get(start..end)
+            .ok_or(Error("tensor data outside the file"))?;
+        let values: &[f32] = bytemuck::try_cast_slice(bytes)
+            .map_err(|_| Error("tensor data misaligned or not a multiple of 4 bytes"))?;
         if shape[..rank].iter().product::<usize>() != values.len() {
             return Err(Error("tensor shape and data size disagree"));
         }
@@ -119,7 +137,10 @@ impl<'a> Cursor<'a> {
 
     fn peek(&mut self) -> Result<u8> {
         self.ws();
-        self.s.get(self.i).copied().ok_or(Error("header JSON ends early"))
+        self.s
+            .get(self.i)
+            .copied()
+            .ok_or(Error("header JSON ends early"))
     }
 
     fn eat(&mut self, want: u8) -> Result<()> {
@@ -165,7 +186,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// Walks an object, calling `f(cursor, key)` on each value; stops at the first `Some`.
-    fn object<T>(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Result<Option<T>>) -> Result<Option<T>> {
+    fn object<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &'a [u8]) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.i += 1;
@@ -215,7 +239,11 @@ impl<'a> Cursor<'a> {
             b'[' => self.array(|c| c.skip()),
             _ => {
                 let start = self.i;
-                while self.s.get(self.i).is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace()) {
+                while self
+                    .s
+                    .get(self.i)
+                    .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+                {
                     self.i += 1;
                 }
                 if self.i == start {
