@@ -10,7 +10,7 @@
 #  4. counts the instructions each scan executes on the Cortex-M4 (QEMU -singlestep with an
 #     exec trace between two marker functions) and prints instructions per element.
 #
-# Usage: .ci/embedded.sh [BUDGET_FEATURES]
+# Usage: .ci/embedded.sh [BUDGET_FEATURES]   or   .ci/embedded.sh --measure ELF
 #   BUDGET_FEATURES: cargo features of the firmware build held to the budget, e.g.
 #   "ss2d-core/compact". Empty (the default): the budget build is skipped with a message.
 # Tools come from Debian (rustc-web rust-web-src lld qemu-system-arm llvm); missing ones are
@@ -121,6 +121,17 @@ PY
   python3 -c "$join" "$fifo.counts" <<<"$out"
   rm -f "$fifo.counts"
 }
+
+# .ci/embedded.sh --measure ELF: run, size and count one Cortex-M4 build made by hand (e.g.
+# `cargo build --profile release-size` in embedded/), nothing else.
+if [[ $budget_features == --measure ]]; then
+  elf=${2:?usage: .ci/embedded.sh --measure ELF}
+  run mps2-an386 cortex-m4 "$elf"
+  llvm-size "$elf"
+  python3 .ci/embedded-size.py "$elf"
+  icount "$elf"
+  exit 0
+fi
 
 echo "== embedded: build (full speed: every N instantiated)"
 m4=$(build thumbv7em-none-eabihf release "$target_dir")

@@ -152,6 +152,20 @@ const GENERATED: &[Gen] = &[
         extras: false,
         seed: 4,
     },
+    // N = 1 (VMamba's d_state) on full 16-channel panels: the steady-state instruction count.
+    Gen {
+        name: "gen_b1_d16_l64_n1_g1",
+        batch: 1,
+        dim: 16,
+        seqlen: 64,
+        dstate: 1,
+        groups: 1,
+        channel_last: false,
+        reverse: false,
+        softplus: true,
+        extras: true,
+        seed: 5,
+    },
 ];
 
 /// xorshift64*: uniform values in `[lo, hi)`.
