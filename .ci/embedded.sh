@@ -13,9 +13,9 @@
 # Usage: .ci/embedded.sh [BUDGET_FEATURES]   or   .ci/embedded.sh --measure ELF
 #   BUDGET_FEATURES: cargo features of the firmware build held to the budget, e.g.
 #   "ss2d-core/compact". Empty (the default): the budget build is skipped with a message.
-# Tools come from Debian (rustc-web rust-web-src lld qemu-system-arm llvm); missing ones are
-# installed with apt-get when running as root. With CI=true a tool that is still missing is a
-# failure; otherwise the check is skipped with a message.
+# Tools come from Debian (rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm);
+# missing ones are installed with apt-get when running as root. With CI=true a tool that is
+# still missing is a failure; otherwise the check is skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -26,6 +26,7 @@ unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
 budget_features=${1-}
 budget_bytes=$((48 * 1024))
 rustc_emb=${RUSTC_EMBEDDED:-/usr/bin/rustc}
+clippy_emb=$(dirname "$rustc_emb")/cargo-clippy
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}/embedded
 qemu_timeout=300
 
@@ -37,6 +38,7 @@ missing() {
     sysroot=$("$rustc_emb" --print sysroot)
     [[ -d $sysroot/lib/rustlib/src/rust/library/core ]] || m+=("rust-web-src ($sysroot/lib/rustlib/src/rust/library)")
   fi
+  [[ -x $clippy_emb ]] || m+=("rust-web-clippy ($clippy_emb)")
   for t in ld.lld qemu-system-arm llvm-nm llvm-size python3 cargo; do
     command -v "$t" >/dev/null || m+=("$t")
   done
@@ -46,9 +48,9 @@ missing() {
 if [[ -n $(missing) && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
   echo "== embedded: installing $(missing)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
-    rustc-web rust-web-src lld qemu-system-arm llvm python3 >/dev/null \
+    rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 >/dev/null \
     || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      -o DPkg::Lock::Timeout=300 rustc-web rust-web-src lld qemu-system-arm llvm python3 >/dev/null; } \
+      -o DPkg::Lock::Timeout=300 rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 >/dev/null; } \
     || echo "apt-get install failed"
 fi
 if [[ -n $(missing) ]]; then
@@ -56,7 +58,7 @@ if [[ -n $(missing) ]]; then
     echo "FAIL embedded: missing $(missing)"
     exit 1
   fi
-  echo "SKIP embedded (1 skipped): missing $(missing); install rustc-web rust-web-src lld qemu-system-arm llvm"
+  echo "SKIP embedded (1 skipped): missing $(missing); install rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm"
   exit 0
 fi
 echo "== embedded: $("$rustc_emb" --version), $(qemu-system-arm --version | head -1)"
@@ -132,6 +134,10 @@ if [[ $budget_features == --measure ]]; then
   icount "$elf"
   exit 0
 fi
+
+echo "== embedded: clippy (firmware and build.rs)"
+(cd embedded && RUSTC=$rustc_emb RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$target_dir \
+  "$clippy_emb" clippy -q --release -- -D warnings)
 
 echo "== embedded: build (full speed: every N instantiated)"
 m4=$(build thumbv7em-none-eabihf release "$target_dir")
