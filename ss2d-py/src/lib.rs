@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{IntoPyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -35,7 +35,10 @@ fn fmt_shape(s: &[usize]) -> String {
         [one] => format!("({one},)"),
         _ => format!(
             "({})",
-            s.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -101,7 +104,14 @@ fn par(threads: usize) -> Parallelism<'static> {
 }
 
 /// The B/C layout of a 2-D `(dim, N)`, 3-D `(batch, N, L)` or 4-D `(batch, G, N, L)` tensor.
-fn bc_layout(name: &str, t: &In<'_>, batch: usize, dim: usize, n: usize, l: usize) -> PyResult<BcLayout> {
+fn bc_layout(
+    name: &str,
+    t: &In<'_>,
+    batch: usize,
+    dim: usize,
+    n: usize,
+    l: usize,
+) -> PyResult<BcLayout> {
     match *t.shape() {
         [_, _] => shape_is(name, t, &[dim, n]).map(|()| BcLayout::Constant),
         [_, _, _] => shape_is(name, t, &[batch, n, l]).map(|()| BcLayout::Grouped(1)),
@@ -117,7 +127,7 @@ fn bc_layout(name: &str, t: &In<'_>, batch: usize, dim: usize, n: usize, l: usiz
 /// `last_state` `None` unless asked for.
 #[pyfunction]
 #[pyo3(signature = (u, delta, a, b, c, d=None, z=None, delta_bias=None, delta_softplus=false,
-    return_last_state=false, initial_state=None, threads=1))]
+    return_last_state=false, initial_state=None, threads=1, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn selective_scan<'py>(
     py: Python<'py>,
@@ -133,6 +143,7 @@ fn selective_scan<'py>(
     return_last_state: bool,
     initial_state: Option<In<'py>>,
     threads: usize,
+    out: Option<Out<'py>>,
 ) -> PyResult<(Out<'py>, Option<Out<'py>>)> {
     let [batch, dim, l] = rank::<3>("u", &u, "(batch, dim, L)")?;
     shape_is("delta", &delta, &[batch, dim, l])?;
@@ -159,7 +170,35 @@ fn selective_scan<'py>(
         delta_softplus,
         initial_state: opt_data("initial_state", &initial_state, &[batch, dim, n])?,
     };
-    let mut out = zeros("out", u.len())?;
+    // `out=`: the caller's C-contiguous float32 array of u's shape, written in place (a reused
+    // buffer, as the Rust API's callers do); else a new array.
+    let mut given = match &out {
+        None => None,
+        Some(o) => {
+            if o.shape() != u.shape() {
+                return Err(PyValueError::new_err(format!(
+                    "`out` has shape {}, expected {}",
+                    fmt_shape(o.shape()),
+                    fmt_shape(u.shape())
+                )));
+            }
+            let rw = o.try_readwrite().map_err(|_| {
+                PyValueError::new_err("`out` is not writeable or aliases an input array")
+            })?;
+            Some(rw)
+        }
+    };
+    let mut fresh = if given.is_none() {
+        zeros("out", u.len())?
+    } else {
+        Vec::new()
+    };
+    let out_slice: &mut [f32] = match &mut given {
+        Some(rw) => rw
+            .as_slice_mut()
+            .map_err(|_| PyValueError::new_err("`out` is not C-contiguous"))?,
+        None => &mut fresh,
+    };
     let state_shape = [batch, dim, n];
     let mut state = if return_last_state {
         Some(zeros("last_state", state_shape.iter().product())?)
@@ -169,10 +208,21 @@ fn selective_scan<'py>(
     shape.validate().map_err(value_err)?;
     let walk = Walk::forward(l);
     py.detach(|| {
-        ss2d_std::selective_scan(&shape, &walk, &args, &mut out, state.as_deref_mut(), par(threads))
+        ss2d_std::selective_scan(
+            &shape,
+            &walk,
+            &args,
+            out_slice,
+            state.as_deref_mut(),
+            par(threads),
+        )
     })
     .map_err(value_err)?;
-    let out = array(py, u.shape(), out)?;
+    drop(given);
+    let out = match out {
+        Some(o) => o,
+        None => array(py, u.shape(), fresh)?,
+    };
     let state = state.map(|s| array(py, &state_shape, s)).transpose()?;
     Ok((out, state))
 }
@@ -322,7 +372,11 @@ fn ss2d_scan<'py>(
     let [_, dstate] = rank::<2>("A_logs", &a_logs, "(4*D, N)")?;
     let [_, _, dt_rank] = rank::<3>("dt_projs_weight", &dt_projs_weight, "(4, D, R)")?;
     let kd = 4 * dim;
-    shape_is("x_proj_weight", &x_proj_weight, &[4, dt_rank + 2 * dstate, dim])?;
+    shape_is(
+        "x_proj_weight",
+        &x_proj_weight,
+        &[4, dt_rank + 2 * dstate, dim],
+    )?;
     shape_is("dt_projs_weight", &dt_projs_weight, &[4, dim, dt_rank])?;
     shape_is("dt_projs_bias", &dt_projs_bias, &[4, dim])?;
     shape_is("A_logs", &a_logs, &[kd, dstate])?;

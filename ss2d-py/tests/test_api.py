@@ -113,3 +113,20 @@ def test_layer_from_dict_with_prefix_equals_file_and_reference():
         assert_close(a, ref, 1e-5, path.name)
         r = from_file.forward(t["input"], backend="reference")
         assert_close(r, ref, 1e-5, path.name + " reference backend")
+
+
+def test_out_buffer_is_written_in_place():
+    rng = np.random.default_rng(2)
+    u, delta, A, B, C = scan_inputs(rng)
+    want = ss2d.selective_scan_fn(u, delta, A, B, C, delta_softplus=True)
+    out = np.full_like(u, np.nan)
+    got = ss2d.selective_scan_fn(u, delta, A, B, C, delta_softplus=True, out=out)
+    assert got is out and np.array_equal(out, want)
+    with pytest.raises(ValueError, match="`out` is not writeable or aliases an input array"):
+        ss2d.selective_scan_fn(u, delta, A, B, C, out=u)
+    with pytest.raises(ValueError, match=r"`out` has shape \(2, 16, 63\), expected \(2, 16, 64\)"):
+        ss2d.selective_scan_fn(u, delta, A, B, C, out=np.zeros((2, 16, 63), np.float32))
+    before = np.full_like(u, 7.0)
+    with pytest.raises(ValueError):
+        ss2d.selective_scan_fn(u, delta[:, :, :10], A, B, C, out=before)
+    assert np.all(before == 7.0)  # nothing written on error

@@ -14,7 +14,7 @@ the zero-copy and conversion rules). The GIL is released while a kernel runs; ba
 import os
 
 from . import _ss2d
-from ._convert import is_tensor, like, opt_f32, threads_arg, to_f32
+from ._convert import any_tensor, is_tensor, like, opt_f32, threads_arg, to_f32
 
 __version__ = _ss2d.__version__
 
@@ -34,23 +34,23 @@ def simd_level():
     return _ss2d.simd_level()
 
 
+# Read once: the core count query costs microseconds (cgroup files), more than a small scan.
+_DEFAULT_THREADS = _ss2d.default_threads()
+
+
 def default_threads():
-    """Threads a call uses when ``threads=None``: every available core."""
-    return _ss2d.default_threads()
+    """Threads a call uses when ``threads=None``: every available core (read at import)."""
+    return _DEFAULT_THREADS
 
 
 def _threads(threads):
-    return threads_arg(threads, _ss2d.default_threads)
+    return _DEFAULT_THREADS if threads is None else threads_arg(threads, default_threads)
 
 
 def _torch_ops():
     from . import torch as ops
 
     return ops
-
-
-def _any_tensor(*xs):
-    return any(is_tensor(x) for x in xs)
 
 
 def selective_scan_fn(
@@ -66,6 +66,7 @@ def selective_scan_fn(
     return_last_state=False,
     initial_state=None,
     threads=None,
+    out=None,
 ):
     """mamba_ssm's ``selective_scan_fn`` on the CPU.
 
@@ -74,14 +75,18 @@ def selective_scan_fn(
     ``d // (dim // G)``); ``D``, ``delta_bias``: ``(dim,)``; ``initial_state``:
     ``(batch, dim, N)`` (the state before the first step; zeros when ``None``). Returns ``out``
     ``(batch, dim, L)`` in the dtype of ``u``, or ``(out, last_state)`` with
-    ``return_last_state`` (``last_state`` ``(batch, dim, N)``, float32).
+    ``return_last_state`` (``last_state`` ``(batch, dim, N)``, float32). ``out``: a
+    C-contiguous float32 NumPy array of ``u``'s shape to write the result into (reused across
+    calls it saves the allocation; it must not be one of the inputs), returned as ``out``.
     """
-    if _any_tensor(u, delta, A, B, C, D, z, delta_bias, initial_state):
+    if any_tensor(u, delta, A, B, C, D, z, delta_bias, initial_state):
+        if out is not None:
+            raise TypeError("`out=` takes a NumPy array; with torch tensors the op returns a new one")
         return _torch_ops().selective_scan_fn(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
             initial_state=initial_state, threads=threads,
         )
-    out, last = _ss2d.selective_scan(
+    res, last = _ss2d.selective_scan(
         to_f32("u", u),
         to_f32("delta", delta),
         to_f32("A", A),
@@ -94,8 +99,9 @@ def selective_scan_fn(
         bool(return_last_state),
         opt_f32("initial_state", initial_state),
         _threads(threads),
+        out,
     )
-    out = like(out, u)
+    out = out if out is not None and res is out else like(res, u)
     return (out, last) if return_last_state else out
 
 
@@ -148,7 +154,7 @@ def ss2d_scan(
     on ``x`` ``(B, D, H, W)`` (``channel_first``) or ``(B, H, W, D)``; returns ``y`` in the
     layout of ``x``. ``fused=True`` runs the fused kernel (no ``(B, 4, D, L)`` tensor),
     ``False`` the step-by-step path; both give the same values."""
-    if _any_tensor(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
+    if any_tensor(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds):
         return _torch_ops().ss2d_scan(
             x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, scans=scans,
             channel_first=channel_first, fused=fused, threads=threads,

@@ -12,21 +12,31 @@ Policy (documented in the package README):
   anything that is not an array raise ``TypeError`` naming the argument.
 """
 
+import sys
+
 import numpy as np
 
 _FLOATS = (np.float16, np.float32, np.float64)
+_F32 = np.dtype(np.float32)
 
 
 def torch_module():
     """The ``torch`` module if it is already imported (never imports it: that takes seconds)."""
-    import sys
-
     return sys.modules.get("torch")
 
 
 def is_tensor(x):
-    t = torch_module()
+    t = sys.modules.get("torch")
     return t is not None and isinstance(x, t.Tensor)
+
+
+def any_tensor(*xs):
+    """Whether any argument is a torch tensor (one module lookup for all of them)."""
+    t = sys.modules.get("torch")
+    if t is None:
+        return False
+    T = t.Tensor
+    return any(isinstance(x, T) for x in xs)
 
 
 def _tensor_to_numpy(name, x):
@@ -48,6 +58,8 @@ def _tensor_to_numpy(name, x):
 
 def to_f32(name, x):
     """``x`` as a C-contiguous float32 NumPy array (no copy when it already is one)."""
+    if type(x) is np.ndarray and x.dtype == _F32 and x.flags.c_contiguous:
+        return x  # the common case, first
     if isinstance(x, np.ndarray):
         if x.dtype == np.float32:
             return x if x.flags.c_contiguous else np.ascontiguousarray(x)
@@ -70,11 +82,11 @@ def opt_f32(name, x):
 
 def like(out, primary):
     """``out`` (float32 NumPy) as the kind and dtype of ``primary``."""
-    if is_tensor(primary):
-        t = torch_module()
+    t = sys.modules.get("torch")
+    if t is not None and isinstance(primary, t.Tensor):
         res = t.from_numpy(out)
         return res if primary.dtype == t.float32 else res.to(primary.dtype)
-    if isinstance(primary, np.ndarray) and primary.dtype != np.float32:
+    if isinstance(primary, np.ndarray) and primary.dtype != _F32:
         return out.astype(primary.dtype)
     return out
 

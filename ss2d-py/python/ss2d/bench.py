@@ -4,7 +4,8 @@ eager, when torch is installed) on VMamba's stage-1 shapes, printing the speedup
 - ``scan``: the selective scan at ``B=1, D=768, L=3136, N=16, G=4`` (Vanilla-VMamba stage 1,
   four directions stacked as channels) and ``D=384, N=1`` (VMamba-T s1l8), with the inputs of
   ``ss2d bench --op scan`` (softplus, ``D``, ``delta_bias``; no ``z``), so the ``ss2d elem/s``
-  column compares directly with the CLI's kernel column at the same ``--threads``.
+  column compares directly with the CLI's kernel column at the same ``--threads`` (the output
+  buffer is reused across runs through ``out=``, as the CLI bench reuses its buffer).
 - ``layer``: the whole SS2D module (``s1l8``, ``s2l5``, ``vanilla``) on a 56 x 56 map.
 
 Times are medians over ``--reps`` runs after one warm-up (references: one run, they are slow).
@@ -69,7 +70,10 @@ def bench_scan(args, rows):
     for s in SCAN_SHAPES:
         x = scan_inputs(s)
         elems = s["B"] * s["D"] * s["L"] * s["N"]
-        call = lambda: ss2d.selective_scan_fn(**x, delta_softplus=True, threads=args.threads)  # noqa
+        # One output buffer reused across runs (``out=``), as ``ss2d bench`` does in Rust.
+        out = np.empty_like(x["u"])
+        call = lambda: ss2d.selective_scan_fn(  # noqa: E731
+            **x, delta_softplus=True, threads=args.threads, out=out)
         t_k = median_time(call, args.reps)
         row = dict(op="scan", case=",".join(f"{k}={v}" for k, v in s.items()), ss2d_s=t_k,
                    ss2d_elem_per_s=elems / t_k)
@@ -166,10 +170,14 @@ def main(argv=None):
     threads = args.threads if args.threads is not None else ss2d.default_threads()
     torch = None if args.no_reference else torch_or_none()
     if not args.json:
-        print(f"ss2d {ss2d.__version__}, {ss2d.simd_level()}, {threads} thread(s); references: "
-              f"NumPy {np.__version__}" + (f", torch {torch.__version__} eager"
-                                           f" ({torch.get_num_threads()} threads)" if torch else
-                                           " (torch not installed)"), flush=True)
+        if args.no_reference:
+            refs = "none (--no-reference)"
+        else:
+            refs = f"NumPy {np.__version__}" + (
+                f", torch {torch.__version__} eager ({torch.get_num_threads()} threads)"
+                if torch else " (torch not installed)")
+        print(f"ss2d {ss2d.__version__}, {ss2d.simd_level()}, {threads} thread(s); "
+              f"references: {refs}", flush=True)
     rows = []
     if args.op in ("scan", "all"):
         bench_scan(args, rows)
