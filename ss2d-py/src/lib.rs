@@ -236,6 +236,83 @@ fn cross_opts(in_cf: bool, out_cf: bool, one_by_one: bool, scans: i64) -> PyResu
     })
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cross {
+    Scan,
+    Merge,
+}
+
+/// The cross-scan or cross-merge of `t` (both directions share the size inference and the
+/// output shapes).
+fn cross<'py>(
+    py: Python<'py>,
+    dir: Cross,
+    t: In<'py>,
+    opts: CrossOpts,
+    threads: usize,
+) -> PyResult<Out<'py>> {
+    let (name, out_name) = match dir {
+        Cross::Scan => ("x", "xs"),
+        Cross::Merge => ("ys", "y"),
+    };
+    // The input is the 2D side for the scan (four slices one-by-one) and the sequence side,
+    // always four directions, for the merge.
+    let four = dir == Cross::Merge || opts.one_by_one;
+    let cf = match dir {
+        Cross::Scan => opts.in_channel_first,
+        Cross::Merge => opts.out_channel_first,
+    };
+    let (batch, channels, h, w) = match (four, cf, t.shape()) {
+        (false, true, &[b, c, h, w]) => (b, c, h, w),
+        (false, false, &[b, h, w, c]) => (b, c, h, w),
+        (true, true, &[b, 4, c, h, w]) => (b, c, h, w),
+        (true, false, &[b, h, w, 4, c]) => (b, c, h, w),
+        _ => {
+            let want = match (four, cf) {
+                (false, true) => "(B, C, H, W)",
+                (false, false) => "(B, H, W, C)",
+                (true, true) => "(B, 4, C, H, W)",
+                (true, false) => "(B, H, W, 4, C)",
+            };
+            return Err(PyValueError::new_err(format!(
+                "tensor `{name}` has shape {}, expected {want}",
+                fmt_shape(t.shape())
+            )));
+        }
+    };
+    let dims = CrossDims {
+        batch,
+        channels,
+        h,
+        w,
+    };
+    let n = match dir {
+        Cross::Scan => cross_scan_output_len(dims, opts),
+        Cross::Merge => cross_merge_output_len(dims, opts),
+    }
+    .map_err(value_err)?;
+    let l = dims.seqlen().map_err(value_err)?;
+    let td = data(name, &t)?;
+    let mut out = zeros(out_name, n)?;
+    py.detach(|| match dir {
+        Cross::Scan => ss2d_std::cross::cross_scan(td, dims, opts, &mut out, par(threads)),
+        Cross::Merge => ss2d_std::cross::cross_merge(td, dims, opts, &mut out, par(threads)),
+    })
+    .map_err(value_err)?;
+    // The scan writes the sequence side, the merge the 2D side (four slices one-by-one).
+    let (seq, cf) = match dir {
+        Cross::Scan => (true, opts.out_channel_first),
+        Cross::Merge => (opts.one_by_one, opts.in_channel_first),
+    };
+    let shape: Vec<usize> = match (seq, cf) {
+        (true, true) => vec![batch, 4, channels, l],
+        (true, false) => vec![batch, l, 4, channels],
+        (false, true) => vec![batch, channels, l],
+        (false, false) => vec![batch, l, channels],
+    };
+    array(py, &shape, out)
+}
+
 /// VMamba's `cross_scan_fn`: `x` `(B, C, H, W)` / `(B, H, W, C)` (one-by-one:
 /// `(B, 4, C, H, W)` / `(B, H, W, 4, C)`) to `xs` `(B, 4, C, L)` / `(B, L, 4, C)`.
 #[pyfunction]
@@ -250,42 +327,7 @@ fn cross_scan<'py>(
     threads: usize,
 ) -> PyResult<Out<'py>> {
     let opts = cross_opts(in_channel_first, out_channel_first, one_by_one, scans)?;
-    let (batch, channels, h, w) = match (one_by_one, in_channel_first, x.shape()) {
-        (false, true, &[b, c, h, w]) => (b, c, h, w),
-        (false, false, &[b, h, w, c]) => (b, c, h, w),
-        (true, true, &[b, 4, c, h, w]) => (b, c, h, w),
-        (true, false, &[b, h, w, 4, c]) => (b, c, h, w),
-        _ => {
-            let want = match (one_by_one, in_channel_first) {
-                (false, true) => "(B, C, H, W)",
-                (false, false) => "(B, H, W, C)",
-                (true, true) => "(B, 4, C, H, W)",
-                (true, false) => "(B, H, W, 4, C)",
-            };
-            return Err(PyValueError::new_err(format!(
-                "tensor `x` has shape {}, expected {want}",
-                fmt_shape(x.shape())
-            )));
-        }
-    };
-    let dims = CrossDims {
-        batch,
-        channels,
-        h,
-        w,
-    };
-    let n = cross_scan_output_len(dims, opts).map_err(value_err)?;
-    let l = dims.seqlen().map_err(value_err)?;
-    let xd = data("x", &x)?;
-    let mut out = zeros("xs", n)?;
-    py.detach(|| ss2d_std::cross::cross_scan(xd, dims, opts, &mut out, par(threads)))
-        .map_err(value_err)?;
-    let shape = if out_channel_first {
-        [batch, 4, channels, l]
-    } else {
-        [batch, l, 4, channels]
-    };
-    array(py, &shape, out)
+    cross(py, Cross::Scan, x, opts, threads)
 }
 
 /// VMamba's `cross_merge_fn`: `ys` `(B, 4, C, H, W)` / `(B, H, W, 4, C)` to `y` `(B, C, L)` /
@@ -302,40 +344,7 @@ fn cross_merge<'py>(
     threads: usize,
 ) -> PyResult<Out<'py>> {
     let opts = cross_opts(in_channel_first, out_channel_first, one_by_one, scans)?;
-    let (batch, channels, h, w) = match (out_channel_first, ys.shape()) {
-        (true, &[b, 4, c, h, w]) => (b, c, h, w),
-        (false, &[b, h, w, 4, c]) => (b, c, h, w),
-        _ => {
-            let want = if out_channel_first {
-                "(B, 4, C, H, W)"
-            } else {
-                "(B, H, W, 4, C)"
-            };
-            return Err(PyValueError::new_err(format!(
-                "tensor `ys` has shape {}, expected {want}",
-                fmt_shape(ys.shape())
-            )));
-        }
-    };
-    let dims = CrossDims {
-        batch,
-        channels,
-        h,
-        w,
-    };
-    let n = cross_merge_output_len(dims, opts).map_err(value_err)?;
-    let l = dims.seqlen().map_err(value_err)?;
-    let yd = data("ys", &ys)?;
-    let mut out = zeros("y", n)?;
-    py.detach(|| ss2d_std::cross::cross_merge(yd, dims, opts, &mut out, par(threads)))
-        .map_err(value_err)?;
-    let shape: Vec<usize> = match (one_by_one, in_channel_first) {
-        (false, true) => vec![batch, channels, l],
-        (false, false) => vec![batch, l, channels],
-        (true, true) => vec![batch, 4, channels, l],
-        (true, false) => vec![batch, l, 4, channels],
-    };
-    array(py, &shape, out)
+    cross(py, Cross::Merge, ys, opts, threads)
 }
 
 /// The SS2D scan (VMamba's `forward_corev2` steps 6-11: cross-scan, x_proj, dt_proj, the
