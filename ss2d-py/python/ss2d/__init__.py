@@ -106,8 +106,8 @@ def selective_scan_fn(
 
 
 def cross_scan_fn(
-    x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, threads=None,
-    force_torch=False,
+    x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0,
+    force_torch=False, threads=None,
 ):
     """VMamba's ``cross_scan_fn``: ``x`` ``(B, C, H, W)`` (``in_channel_first``) or
     ``(B, H, W, C)`` (one_by_one: ``(B, 4, C, H, W)`` / ``(B, H, W, 4, C)``) to ``xs``
@@ -125,8 +125,8 @@ def cross_scan_fn(
 
 
 def cross_merge_fn(
-    ys, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, threads=None,
-    force_torch=False,
+    ys, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0,
+    force_torch=False, threads=None,
 ):
     """VMamba's ``cross_merge_fn``: ``ys`` ``(B, 4, C, H, W)`` (``out_channel_first``) or
     ``(B, H, W, 4, C)``, each direction in its scan order, to ``y`` ``(B, C, L)``

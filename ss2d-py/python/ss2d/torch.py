@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import _ss2d
+from . import _ss2d, default_threads
 from ._convert import threads_arg, to_f32
 
 Tensor = torch.Tensor
@@ -41,7 +41,8 @@ __all__ = [
 
 
 def _threads(threads):
-    return threads_arg(None if threads is None or threads <= 0 else threads, _ss2d.default_threads)
+    """An op's ``threads`` argument: 0 (or None) means every core."""
+    return default_threads() if threads is None or threads <= 0 else threads
 
 
 def _opt(name, x):
@@ -138,7 +139,7 @@ def _threads_int(threads):
     every torch version)."""
     if threads is None:
         return 0
-    return threads_arg(threads, _ss2d.default_threads)
+    return threads_arg(threads, default_threads)
 
 
 # ------------------------------------------------------------------------------------------
