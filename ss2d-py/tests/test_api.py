@@ -130,3 +130,13 @@ def test_out_buffer_is_written_in_place():
     with pytest.raises(ValueError):
         ss2d.selective_scan_fn(u, delta[:, :, :10], A, B, C, out=before)
     assert np.all(before == 7.0)  # nothing written on error
+
+
+def test_bench_runs(capsys):
+    from ss2d import bench
+
+    assert bench.main(["--op", "all", "--no-reference", "--reps", "1", "--json"]) == 0
+    import json
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["op"] for r in rows] == ["scan", "scan", "layer", "layer", "layer"]
+    assert all(r["ss2d_s"] > 0 for r in rows)
