@@ -139,3 +139,23 @@ def test_swap_example():
     print(f"swap example (s1l8 stage 1, 96 x 56 x 56): torch reference {t_ref * 1e3:.1f} ms, "
           f"with ss2d {t_fast * 1e3:.1f} ms: {t_ref / t_fast:.1f}x faster")
     assert t_fast < t_ref
+
+
+def test_fused_scan_op_and_patch_mamba():
+    import types
+
+    g = torch.Generator().manual_seed(3)
+    D, N, R = 8, 2, 1
+    x = torch.randn(1, D, 5, 6, generator=g)
+    w = (torch.randn(4, R + 2 * N, D, generator=g) * 0.3, torch.randn(4, D, R, generator=g) * 0.5,
+         torch.rand(4, D, generator=g) - 4, torch.zeros(4 * D, N), torch.ones(4 * D))
+    y = ss2d.ss2d_scan(x, *w)
+    assert isinstance(y, torch.Tensor) and y.shape == x.shape
+    assert np.array_equal(y.numpy(), ss2d.ss2d_scan(x.numpy(), *(t.numpy() for t in w)))
+    compiled = torch.compile(lambda x: st.ss2d_scan(x, *w) * 2, backend="aot_eager",
+                             fullgraph=True)
+    assert torch.equal(compiled(x), y * 2)
+    fake = types.ModuleType("mamba_ssm.modules.fake")
+    fake.selective_scan_fn = None
+    assert st.patch_mamba(fake) == ["mamba_ssm.modules.fake"]
+    assert fake.selective_scan_fn is st.selective_scan_fn
