@@ -37,6 +37,17 @@ pub enum Command {
     /// VMamba's cross-merge (`cross_merge_fn`): reads `ys` from IN; writes `y` (the four
     /// directions mapped back to row-major and summed) to OUT.
     CrossMerge(crate::cross::CrossArgs),
+    /// Print the SIMD level the kernels run at (after `SS2D_ISA`), or with `--list` every level
+    /// this CPU runs (space-separated, lowest first).
+    Isa(IsaArgs),
+}
+
+/// Arguments of `ss2d isa`.
+#[derive(Debug, Args)]
+pub struct IsaArgs {
+    /// List every level this CPU runs instead of the one in use.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// Arguments of `ss2d scan`.

@@ -33,5 +33,16 @@ pub fn run(cli: cli::Cli, out: &mut dyn Write) -> Result<(), Error> {
         cli::Command::Demo(a) => demo::command(&a, out),
         cli::Command::CrossScan(a) => cross::command(&a, cross::Direction::Scan),
         cli::Command::CrossMerge(a) => cross::command(&a, cross::Direction::Merge),
+        cli::Command::Isa(a) => {
+            let line = if a.list {
+                ss2d_core::SimdLevel::available()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                ss2d_core::SimdLevel::current().name().to_string()
+            };
+            writeln!(out, "{line}").map_err(|e| Error::Usage(format!("stdout: {e}")))
+        }
     }
 }

@@ -412,6 +412,24 @@ pub mod x86 {
         SimdLevel::Baseline
     }
 
+    /// The best x86 level of the running CPU by CPUID and XCR0 alone, even with the `std`
+    /// feature: `is_x86_feature_detected!` answers `true` without asking the CPU for features
+    /// the build enables at compile time, so it cannot tell whether a `target-cpu=x86-64-v4`
+    /// build runs on a CPU without AVX-512 (the floor check of `ss2d_std::check_cpu`, the C ABI
+    /// and the CLI use this).
+    pub fn detect_raw() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (w, xcr0) = cpu_words();
+            for l in [SimdLevel::Avx512, SimdLevel::Avx2] {
+                if words_have(w, xcr0, l) {
+                    return l;
+                }
+            }
+        }
+        SimdLevel::Baseline
+    }
+
     /// True when the running CPU has every feature of `level` (uncached).
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     pub fn cpu_has(level: SimdLevel) -> bool {

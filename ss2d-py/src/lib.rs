@@ -548,10 +548,14 @@ fn load_safetensors<'py>(
     Ok((meta, tensors))
 }
 
-/// The SIMD level the kernels run at (`x86-64`, `x86-64-v3`, `x86-64-v4`).
+/// The SIMD level the kernels run at (`x86-64`, `x86-64-v3`, `x86-64-v4`, `neon`): the best
+/// level of the CPU, chosen at run time, unless `SS2D_ISA` pins another (an invalid `SS2D_ISA`
+/// raises `ValueError` here).
 #[pyfunction]
-fn simd_level() -> &'static str {
-    SimdLevel::compiled().name()
+fn simd_level() -> PyResult<&'static str> {
+    ss2d_std::cpu::level_from_env()
+        .map(SimdLevel::name)
+        .map_err(|m| PyValueError::new_err(format!("SS2D_ISA: {m}")))
 }
 
 /// Threads a call uses by default: every available core.
@@ -563,6 +567,8 @@ fn default_threads() -> usize {
 /// The native module.
 #[pymodule(name = "_ss2d")]
 fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Apply SS2D_ISA once, at import: an invalid value fails the import with its message.
+    ss2d_std::cpu::level_from_env().map_err(|m| PyValueError::new_err(format!("SS2D_ISA: {m}")))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("TENSOR_NAMES", ss2d_cli::layer::TENSOR_NAMES.to_vec())?;
     m.add_function(wrap_pyfunction!(selective_scan, m)?)?;

@@ -78,7 +78,7 @@ impl std::error::Error for CpuError {}
 /// not limited by what this build assumes.
 fn detect() -> SimdLevel {
     if cfg!(target_arch = "x86_64") {
-        ss2d_core::level::x86::detect()
+        ss2d_core::level::x86::detect_raw()
     } else {
         SimdLevel::detect()
     }

@@ -16,11 +16,23 @@ use std::path::{Path, PathBuf};
 use ss2d_core::{reference, BcLayout, Error, Layout, ScanArgs, ScanPlan, ScanShape, Walk};
 
 // ---------------------------------------------------------------------------------------------
+// SIMD level
+// ---------------------------------------------------------------------------------------------
+
+/// Applies `SS2D_ISA` (once) and returns the level the kernels run at in this test process:
+/// `.ci/run` runs the suite once per level the CPU has, from one build, with `SS2D_ISA` set.
+/// An invalid or unsupported value fails the test (it must not silently test another level).
+pub fn level() -> ss2d_core::SimdLevel {
+    ss2d_std::cpu::level_from_env().unwrap_or_else(|m| panic!("SS2D_ISA: {m}"))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Golden data
 // ---------------------------------------------------------------------------------------------
 
 /// `shared/golden` of the repository checkout.
 pub fn golden_dir() -> PathBuf {
+    level();
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden"))
 }
 
@@ -484,6 +496,7 @@ impl Problem {
 
     /// A validated plan for buffers of the right size.
     pub fn plan(&self) -> ScanPlan<'_> {
+        level();
         ScanPlan::new(
             &self.shape,
             &self.walk,
@@ -506,6 +519,7 @@ impl Problem {
         state: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) -> Result<(), Error> {
+        level();
         ss2d_core::selective_scan(&self.shape, &self.walk, &self.args(), out, state, scratch)
     }
 
