@@ -24,8 +24,8 @@
 //!
 //! Golden data: `$SS2D_GOLDEN_DIR`, else `testdata/golden` of the repository.
 //!
-//! With arguments `compare GOT WANT TOL NAME...` it compares the named tensors of two
-//! safetensors files instead (`max|got - want| <= TOL * max|want|`, NaN-propagating): the check
+//! With arguments `compare GOT WANT TOL` it compares every tensor of GOT with the same-named
+//! tensor of WANT instead (`max|got - want| <= TOL * max|want|`, NaN-propagating): the check
 //! of the CLI's output under emulation, where no other tool of this workspace can run.
 #![forbid(unsafe_code)]
 
@@ -36,7 +36,8 @@ use std::time::Instant;
 
 use ss2d_conformance::golden_problem::scan_problem;
 use ss2d_conformance::{
-    check_bitwise, check_close, concat_axis, seq_axis, transpose, Golden, Lcg, Spec, WalkKind,
+    check_bitwise, check_close, concat_axis, divisors, seq_axis, transpose, Golden, Lcg, Spec,
+    WalkKind,
 };
 use ss2d_core::{BcLayout, Layout, Walk};
 use ss2d_std::cross::{
@@ -265,7 +266,7 @@ fn bc(g: &mut Lcg, dim: usize, batch_groups: bool) -> BcLayout {
     if !batch_groups {
         return BcLayout::Constant;
     }
-    let divs: Vec<usize> = (1..=dim).filter(|k| dim % k == 0).collect();
+    let divs = divisors(dim);
     BcLayout::Grouped(divs[g.below(divs.len())])
 }
 
@@ -298,7 +299,7 @@ fn random_spec(i: u64, g: &mut Lcg) -> Spec {
         dstate: 1 + g.below(20),
         b: bc_layout,
         c: c_layout,
-        layout: if (i / 64 + i / 2) % 2 == 0 {
+        layout: if (i / 64 + i / 2).is_multiple_of(2) {
             Layout::ChannelFirst
         } else {
             Layout::ChannelLast
@@ -399,14 +400,15 @@ fn split_resume(r: &mut Runner) {
                 let mut o = vec![f32::NAN; p.out_len()];
                 let mut so = vec![f32::NAN; p.state_len()];
                 let mut scratch = vec![f32::NAN; plan.scratch_len()];
-                let mut items = plan
-                    .split(&mut o, Some(&mut so), count)
-                    .map_err(|e| format!("split({count}): {e}"))?;
-                let list: Vec<_> = items.items().collect();
-                for item in list.into_iter().rev() {
-                    item.run(&mut scratch).map_err(|e| e.to_string())?;
+                {
+                    let mut items = plan
+                        .split(&mut o, Some(&mut so), count)
+                        .map_err(|e| format!("split({count}): {e}"))?;
+                    let list: Vec<_> = items.items().collect();
+                    for item in list.into_iter().rev() {
+                        item.run(&mut scratch).map_err(|e| e.to_string())?;
+                    }
                 }
-                drop(items);
                 check_bitwise(&format!("{count} work items out"), &o, &out)?;
                 check_bitwise(&format!("{count} work items state"), &so, &st)?;
             }
@@ -451,7 +453,7 @@ fn fused_vs_unfused(r: &mut Runner) {
             dstate: 1 + g.below(6),
             dt_rank: 1 + g.below(4),
             mode: [ScanMode::Cross2d, ScanMode::Unidi, ScanMode::Bidi][(i % 3) as usize],
-            channel_first: i / 3 % 2 == 0,
+            channel_first: (i / 3).is_multiple_of(2),
         };
         let (d, n, rk) = (shape.dim, shape.dstate, shape.dt_rank);
         let x = g.fill(shape.batch * d * shape.h * shape.w, -1.0, 1.0);
@@ -627,28 +629,39 @@ fn golden_layer(r: &mut Runner) {
 // CLI output check
 // ---------------------------------------------------------------------------------------------
 
-/// `compare GOT WANT TOL NAME...`: exit status 0 when every named tensor matches.
+/// `compare GOT WANT TOL`: every tensor of GOT (at least one) against the tensor of the same
+/// name in WANT; exit status 0 when all match.
 fn compare(args: &[String]) -> bool {
-    let [got, want, tol, names @ ..] = args else {
-        eprintln!("usage: single_thread compare GOT WANT TOL NAME...");
+    let [got, want, tol] = args else {
+        eprintln!("usage: single_thread compare GOT WANT TOL");
         return false;
     };
     let Ok(tol) = tol.parse::<f64>() else {
         eprintln!("compare: bad tolerance {tol:?}");
         return false;
     };
-    if names.is_empty() {
-        eprintln!("compare: no tensor names");
-        return false;
-    }
     let r = catch_unwind(|| {
         let (a, b) = (Golden::load(Path::new(got)), Golden::load(Path::new(want)));
+        let mut names: Vec<&String> = a.tensors.keys().collect();
+        names.sort();
+        if names.is_empty() {
+            println!("FAIL {got}: no tensors");
+            return false;
+        }
         let mut ok = true;
         for n in names {
-            match check_close(n, a.tensor(n), b.tensor(n), tol, 0.0) {
-                Ok(w) => println!("{}: {n} max|err|/max|ref| {w:.3e}", b.name),
-                Err(m) => {
+            match b
+                .tensors
+                .contains_key(n)
+                .then(|| check_close(n, a.tensor(n), b.tensor(n), tol, 0.0))
+            {
+                Some(Ok(w)) => println!("{}: {n} max|err|/max|ref| {w:.3e}", b.name),
+                Some(Err(m)) => {
                     println!("FAIL {}: {m}", b.name);
+                    ok = false;
+                }
+                None => {
+                    println!("FAIL {}: no tensor {n} to compare with", b.name);
                     ok = false;
                 }
             }
