@@ -10,7 +10,9 @@
 #   x86-cpus  Builds the CLI and libss2d_capi.so as the README does (cargo build --release, the
 #             caller's RUSTFLAGS and .cargo/config.toml) and runs them under qemu-x86_64 on CPUs
 #             without AVX-512 (-cpu Haswell: AVX2+FMA) and without AVX (-cpu Nehalem): the C
-#             example over the goldens and the conformance runner. qemu-x86_64 runs threads.
+#             example (all exec modes, threads included: qemu-x86_64 runs them) over the
+#             selective-scan and small layer goldens, and the CLI's scans plus one 56x56 layer.
+#             (The full conformance runner takes over 10 minutes under x86 emulation.)
 #
 # Usage: .ci/emulated.sh [aarch64] [x86-cpus]      (no argument: both)
 # Golden data: $SS2D_GOLDEN_DIR, else testdata/golden.
