@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use ss2d_core::{reference, BcLayout, Error, Layout, ScanArgs, ScanPlan, ScanShape, Walk};
 
+pub mod golden_problem;
+
 // ---------------------------------------------------------------------------------------------
 // SIMD level
 // ---------------------------------------------------------------------------------------------
