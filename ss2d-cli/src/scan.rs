@@ -282,7 +282,7 @@ pub fn write_output(path: &Path, r: &ScanOutput, backend: Backend) -> Result<(),
     let mut meta = BTreeMap::new();
     meta.insert("op".to_string(), "scan".to_string());
     meta.insert("backend".to_string(), backend.name().to_string());
-    meta.insert("isa".to_string(), SimdLevel::compiled().name().to_string());
+    meta.insert("isa".to_string(), SimdLevel::current().name().to_string());
     meta.insert("delta_softplus".to_string(), r.delta_softplus.to_string());
     meta.insert(
         "return_last_state".to_string(),
