@@ -181,7 +181,11 @@ fn scan(c: ScanIn) {
     reference::selective_scan::<f64>(&shape, &walk, &args, &mut want, Some(&mut want_st))
         .expect("valid reference call");
 
-    let plan = ScanPlan::new(&shape, &walk, args, bdl, Some(bdn)).expect("valid plan");
+    // Every SIMD level the CPU runs, chosen by the input.
+    let plan = ScanPlan::new(&shape, &walk, args, bdl, Some(bdn))
+        .expect("valid plan")
+        .with_level(pick_level(c.seed as usize))
+        .expect("available level");
     // Dirty scratch: NaN everywhere before the call.
     let mut scratch = vec![f32::NAN; plan.scratch_len()];
     let mut out = vec![0.0f32; bdl];
@@ -247,7 +251,10 @@ fn fused(c: FusedIn) {
         ds: &ds,
     };
     let ctx = (&s, c.seed);
-    let plan = FusedPlan::new(&s, weights, &x, &proj).expect("valid fused plan");
+    let plan = FusedPlan::new(&s, weights, &x, &proj)
+        .expect("valid fused plan")
+        .with_level(pick_level(c.seed as usize))
+        .expect("available level");
 
     // Reference: per direction, a 1D reference scan over the walk with dt from the low-rank
     // projection (f64, rounded to the f32 the reference takes), B/C as (B, 1, N, L) in
@@ -331,6 +338,12 @@ fn fused(c: FusedIn) {
         combine(split, &mut bufs, 0..len);
         assert_eq!(bits(bufs[0]), bits(&out), "{split:?} differs for {ctx:?}");
     }
+}
+
+/// The `k`-th (modulo) SIMD level this CPU runs.
+fn pick_level(k: usize) -> ss2d_core::SimdLevel {
+    let levels: Vec<ss2d_core::SimdLevel> = ss2d_core::SimdLevel::available().collect();
+    levels[k % levels.len()]
 }
 
 fuzz_target!(|case: Case| {
