@@ -20,8 +20,27 @@
 //! | `D`, `delta_bias` | (D,) |
 //! | initial / final state | (B, D, N) |
 //!
+//! ## SIMD levels and dispatch
+//! Every build carries every level of its architecture and picks one at run time
+//! ([`SimdLevel`]): on x86-64 the baseline (SSE2), `x86-64-v3` (AVX2 + FMA) and `x86-64-v4`
+//! (AVX-512), on aarch64 NEON, elsewhere portable scalar lanes. A plain `cargo build` is as
+//! fast as a `-C target-cpu=native` one (the kernels are the same code, compiled inside
+//! `#[target_feature]` functions per level; see `src/platform/mod.rs`), and a build with a
+//! level compiled in (`-C target-cpu=x86-64-v4`) uses it without any run-time check.
+//!
+//! - [`SimdLevel::detect`]: the best level of the CPU (CPUID + XGETBV, cached; the
+//!   standard library's detection with the `std` feature), [`SimdLevel::available`],
+//!   [`SimdLevel::current`] (what new plans use), [`SimdLevel::set_current`] (pin a level for
+//!   the process; `ss2d-std` maps `SS2D_ISA` onto it for the CLI, the C ABI and Python).
+//! - [`ScanPlan::with_level`] / [`fused::FusedPlan::with_level`] run one plan at a named level
+//!   and fail with [`Error::Unsupported`] when the CPU lacks it.
+//! - Scratch sizes are those of the widest level ([`MAX_LANES`]), so one scratch serves all.
+//! - The CPU features of each level are one table, [`level::x86::FEATURES`], used by the
+//!   kernels' `#[target_feature]` lists (checked by a test), the detection, and the C ABI's and
+//!   the CLI's refusal of a build whose compiled floor the CPU lacks.
+//!
 //! ## Design
-//! One SIMD register holds `LANES` channels (16 with AVX-512, 8 otherwise); a *panel* of
+//! One SIMD register holds a panel's channels (16 lanes at `x86-64-v4`, 8 otherwise); a *panel* of
 //! channels walks its positions in order with its N states in registers. Panels never
 //! straddle a B/C group, so B and C are broadcasts. Inputs are packed per chunk of
 //! [`scan::CHUNK`] steps into L1-sized panels (transposed for channel-first data), so the same
@@ -35,7 +54,9 @@
 //! ## Accuracy and determinism
 //! Outputs are bitwise identical for any work-item split, thread count and chunking, and across
 //! a scan split in two and resumed from the final state. Within one ISA level results are
-//! deterministic; across levels (FMA or not, 8 or 16 lanes) they differ at rounding level only.
+//! deterministic, and the dispatched code of a level gives bitwise the results of the same
+//! level compiled in statically (`.ci/levels.sh` checks it); across levels (FMA or not, the
+//! `exp2` range reduction) they differ at rounding level only.
 //! The vector `exp`, `softplus` and `silu` ([`math`]) carry documented bounds (relative error
 //! <= 4e-7, 1e-6, 1e-6); against mamba's `selective_scan_ref` the kernel stays within
 //! 1e-4 x max|ref| (tests in `tests/`).
@@ -72,17 +93,19 @@
 //! `1..=units` is clamped, not refused.
 //!
 //! ### Accuracy per ISA level
-//! Measured with `tests/tests/edges.rs::tolerance_per_isa_level_report` (`.ci/run` prints it at
-//! every level) as `max|kernel - want| / max|want|`, worst case over the set. The upstream
+//! Measured with `tests/tests/edges.rs::tolerance_per_isa_level_report` (`.ci/levels.sh` prints
+//! it at every level; the NEON row is the aarch64 runner `tests/tests/single_thread.rs` under
+//! `qemu-aarch64`) as `max|kernel - want| / max|want|`, worst case over the set. The upstream
 //! goldens carry float32 error of their own (up to 3.5e-7 x max|ref| for the selective scans
 //! and 7.3e-7 for the layers against float64, per their README), so the first and last columns
 //! are at the goldens' noise floor:
 //!
-//! | level (`RUSTFLAGS`) | lanes | golden selective scans (vs upstream f32) | 72 random model-domain scans (vs f64 reference) | golden SS2D layers (vs upstream) |
+//! | level (`SS2D_ISA`, one build) | lanes | golden selective scans (vs upstream f32) | 72 random model-domain scans (vs f64 reference) | golden SS2D layers (vs upstream) |
 //! |---|---|---|---|---|
-//! | `x86-64` (SSE2, no FMA) | 8 (two SSE halves) | 4.9e-7 | 4.5e-7 | 4.7e-7 |
-//! | `x86-64-v3` (AVX2 + FMA) | 8 | 5.0e-7 | 5.2e-7 | 5.5e-7 |
+//! | `x86-64` (SSE2, no FMA) | 8 (two SSE halves) | 4.9e-7 | 4.2e-7 | 4.7e-7 |
+//! | `x86-64-v3` (AVX2 + FMA) | 8 | 5.0e-7 | 4.0e-7 | 5.5e-7 |
 //! | `x86-64-v4` (AVX-512) | 16 | 5.0e-7 | 4.0e-7 | 5.5e-7 |
+//! | `neon` (aarch64, under QEMU) | 8 | 5.0e-7 | - | 5.5e-7 |
 //!
 //! At the edges of the domain (next section) the worst against the f64 reference was 8.1e-7
 //! (`x86-64`), 4.4e-7 (`v3`) and 5.6e-7 (`v4`) over a sweep of softplus arguments up to 1e4,
