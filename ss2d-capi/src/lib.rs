@@ -130,6 +130,15 @@ impl From<ss2d_core::Error> for Fail {
             | E::WalkRepeats { .. } => ss2d_status::SS2D_BAD_VALUE,
             _ => ss2d_status::SS2D_INTERNAL,
         };
+        if let E::Scratch { needed, actual } = e {
+            return Fail::new(
+                status,
+                format!(
+                    "scratch has {actual} elements, this call needs {needed} (see the \
+                     *_scratch_size query)"
+                ),
+            );
+        }
         Fail::new(status, e.to_string())
     }
 }
@@ -203,107 +212,10 @@ pub(crate) fn guard(f: impl FnOnce() -> Res<()>) -> c_int {
     }
 }
 
-/// The highest SIMD level the running CPU offers.
-fn detected_level() -> ss2d_core::SimdLevel {
-    use ss2d_core::SimdLevel;
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
-        if avx2
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            return SimdLevel::Avx512;
-        }
-        if avx2 {
-            return SimdLevel::Avx2;
-        }
-        SimdLevel::Baseline
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        SimdLevel::compiled()
-    }
-}
-
-/// The first x86 feature this build was compiled with that the CPU lacks (a
-/// `target-cpu=native` build carries features beyond its level, e.g. `bmi2`, `avx512vbmi`).
-fn missing_feature() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        macro_rules! first_missing {
-            ($($f:tt),* $(,)?) => {
-                $(
-                    if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
-                        return Some($f);
-                    }
-                )*
-            };
-        }
-        first_missing!(
-            "sse3",
-            "ssse3",
-            "sse4.1",
-            "sse4.2",
-            "popcnt",
-            "avx",
-            "avx2",
-            "fma",
-            "bmi1",
-            "bmi2",
-            "lzcnt",
-            "movbe",
-            "f16c",
-            "pclmulqdq",
-            "aes",
-            "adx",
-            "sha",
-            "gfni",
-            "vaes",
-            "vpclmulqdq",
-            "avx512f",
-            "avx512bw",
-            "avx512cd",
-            "avx512dq",
-            "avx512vl",
-            "avx512ifma",
-            "avx512vbmi",
-            "avx512vbmi2",
-            "avx512vnni",
-            "avx512bitalg",
-            "avx512vpopcntdq",
-        );
-    }
-    None
-}
-
+/// `ss2d_std::check_cpu` (once per process) as a status: the build's SIMD level and every
+/// target feature compiled in against what the CPU reports.
 fn cpu_check() -> Res<()> {
-    let (compiled, detected) = (ss2d_core::SimdLevel::compiled(), detected_level());
-    if let Some(f) = missing_feature() {
-        return Err(Fail::new(
-            ss2d_status::SS2D_UNSUPPORTED_CPU,
-            format!(
-                "this library was built with the CPU feature `{f}` (level {}), which this CPU \
-                 lacks; rebuild with RUSTFLAGS=-Ctarget-cpu=<level>",
-                compiled.name()
-            ),
-        ));
-    }
-    if compiled > detected {
-        return Err(Fail::new(
-            ss2d_status::SS2D_UNSUPPORTED_CPU,
-            format!(
-                "this library was built for {} but the CPU supports only {}; rebuild with \
-                 RUSTFLAGS=-Ctarget-cpu=<level>",
-                compiled.name(),
-                detected.name()
-            ),
-        ));
-    }
-    Ok(())
+    ss2d_std::check_cpu().map_err(|e| Fail::new(ss2d_status::SS2D_UNSUPPORTED_CPU, e.to_string()))
 }
 
 const VERSION: &CStr =
@@ -404,14 +316,10 @@ pub(crate) fn flag(v: c_int) -> bool {
 
 /// The scan mode from an `int` field.
 pub(crate) fn scan_mode(v: c_int) -> Res<ss2d_std::cross::ScanMode> {
-    use ss2d_std::cross::ScanMode;
-    match v {
-        0 => Ok(ScanMode::Cross2d),
-        1 => Ok(ScanMode::Unidi),
-        2 => Ok(ScanMode::Bidi),
-        _ => Err(Fail::new(
+    ss2d_std::cross::ScanMode::from_scans(v.into()).map_err(|_| {
+        Fail::new(
             ss2d_status::SS2D_BAD_VALUE,
             format!("scan_mode must be 0 (cross2d), 1 (unidi) or 2 (bidi), got {v}"),
-        )),
-    }
+        )
+    })
 }
