@@ -98,6 +98,9 @@ pub struct ScanOutput {
     pub out: Vec<f32>,
     /// `last_state`, (B, D, N), when asked.
     pub last_state: Option<Vec<f32>>,
+    /// The note naming the input's tensors the scan did not read (printed on stderr once the
+    /// output is written, so that a failure stays one error line).
+    pub note: Option<String>,
 }
 
 /// The input tensors of a scan, borrowed from a [`TensorFile`].
@@ -244,9 +247,6 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         bias: file.optional_rank("delta_bias", &[1])?,
         init: file.optional_rank("initial_state", &[3])?,
     };
-    if let Some(note) = unused_note(file, &SCAN_TENSORS, "scan") {
-        eprintln!("{note}");
-    }
     let delta_softplus = match opts.delta_softplus {
         Some(v) => v,
         None => file.meta_bool("delta_softplus")?.unwrap_or(false),
@@ -329,6 +329,7 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         delta_softplus,
         out,
         last_state,
+        note: unused_note(file, &SCAN_TENSORS, "scan"),
     })
 }
 
@@ -395,5 +396,9 @@ pub fn command(a: &crate::cli::ScanArgs) -> Result<(), Error> {
     let file = TensorFile::open(&a.input)?;
     let result = scan_file(&file, &opts)?;
     drop(file);
-    write_output(&a.output, &result, backend)
+    write_output(&a.output, &result, backend)?;
+    if let Some(note) = &result.note {
+        eprintln!("{note}");
+    }
+    Ok(())
 }

@@ -255,8 +255,9 @@ impl Parallelism<'_> {
         }
     }
 
-    /// Runs `f` on every item, grouping them into [`Parallelism::items_for`] contiguous
-    /// groups. Every item runs exactly once, whatever a host does; the error returned is the
+    /// Runs `f` on every item. The pools' threads take items one at a time as they become
+    /// free; a host gets them in [`ParallelFor::items`] contiguous groups when it names a
+    /// count. Every item runs exactly once, whatever a host does; the error returned is the
     /// one of the first failing item in order (all items run even when one fails).
     pub fn try_for_each<T, E, F>(&self, items: Vec<T>, f: F) -> Result<(), E>
     where
@@ -264,7 +265,11 @@ impl Parallelism<'_> {
         E: Send,
         F: Fn(T) -> Result<(), E> + Sync,
     {
-        let groups = groups(items, self.items_for(usize::MAX));
+        let count = match self {
+            Parallelism::Host(_) => self.items_for(usize::MAX),
+            _ => usize::MAX,
+        };
+        let groups = groups(items, count);
         let g = groups.len();
         if g <= 1 || self.is_sequential() {
             return groups.into_iter().flatten().try_for_each(f);
