@@ -4,30 +4,10 @@ use ss2d_core::SimdLevel;
 
 use crate::Error;
 
-/// The highest [`SimdLevel`] the running CPU supports.
+/// The highest [`SimdLevel`] the running CPU supports (`ss2d-std`'s detection, once per
+/// process).
 pub fn detected() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return SimdLevel::Avx2;
-        }
-        SimdLevel::Baseline
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // Non-x86 builds report `Baseline` (their vector ISA is the target's baseline).
-        SimdLevel::compiled()
-    }
+    ss2d_std::CpuError::detected()
 }
 
 /// Test hook: `SS2D_PRETEND_CPU=x86-64|x86-64-v3|x86-64-v4` makes [`check`] believe the CPU

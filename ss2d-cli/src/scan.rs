@@ -374,9 +374,10 @@ pub fn write_output(path: &Path, r: &ScanOutput, backend: Backend) -> Result<(),
     Ok(())
 }
 
-/// Default kernel threads for op commands: every available core.
+/// Default kernel threads for op commands: every CPU this process may run on (the library
+/// pool's cap, `ss2d_std::max_threads`).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    ss2d_std::max_threads()
 }
 
 /// `ss2d scan IN OUT ...`.
