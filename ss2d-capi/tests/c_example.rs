@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::run_within;
+
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -30,20 +33,10 @@ fn lib_dir() -> PathBuf {
     );
 }
 
+/// Runs `cmd` (at most 300 s) and asserts success: its output.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
+    let (status, text) = run_within(cmd, 300).unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed ({status}):\n{text}");
     text
 }
 
@@ -133,35 +126,6 @@ fn readme_link_lines() -> Vec<String> {
     lines
 }
 
-/// Runs `cmd`'s child with a time limit (a hang is a failure, not a stuck test).
-fn run_limited(cmd: &mut Command, secs: u64) -> String {
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let start = std::time::Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > std::time::Duration::from_secs(secs) {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
-    text
-}
-
 /// The README's link lines, run as written (by `sh`, in a folder laid out like the
 /// workspace: `ss2d-capi/include`, `target/release` and `app.c` = `examples/fork.c`), then the
 /// binaries they make, without `LD_LIBRARY_PATH`: the shared one must find the library
@@ -193,12 +157,9 @@ fn readme_link_lines_build_the_fork_example() {
             .arg(format!("{line} -o {exe}"))
             .env_remove("PWD")
             .current_dir(&root));
-        let text = run_limited(
-            Command::new(root.join(&exe))
-                .env_remove("LD_LIBRARY_PATH")
-                .current_dir("/"),
-            120,
-        );
+        let text = run(Command::new(root.join(&exe))
+            .env_remove("LD_LIBRARY_PATH")
+            .current_dir("/"));
         println!("{line}\n{text}");
         assert!(text.contains("fork example: 0 failures"), "{text}");
         assert!(text.contains("ok   fork: the child's calls"), "{text}");

@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+use common::run_within;
+
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/golden.py");
 const FORK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fork.py");
@@ -55,13 +58,9 @@ fn python_example_passes_the_goldens() {
 #[test]
 fn python_fork_child_completes() {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let Ok(mut child) = Command::new(&python)
-        .arg(FORK_SCRIPT)
-        .arg(shared_lib())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
+    // The script kills a hung child after 20 s; this bounds the script itself.
+    let run = run_within(Command::new(&python).arg(FORK_SCRIPT).arg(shared_lib()), 60);
+    let Ok((status, text)) = run else {
         assert!(
             std::env::var_os("CI").is_none(),
             "`{python}` cannot be started, and CI requires the Python fork test"
@@ -69,23 +68,8 @@ fn python_fork_child_completes() {
         println!("SKIPPED python_fork_child_completes: `{python}` cannot be started");
         return;
     };
-    // The script kills a hung child after 20 s; this bounds the script itself.
-    let start = std::time::Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("fork.py did not finish within 60 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     println!("{text}");
-    assert!(out.status.success(), "fork.py failed:\n{text}");
+    assert!(status.success(), "fork.py failed:\n{text}");
     assert!(
         text.contains("ok   fork: the child's calls") && text.contains("0 failures"),
         "{text}"
