@@ -165,12 +165,17 @@ typedef void (*ss2d_parallel_for_fn)(void *ctx, size_t n_items, ss2d_item_fn ite
 // struct means: on the calling thread, library-allocated scratch.
 //
 // - `parallel_for == NULL`, `n_threads <= 1`: on the calling thread.
-// - `parallel_for == NULL`, `n_threads > 1`: on the library's own pool of `n_threads` threads
-//   (pools are created on first use per thread count and kept; at most 256 threads).
+// - `parallel_for == NULL`, `n_threads > 1`: on `n_threads` threads of the library's pool.
+//   The process has at most one such pool, with as many threads as the largest request so
+//   far (never more), capped at the number of CPUs the process may run on (larger requests
+//   are clamped: more threads cannot run at once). After `fork()` the child's first threaded
+//   call builds a fresh pool (the parent's pool threads do not exist in the child), so calls
+//   in a forked child complete with the threads they ask for.
 // - `parallel_for != NULL`: the work is cut into items that the host's pool runs through
-//   `parallel_for` (several rounds per call for the fused scan); `n_threads` is then a hint of
-//   the host pool's width (used to pick how finely to split), and `n_items`, when non-zero,
-//   the number of items per round (default: as many as there are independent units).
+//   `parallel_for` (several rounds per call); `n_threads` is then a hint of the host pool's
+//   width (used to pick how finely to split), and `n_items`, when non-zero, the number of
+//   items per round (default: as many as there are independent units). `parallel_for` is
+//   called from the thread that made the ss2d call.
 //
 // The result is bitwise identical in all three modes and for any `n_threads` / `n_items`.
 typedef struct ss2d_exec {
@@ -399,7 +404,7 @@ int ss2d_fused_scan(const struct ss2d_fused_inputs *inputs,
 // # Safety
 // `x` and `xs` are valid descriptors (NULL is refused) whose data is readable (`x`) or
 // writable and exclusive (`xs`) during the call; `exec` is NULL or valid (its scratch is not
-// used); a `parallel_for` keeps its contract (items are batch items).
+// used); a `parallel_for` keeps its contract.
 int ss2d_cross_scan(const struct ss2d_const_tensor *x,
                     const struct ss2d_tensor *xs,
                     int scan_mode,
@@ -452,9 +457,9 @@ int ss2d_layer_get_dims(const struct ss2d_layer *layer, struct ss2d_layer_dims *
 // Runs the layer: `output = SS2D(input)`, both `(B, d_model, H, W)` when the layer is
 // channel-first, else `(B, H, W, d_model)`, any strides (dense row-major tensors are used in
 // place, others go through temporaries). The output must not overlap the input. The layer
-// allocates its own intermediates (`exec->scratch` is not used). With `parallel_for`, the
-// items are batch items (a batch of 1 runs on one host thread; `n_threads` runs every
-// stage on the library pool instead). Bitwise identical in every mode.
+// allocates its own intermediates (`exec->scratch` is not used). Every stage runs on the
+// exec (the library pool or the host's `parallel_for`, a few rounds per stage). Bitwise
+// identical in every mode.
 //
 // # Safety
 // `layer` is a live handle; `input` / `output` are valid descriptors whose data is readable

@@ -3,9 +3,8 @@
 use std::ffi::c_int;
 
 use ss2d_std::cross::{cross_merge, cross_scan, CrossDims, CrossOpts};
-use ss2d_std::Parallelism;
 
-use crate::exec::{read_exec, ss2d_exec, Mode};
+use crate::exec::{read_exec, ss2d_exec};
 use crate::tensor::{check_disjoint, input, output, ss2d_const_tensor, ss2d_tensor, View};
 use crate::{flag, guard, scan_mode, ss2d_status, Fail, Res};
 
@@ -81,51 +80,6 @@ fn check_plane(v: &View, d: &CrossDims, obo: bool, allow_flat: bool) -> Res<()> 
     }
 }
 
-/// `cross_scan` or `cross_merge` with fixed options.
-type CrossFn =
-    dyn Fn(&[f32], CrossDims, &mut [f32], Parallelism<'_>) -> Result<(), ss2d_core::Error> + Sync;
-
-/// Runs `f(input, output, dims)` per the exec: whole on the calling thread or the library
-/// pool, or per batch item on the host's pool (cross-scan and merge treat batch items
-/// independently, so the result is the same).
-fn dispatch(
-    ex: &crate::exec::Exec,
-    dims: CrossDims,
-    inp: &[f32],
-    out: &mut [f32],
-    f: &CrossFn,
-) -> Res<()> {
-    match ex.mode {
-        Mode::Seq | Mode::Threads(_) => Ok(f(inp, dims, out, ex.par())?),
-        Mode::Host { .. } => {
-            let b = dims.batch;
-            if b == 0 || out.is_empty() {
-                return Ok(f(inp, dims, out, Parallelism::Sequential)?);
-            }
-            let (ib, ob) = (inp.len() / b, out.len() / b);
-            let one = CrossDims { batch: 1, ..dims };
-            let units: Vec<(&[f32], &mut [f32])> = if ib == 0 {
-                out.chunks_mut(ob).map(|o| (&[][..], o)).collect()
-            } else {
-                inp.chunks(ib).zip(out.chunks_mut(ob)).collect()
-            };
-            let count = ex.items_for(units.len());
-            let n = units.len();
-            let mut groups: Vec<Vec<(&[f32], &mut [f32])>> =
-                (0..count).map(|_| Vec::new()).collect();
-            for (i, u) in units.into_iter().enumerate() {
-                groups[i * count / n].push(u);
-            }
-            ex.run_items(groups, &mut [], 0, &|g, _| {
-                for (i, o) in g {
-                    f(i, one, o, Parallelism::Sequential)?;
-                }
-                Ok(())
-            })
-        }
-    }
-}
-
 /// VMamba's `cross_scan_fn(x, in_channel_first, out_channel_first, one_by_one, scans)`:
 /// `xs[b, k, c, s] = x[b, c, route_k(s)]` for the four directions of `scan_mode`.
 ///
@@ -137,7 +91,7 @@ fn dispatch(
 /// # Safety
 /// `x` and `xs` are valid descriptors (NULL is refused) whose data is readable (`x`) or
 /// writable and exclusive (`xs`) during the call; `exec` is NULL or valid (its scratch is not
-/// used); a `parallel_for` keeps its contract (items are batch items).
+/// used); a `parallel_for` keeps its contract.
 #[no_mangle]
 pub unsafe extern "C" fn ss2d_cross_scan(
     x: *const ss2d_const_tensor,
@@ -248,15 +202,13 @@ unsafe fn run(
     let data = unsafe { iv.read(&iperm, &ex) }?;
     // SAFETY: the output is writable and exclusive (contract), disjoint from the input.
     let mut ob = unsafe { ov.out_buf(&operm) };
-    let f = move |i: &[f32], d: CrossDims, o: &mut [f32], par: Parallelism<'_>| {
-        if merge {
-            cross_merge(i, d, opts, o, par)
-        } else {
-            cross_scan(i, d, opts, o, par)
-        }
+    let r = if merge {
+        cross_merge(&data, dims, opts, ob.slice(), ex.par())
+    } else {
+        cross_scan(&data, dims, opts, ob.slice(), ex.par())
     };
-    dispatch(&ex, dims, &data, ob.slice(), &f)?;
+    ex.outcome(r)?;
     // SAFETY: as for `out_buf`.
     unsafe { ob.finish(&ex) }?;
-    Ok(())
+    ex.outcome(Ok::<(), Fail>(()))
 }

@@ -4,8 +4,9 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-use ss2d_std::Parallelism;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ss2d_std::{ParallelFor, Parallelism};
 
 use crate::tensor::{flat, View};
 use crate::{panic_message, ss2d_status, Fail, Res};
@@ -30,12 +31,17 @@ pub type ss2d_parallel_for_fn = Option<
 /// struct means: on the calling thread, library-allocated scratch.
 ///
 /// - `parallel_for == NULL`, `n_threads <= 1`: on the calling thread.
-/// - `parallel_for == NULL`, `n_threads > 1`: on the library's own pool of `n_threads` threads
-///   (pools are created on first use per thread count and kept; at most 256 threads).
+/// - `parallel_for == NULL`, `n_threads > 1`: on `n_threads` threads of the library's pool.
+///   The process has at most one such pool, with as many threads as the largest request so
+///   far (never more), capped at the number of CPUs the process may run on (larger requests
+///   are clamped: more threads cannot run at once). After `fork()` the child's first threaded
+///   call builds a fresh pool (the parent's pool threads do not exist in the child), so calls
+///   in a forked child complete with the threads they ask for.
 /// - `parallel_for != NULL`: the work is cut into items that the host's pool runs through
-///   `parallel_for` (several rounds per call for the fused scan); `n_threads` is then a hint of
-///   the host pool's width (used to pick how finely to split), and `n_items`, when non-zero,
-///   the number of items per round (default: as many as there are independent units).
+///   `parallel_for` (several rounds per call); `n_threads` is then a hint of the host pool's
+///   width (used to pick how finely to split), and `n_items`, when non-zero, the number of
+///   items per round (default: as many as there are independent units). `parallel_for` is
+///   called from the thread that made the ss2d call.
 ///
 /// The result is bitwise identical in all three modes and for any `n_threads` / `n_items`.
 #[repr(C)]
@@ -57,28 +63,111 @@ pub struct ss2d_exec {
     pub scratch_len: usize,
 }
 
-/// Threads the library pool may have (the `ss2d-std` pool cache's bound).
-const MAX_POOL: usize = 256;
+/// The host's loop as an executor of `ss2d-std`, recording the first broken contract.
+struct HostLoop {
+    pf: unsafe extern "C" fn(*mut c_void, usize, ss2d_item_fn, *mut c_void),
+    ctx: *mut c_void,
+    width: usize,
+    n_items: usize,
+    fail: Mutex<Option<Fail>>,
+}
 
-/// Items per thread for the library pool, so uneven items balance.
-const ITEMS_PER_THREAD: usize = 4;
+// SAFETY: `ctx` is never dereferenced by the library, only passed back to the host's
+// `parallel_for`, which is called from the thread that made the ss2d call; the rest is plain
+// data and a mutex.
+unsafe impl Sync for HostLoop {}
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Mode {
-    Seq,
-    Threads(usize),
-    Host {
-        pf: unsafe extern "C" fn(*mut c_void, usize, ss2d_item_fn, *mut c_void),
-        ctx: *mut c_void,
-        hint: usize,
-        n_items: usize,
-    },
+impl HostLoop {
+    fn fail(&self, e: Fail) {
+        let mut slot = self.fail.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+}
+
+impl ParallelFor for HostLoop {
+    fn parallel_for(&self, n: usize, item: &(dyn Fn(usize) + Sync)) {
+        let job = HostJob {
+            item,
+            calls: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            host: self,
+        };
+        let item_ctx = &job as *const HostJob<'_> as *mut c_void;
+        // SAFETY: `pf` is the host's function with the documented contract: it calls
+        // `trampoline(item_ctx, i)` for i in 0..n and returns after all calls returned, so
+        // `job` (on this stack frame) outlives every use of `item_ctx`.
+        unsafe { (self.pf)(self.ctx, n, Some(trampoline), item_ctx) };
+        if let Some(i) = job
+            .calls
+            .iter()
+            .position(|c| c.load(Ordering::Acquire) == 0)
+        {
+            // `ss2d-std` runs the skipped items itself; the broken contract is still reported.
+            self.fail(Fail::new(
+                ss2d_status::SS2D_CALLBACK,
+                format!("parallel_for returned without running item {i} of {n}"),
+            ));
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn items(&self) -> usize {
+        self.n_items
+    }
+}
+
+/// One `parallel_for` round.
+struct HostJob<'a> {
+    item: &'a (dyn Fn(usize) + Sync),
+    calls: Vec<AtomicU32>,
+    host: &'a HostLoop,
+}
+
+/// The `ss2d_item_fn` handed to the host: runs item `i` of the `HostJob` at `item_ctx`.
+/// Never unwinds (panics are caught and recorded).
+unsafe extern "C" fn trampoline(item_ctx: *mut c_void, i: usize) {
+    if item_ctx.is_null() {
+        return;
+    }
+    // SAFETY: `item_ctx` is the `HostJob` that `HostLoop::parallel_for` passed to
+    // `parallel_for`; by the host's contract it is only called while that `parallel_for`
+    // runs, while the job is alive. The job is `Sync` (atomics and `Sync` references).
+    let job = unsafe { &*(item_ctx as *const HostJob<'_>) };
+    let n = job.calls.len();
+    let Some(c) = job.calls.get(i) else {
+        job.host.fail(Fail::new(
+            ss2d_status::SS2D_CALLBACK,
+            format!("parallel_for called item {i}, but there are only {n} items"),
+        ));
+        return;
+    };
+    if c.fetch_add(1, Ordering::AcqRel) > 0 {
+        job.host.fail(Fail::new(
+            ss2d_status::SS2D_CALLBACK,
+            format!("parallel_for called item {i} more than once"),
+        ));
+        return;
+    }
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| (job.item)(i))) {
+        let msg = format!(
+            "internal error (panic in work item {i}): {}",
+            panic_message(p.as_ref())
+        );
+        // Recording cannot panic except on a poisoned lock, which `fail` recovers from.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            job.host.fail(Fail::new(ss2d_status::SS2D_INTERNAL, msg))
+        }));
+    }
 }
 
 /// A validated `ss2d_exec`.
-#[derive(Clone, Copy, Debug)]
 pub(crate) struct Exec {
-    pub(crate) mode: Mode,
+    n_threads: usize,
+    host: Option<HostLoop>,
     /// The caller's scratch.
     pub(crate) scratch: Option<View>,
 }
@@ -90,199 +179,68 @@ pub(crate) struct Exec {
 pub(crate) unsafe fn read_exec(p: *const ss2d_exec) -> Res<Exec> {
     // SAFETY: NULL checked by `as_ref`; valid otherwise by the caller's contract.
     let Some(e) = (unsafe { p.as_ref() }) else {
-        return Ok(Exec {
-            mode: Mode::Seq,
-            scratch: None,
-        });
+        return Ok(Exec::sequential());
     };
-    let mode = match e.parallel_for {
-        Some(pf) => Mode::Host {
-            pf,
-            ctx: e.parallel_for_ctx,
-            hint: e.n_threads.max(1),
-            n_items: e.n_items,
-        },
-        None if e.n_threads > 1 => Mode::Threads(e.n_threads),
-        None => Mode::Seq,
-    };
+    let host = e.parallel_for.map(|pf| HostLoop {
+        pf,
+        ctx: e.parallel_for_ctx,
+        width: e.n_threads.max(1),
+        n_items: e.n_items,
+        fail: Mutex::new(None),
+    });
     let scratch = if e.scratch.is_null() {
         None
     } else {
         Some(flat("scratch", e.scratch, e.scratch_len)?)
     };
-    Ok(Exec { mode, scratch })
-}
-
-/// Scratch for a call: the caller's or the library's.
-pub(crate) enum Scratch<'a> {
-    Caller(&'a mut [f32]),
-    Own(Vec<f32>),
-}
-
-impl Scratch<'_> {
-    pub(crate) fn slice(&mut self) -> &mut [f32] {
-        match self {
-            Scratch::Caller(s) => s,
-            Scratch::Own(v) => v,
-        }
-    }
+    Ok(Exec {
+        n_threads: e.n_threads,
+        host,
+        scratch,
+    })
 }
 
 impl Exec {
     /// On the calling thread, library scratch.
     pub(crate) fn sequential() -> Exec {
         Exec {
-            mode: Mode::Seq,
+            n_threads: 0,
+            host: None,
             scratch: None,
         }
     }
 
-    /// How many threads may run at once (the split heuristics' input).
-    pub(crate) fn width(&self) -> usize {
-        match self.mode {
-            Mode::Seq => 1,
-            Mode::Threads(n) => n.min(MAX_POOL),
-            Mode::Host { hint, .. } => hint,
+    /// The executor of `ss2d-std` this exec names.
+    pub(crate) fn par(&self) -> Parallelism<'_> {
+        match &self.host {
+            Some(h) => Parallelism::Host(h),
+            None if self.n_threads > 1 => Parallelism::Threads(self.n_threads),
+            None => Parallelism::Sequential,
         }
     }
 
-    pub(crate) fn is_seq(&self) -> bool {
-        matches!(self.mode, Mode::Seq)
-    }
-
-    /// Work items to create for `units` independent units (at least 1, at most `units`).
-    pub(crate) fn items_for(&self, units: usize) -> usize {
-        let n = match self.mode {
-            Mode::Seq => 1,
-            Mode::Threads(n) => n.min(MAX_POOL).saturating_mul(ITEMS_PER_THREAD),
-            Mode::Host { n_items: 0, .. } => units,
-            Mode::Host { n_items, .. } => n_items,
-        };
-        n.clamp(1, units.max(1))
-    }
-
-    /// Scratch slots (one per concurrently running item) for `items` items.
-    pub(crate) fn slots(&self, items: usize) -> usize {
-        match self.mode {
-            Mode::Seq => 1,
-            Mode::Threads(n) => n.min(MAX_POOL),
-            Mode::Host { .. } => items.max(1),
+    /// `r`, unless the host broke its contract (or an item panicked on a host thread)
+    /// meanwhile: that failure comes first.
+    pub(crate) fn outcome<T, E: Into<Fail>>(&self, r: Result<T, E>) -> Res<T> {
+        let broken = self
+            .host
+            .as_ref()
+            .and_then(|h| h.fail.lock().unwrap_or_else(|e| e.into_inner()).take());
+        match broken {
+            Some(f) => Err(f),
+            None => r.map_err(Into::into),
         }
     }
 
-    /// The scratch of `need` elements: the caller's (checked) or a new buffer.
+    /// The caller's scratch, or `None` for library scratch.
     ///
     /// # Safety
     /// The caller's scratch, when given, is writable for `scratch_len` elements and not
     /// accessed by anyone else during the call, and it was checked not to overlap any tensor.
-    pub(crate) unsafe fn scratch<'a>(&self, need: usize) -> Res<Scratch<'a>> {
-        match &self.scratch {
-            None => Ok(Scratch::Own(vec![0.0f32; need])),
-            Some(v) if v.numel < need => Err(Fail::new(
-                ss2d_status::SS2D_SCRATCH_TOO_SMALL,
-                format!(
-                    "scratch has {} elements, this call needs {need} (see the *_scratch_size \
-                     query)",
-                    v.numel
-                ),
-            )),
-            Some(v) => {
-                // SAFETY: the caller's contract (above); `v` was validated (aligned, non-NULL
-                // when non-empty, in the address space).
-                let s = unsafe { v.as_mut_slice() };
-                Ok(Scratch::Caller(&mut s[..need]))
-            }
-        }
-    }
-
-    /// The rayon parallelism of the library pool modes.
-    pub(crate) fn par(&self) -> Parallelism<'static> {
-        match self.mode {
-            Mode::Threads(n) => Parallelism::Threads(n.min(MAX_POOL)),
-            _ => Parallelism::Sequential,
-        }
-    }
-
-    /// Runs every item once with a scratch slot of `per` elements from `scratch` (which holds
-    /// at least `slots(items.len()) * per`), in this exec's mode.
-    pub(crate) fn run_items<T: Send>(
-        &self,
-        items: Vec<T>,
-        scratch: &mut [f32],
-        per: usize,
-        f: &(dyn Fn(T, &mut [f32]) -> Res<()> + Sync),
-    ) -> Res<()> {
-        let n = items.len();
-        if n == 0 {
-            return Ok(());
-        }
-        let slots = self.slots(n);
-        let need = slots
-            .checked_mul(per)
-            .ok_or_else(|| Fail::new(ss2d_status::SS2D_INTERNAL, "scratch size overflow"))?;
-        if scratch.len() < need {
-            return Err(Fail::new(
-                ss2d_status::SS2D_INTERNAL,
-                format!("internal scratch sizing: {} < {need}", scratch.len()),
-            ));
-        }
-        let mut parts: Vec<&mut [f32]> = if per == 0 {
-            (0..slots).map(|_| <&mut [f32]>::default()).collect()
-        } else {
-            scratch[..need].chunks_mut(per).collect()
-        };
-        match self.mode {
-            Mode::Seq => {
-                let s = &mut parts[0];
-                for it in items {
-                    f(it, s)?;
-                }
-                Ok(())
-            }
-            Mode::Threads(_) => {
-                let cells: Vec<Mutex<&mut [f32]>> = parts.into_iter().map(Mutex::new).collect();
-                self.par().install(|| {
-                    items.into_par_iter().try_for_each(|it| {
-                        // Each pool worker owns the slot of its index; the lock is uncontended
-                        // (it only serializes if the pool is not the one we asked for).
-                        let i = rayon::current_thread_index().unwrap_or(0) % cells.len();
-                        let mut s = cells[i].lock().unwrap_or_else(|e| e.into_inner());
-                        f(it, &mut s)
-                    })
-                })
-            }
-            Mode::Host { pf, ctx, .. } => {
-                let job = HostJob {
-                    cells: items
-                        .into_iter()
-                        .zip(parts)
-                        .map(|(it, s)| Mutex::new(Some((it, s))))
-                        .collect(),
-                    f,
-                    err: Mutex::new(None),
-                };
-                let item_ctx = &job as *const HostJob<'_, T> as *mut c_void;
-                // SAFETY: `pf` is the host's function with the documented contract: it calls
-                // `trampoline::<T>(item_ctx, i)` for i in 0..n and returns after all calls
-                // returned, so `job` (on this stack frame) outlives every use of `item_ctx`.
-                unsafe { pf(ctx, n, Some(trampoline::<T>), item_ctx) };
-                if let Some(e) = job.err.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    return Err(e);
-                }
-                for (i, c) in job.cells.iter().enumerate() {
-                    if c.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-                        return Err(Fail::new(
-                            ss2d_status::SS2D_CALLBACK,
-                            format!(
-                                "parallel_for returned without running item {i} of {n}; the \
-                                 outputs are incomplete"
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            }
-        }
+    pub(crate) unsafe fn scratch<'a>(&self) -> Option<&'a mut [f32]> {
+        // SAFETY: the caller's contract (above); the view was validated (aligned, non-NULL
+        // when non-empty, in the address space).
+        self.scratch.as_ref().map(|v| unsafe { v.as_mut_slice() })
     }
 }
 
@@ -297,67 +255,5 @@ impl View {
         }
         // SAFETY: the caller's contract; non-NULL and aligned by validation.
         unsafe { std::slice::from_raw_parts_mut(self.ptr(), self.numel) }
-    }
-}
-
-/// An item not yet run, with its scratch slot.
-type Cell<'a, T> = Mutex<Option<(T, &'a mut [f32])>>;
-
-/// The state shared by the host's calls of one `parallel_for` round.
-struct HostJob<'a, T> {
-    cells: Vec<Cell<'a, T>>,
-    f: &'a (dyn Fn(T, &mut [f32]) -> Res<()> + Sync),
-    err: Mutex<Option<Fail>>,
-}
-
-impl<T> HostJob<'_, T> {
-    fn run(&self, i: usize) -> Res<()> {
-        let n = self.cells.len();
-        let cell = self.cells.get(i).ok_or_else(|| {
-            Fail::new(
-                ss2d_status::SS2D_CALLBACK,
-                format!("parallel_for called item {i}, but there are only {n} items"),
-            )
-        })?;
-        let taken = cell.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let (it, s) = taken.ok_or_else(|| {
-            Fail::new(
-                ss2d_status::SS2D_CALLBACK,
-                format!("parallel_for called item {i} more than once"),
-            )
-        })?;
-        (self.f)(it, s)
-    }
-
-    fn fail(&self, e: Fail) {
-        let mut slot = self.err.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-    }
-}
-
-/// The `ss2d_item_fn` handed to the host: runs item `i` of the `HostJob<T>` at `item_ctx`.
-/// Never unwinds (panics are caught and recorded).
-unsafe extern "C" fn trampoline<T: Send>(item_ctx: *mut c_void, i: usize) {
-    if item_ctx.is_null() {
-        return;
-    }
-    // SAFETY: `item_ctx` is the `HostJob<T>` that `run_items` passed to `parallel_for` along
-    // with this very instantiation; by the host's contract it is only called while that
-    // `parallel_for` runs, while the job is alive. The job is `Sync` (mutex-guarded cells).
-    let job = unsafe { &*(item_ctx as *const HostJob<'_, T>) };
-    let r = catch_unwind(AssertUnwindSafe(|| job.run(i))).unwrap_or_else(|p| {
-        Err(Fail::new(
-            ss2d_status::SS2D_INTERNAL,
-            format!(
-                "internal error (panic in work item {i}): {}",
-                panic_message(p.as_ref())
-            ),
-        ))
-    });
-    if let Err(e) = r {
-        // Recording cannot panic except on a poisoned lock, which `fail` recovers from.
-        let _ = catch_unwind(AssertUnwindSafe(|| job.fail(e)));
     }
 }

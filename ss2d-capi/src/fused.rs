@@ -3,13 +3,10 @@
 
 use std::ffi::c_int;
 
-use ss2d_core::fused::{combine, CrossMode, FusedPlan, FusedShape, FusedSplit, FusedWeights};
-use ss2d_core::Layout;
-use ss2d_std::cross::ScanMode;
-use ss2d_std::unfused::Ss2dScanShape;
+use ss2d_std::unfused::{Ss2dScanShape, Ss2dScanWeights};
 
-use crate::exec::{read_exec, ss2d_exec, Exec};
-use crate::tensor::{check_disjoint, groups, input, output, ss2d_const_tensor, ss2d_tensor, View};
+use crate::exec::{read_exec, ss2d_exec};
+use crate::tensor::{check_disjoint, input, output, ss2d_const_tensor, ss2d_tensor, View};
 use crate::{arg, guard, scan_mode, ss2d_status, Fail, Res};
 
 /// The inputs of the fused SS2D scan, under VMamba's state_dict names (`D` = `d_inner`,
@@ -124,111 +121,12 @@ unsafe fn prepare(inp: &ss2d_fused_inputs) -> Res<Prep> {
 
 const CL: [usize; 4] = [0, 2, 3, 1];
 
-/// Positions per projection block: the same blocking as `ss2d_std::fused::project_grid`, so
-/// the results are bitwise those of `ss2d_std::fused::ss2d_scan` (tested).
-const PROJ_BLOCK: usize = 256;
-
-/// Elements per block of the combine pass.
-const COMBINE_BLOCK: usize = 1 << 14;
-
-fn core_mode(m: ScanMode) -> CrossMode {
-    match m {
-        ScanMode::Cross2d => CrossMode::Cross2d,
-        ScanMode::Unidi => CrossMode::Unidi,
-        ScanMode::Bidi => CrossMode::Bidi,
+/// The shape the kernel runs in: channel-last (the call gathers other layouts into it).
+fn kernel_shape(p: &Prep) -> Ss2dScanShape {
+    Ss2dScanShape {
+        channel_first: false,
+        ..p.shape
     }
-}
-
-fn fused_shape(s: &Ss2dScanShape) -> FusedShape {
-    FusedShape {
-        batch: s.batch,
-        dim: s.dim,
-        h: s.h,
-        w: s.w,
-        dstate: s.dstate,
-        dt_rank: s.dt_rank,
-        mode: core_mode(s.mode),
-        layout: if s.channel_first {
-            Layout::ChannelFirst
-        } else {
-            Layout::ChannelLast
-        },
-    }
-}
-
-/// How a fused call is cut and how much scratch it needs.
-struct Sizing {
-    split: FusedSplit,
-    count: usize,
-    per: usize,
-    proj_len: usize,
-    out_len: usize,
-    total: usize,
-}
-
-fn overflow() -> Fail {
-    Fail::new(ss2d_status::SS2D_BAD_SHAPE, "scratch size overflows size_t")
-}
-
-fn sizing(s: &Ss2dScanShape, ex: &Exec) -> Res<Sizing> {
-    let sz = s.sizes()?;
-    let c4 = 4 * sz.proj_rows;
-    let proj_len = sz
-        .x_len
-        .checked_div(s.dim.max(1))
-        .and_then(|bl| bl.checked_mul(c4))
-        .ok_or_else(overflow)?;
-    let out_len = sz.x_len;
-    // Per-item scratch does not depend on the batch: ask a batch-0 plan.
-    let (d4, r, n) = (4 * s.dim, s.dt_rank, s.dstate);
-    let (w1, w2, w3, w4) = (
-        vec![0.0f32; d4 * r],
-        vec![0.0f32; d4],
-        vec![0.0f32; d4 * n],
-        vec![0.0f32; d4],
-    );
-    let fw = FusedWeights {
-        dt_projs_weight: &w1,
-        dt_projs_bias: &w2,
-        a_logs: &w3,
-        ds: &w4,
-    };
-    let plan0 = FusedPlan::new(
-        &FusedShape {
-            batch: 0,
-            ..fused_shape(s)
-        },
-        fw,
-        &[],
-        &[],
-    )?;
-    let lanes = plan0.level().lanes();
-    let units = |sp: FusedSplit| s.batch * s.dim.div_ceil(lanes) * sp.buffers();
-    let width = ex.width();
-    let split = if ex.is_seq() || units(FusedSplit::All) >= 2 * width {
-        FusedSplit::All
-    } else if units(FusedSplit::Pairs) >= 2 * width {
-        FusedSplit::Pairs
-    } else {
-        FusedSplit::Dirs
-    };
-    let count = ex.items_for(units(split));
-    let per = plan0.scratch_len(split);
-    let total = (|| {
-        ex.slots(count)
-            .checked_mul(per)?
-            .checked_add(proj_len)?
-            .checked_add((split.buffers() - 1).checked_mul(out_len)?)
-    })()
-    .ok_or_else(overflow)?;
-    Ok(Sizing {
-        split,
-        count,
-        per,
-        proj_len,
-        out_len,
-        total,
-    })
 }
 
 /// Scratch (`float` elements) that `ss2d_fused_scan` needs with these inputs and this `exec`
@@ -258,9 +156,8 @@ pub unsafe extern "C" fn ss2d_fused_scan_scratch_size(
         // SAFETY: as above.
         let p = unsafe { prepare(inp) }?;
         // SAFETY: as above.
-        let mut ex = unsafe { read_exec(exec) }?;
-        ex.scratch = None;
-        let total = sizing(&p.shape, &ex)?.total;
+        let ex = unsafe { read_exec(exec) }?;
+        let total = ss2d_std::fused::ss2d_scan_scratch_len(&kernel_shape(&p), ex.par())?;
         // SAFETY: non-NULL (checked), writable by the contract.
         unsafe { scratch_elems.write(total) };
         Ok(())
@@ -323,14 +220,7 @@ unsafe fn run(
     // instead of reading with a stride of W per lane, which costs more than transposing a
     // channel-first x in and y out (measured in ss2d-std, which does the same).
     let perm: &[usize] = &CL;
-    let s = Ss2dScanShape {
-        channel_first: false,
-        ..s0
-    };
-    let sz = sizing(&s, &ex)?;
-    if sz.out_len == 0 {
-        return Ok(());
-    }
+    let s = kernel_shape(&p);
 
     // SAFETY: an input, readable and unwritten during the call (contract), validated and
     // disjoint from the outputs and the scratch (checked above).
@@ -345,108 +235,25 @@ unsafe fn run(
     let a_logs = unsafe { p.a_logs.read_rm() };
     // SAFETY: as above.
     let ds = unsafe { p.ds.read_rm() };
-
-    // SAFETY: the scratch contract; disjoint from every tensor (checked).
-    let mut scratch = unsafe { ex.scratch(sz.total) }?;
-    let (proj, rest) = scratch.slice().split_at_mut(sz.proj_len);
-    let (extra, item_scratch) = rest.split_at_mut((sz.split.buffers() - 1) * sz.out_len);
-
-    // Round 1: proj = x_proj(x) on the unpermuted grid, (B, L, 4C), in fixed blocks.
-    let (d, l) = (s.dim, s.h * s.w);
-    let c4 = sz.proj_len / (s.batch * l);
-    let wt = ss2d_gemm::MatRef::row_major(&xw, c4, d).t();
-    let blocks_per_b = l.div_ceil(PROJ_BLOCK);
-    let blocks: Vec<(usize, &mut [f32])> = proj
-        .chunks_mut(l * c4)
-        .flat_map(|pb| pb.chunks_mut(PROJ_BLOCK * c4))
-        .enumerate()
-        .collect();
-    let nblocks = blocks.len();
-    let x_ref: &[f32] = &x;
-    let project = |i: usize, dst: &mut [f32]| -> Res<()> {
-        let (b, blk) = (i / blocks_per_b, i % blocks_per_b);
-        let l0 = blk * PROJ_BLOCK;
-        let rows = dst.len() / c4;
-        let (off, rs, cs) = if s.channel_first {
-            (b * d * l + l0, 1, l)
-        } else {
-            (b * l * d + l0 * d, d, 1)
-        };
-        let xv = ss2d_gemm::MatRef {
-            data: &x_ref[off..],
-            rows,
-            cols: d,
-            row_stride: rs,
-            col_stride: cs,
-        };
-        let dv = ss2d_gemm::MatMut::row_major(dst, rows, c4);
-        ss2d_gemm::matmul(dv, xv, wt).map_err(|e| {
-            Fail::new(
-                ss2d_status::SS2D_INTERNAL,
-                format!("x_proj product refused its views: {e}"),
-            )
-        })
-    };
-    ex.run_items(
-        groups(blocks, ex.items_for(nblocks)),
-        &mut [],
-        0,
-        &|g: Vec<(usize, &mut [f32])>, _| {
-            for (i, dst) in g {
-                project(i, dst)?;
-            }
-            Ok(())
-        },
-    )?;
-
-    // Round 2: the fused scan items.
-    let fw = FusedWeights {
+    let wts = Ss2dScanWeights {
+        x_proj_weight: &xw,
         dt_projs_weight: &dtw,
         dt_projs_bias: &dtb,
         a_logs: &a_logs,
         ds: &ds,
     };
-    let fshape = fused_shape(&s);
-    let plan = FusedPlan::new(&fshape, fw, &x, proj)?;
+    // SAFETY: the scratch contract; disjoint from every tensor (checked).
+    let scratch = unsafe { ex.scratch() };
     // SAFETY: the output is writable, exclusive (contract) and disjoint from the inputs and
     // the scratch (checked).
     let mut yb = unsafe { y_v.out_buf(perm) };
-    {
-        let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(4);
-        bufs.push(yb.slice());
-        bufs.extend(extra.chunks_mut(sz.out_len));
-        {
-            let mut items = plan.split(&mut bufs, sz.split, sz.count)?;
-            let items: Vec<_> = items.items().collect();
-            ex.run_items(items, item_scratch, sz.per, &|it, sc| {
-                it.run(sc).map_err(Fail::from)
-            })?;
-        }
-        // Round 3: merge the partial buffers in the fixed order.
-        if sz.split != FusedSplit::All {
-            let nb = sz.out_len.div_ceil(COMBINE_BLOCK);
-            let mut per_block: Vec<Vec<&mut [f32]>> = (0..nb).map(|_| Vec::new()).collect();
-            for buf in bufs.iter_mut() {
-                for (i, ch) in buf.chunks_mut(COMBINE_BLOCK).enumerate() {
-                    per_block[i].push(ch);
-                }
-            }
-            let split = sz.split;
-            ex.run_items(
-                groups(per_block, ex.items_for(nb)),
-                &mut [],
-                0,
-                &|g: Vec<Vec<&mut [f32]>>, _| {
-                    for mut b in g {
-                        let len = b.first().map_or(0, |c| c.len());
-                        combine(split, &mut b, 0..len);
-                    }
-                    Ok(())
-                },
-            )?;
-        }
-    }
+    let (y, par) = (yb.slice(), ex.par());
+    let r = match scratch {
+        Some(sc) => ss2d_std::fused::ss2d_scan_with_scratch(&s, &wts, &x, y, par, sc),
+        None => ss2d_std::fused::ss2d_scan(&s, &wts, &x, y, par),
+    };
+    ex.outcome(r)?;
     // SAFETY: as for `out_buf`.
     unsafe { yb.finish(&ex) }?;
-    Ok(())
+    ex.outcome(Ok::<(), Fail>(()))
 }

@@ -6,9 +6,9 @@ use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ss2d_std::layer::TensorRef;
-use ss2d_std::{DtRank, Grid, Parallelism, Ss2d, Ss2dConfig};
+use ss2d_std::{DtRank, Ss2d, Ss2dConfig};
 
-use crate::exec::{read_exec, ss2d_exec, Mode};
+use crate::exec::{read_exec, ss2d_exec};
 use crate::tensor::{self as t, check_disjoint, input_value, ss2d_const_tensor, ss2d_tensor};
 use crate::{arg, flag, guard, ss2d_status, Fail, Res};
 
@@ -216,9 +216,9 @@ pub unsafe extern "C" fn ss2d_layer_get_dims(
 /// Runs the layer: `output = SS2D(input)`, both `(B, d_model, H, W)` when the layer is
 /// channel-first, else `(B, H, W, d_model)`, any strides (dense row-major tensors are used in
 /// place, others go through temporaries). The output must not overlap the input. The layer
-/// allocates its own intermediates (`exec->scratch` is not used). With `parallel_for`, the
-/// items are batch items (a batch of 1 runs on one host thread; `n_threads` runs every
-/// stage on the library pool instead). Bitwise identical in every mode.
+/// allocates its own intermediates (`exec->scratch` is not used). Every stage runs on the
+/// exec (the library pool or the host's `parallel_for`, a few rounds per stage). Bitwise
+/// identical in every mode.
 ///
 /// # Safety
 /// `layer` is a live handle; `input` / `output` are valid descriptors whose data is readable
@@ -260,37 +260,11 @@ unsafe fn forward(
     let x = unsafe { iv.read(&id, &ex) }?;
     // SAFETY: writable and exclusive (contract), disjoint from the input (checked).
     let mut ob = unsafe { ov.out_buf(&id) };
-    match ex.mode {
-        Mode::Seq | Mode::Threads(_) => layer.forward(&x, grid, ob.slice(), ex.par())?,
-        Mode::Host { .. } => {
-            let b = grid.batch;
-            let out = ob.slice();
-            if b == 0 || out.is_empty() {
-                layer.forward(&x, grid, out, Parallelism::Sequential)?;
-            } else {
-                let per = out.len() / b;
-                let one = Grid { batch: 1, ..grid };
-                let units: Vec<(&[f32], &mut [f32])> =
-                    x.chunks(per).zip(out.chunks_mut(per)).collect();
-                let n = units.len();
-                let count = ex.items_for(n);
-                let mut groups: Vec<Vec<(&[f32], &mut [f32])>> =
-                    (0..count).map(|_| Vec::new()).collect();
-                for (i, u) in units.into_iter().enumerate() {
-                    groups[i * count / n].push(u);
-                }
-                ex.run_items(groups, &mut [], 0, &|g, _| {
-                    for (xi, oi) in g {
-                        layer.forward(xi, one, oi, Parallelism::Sequential)?;
-                    }
-                    Ok(())
-                })?;
-            }
-        }
-    }
+    let r = layer.forward(&x, grid, ob.slice(), ex.par());
+    ex.outcome(r)?;
     // SAFETY: as for `out_buf`.
     unsafe { ob.finish(&ex) }?;
-    Ok(())
+    ex.outcome(Ok::<(), Fail>(()))
 }
 
 /// Releases a layer (NULL is ignored). No call may be using it.

@@ -130,6 +130,15 @@ impl From<ss2d_core::Error> for Fail {
             | E::WalkRepeats { .. } => ss2d_status::SS2D_BAD_VALUE,
             _ => ss2d_status::SS2D_INTERNAL,
         };
+        if let E::Scratch { needed, actual } = e {
+            return Fail::new(
+                status,
+                format!(
+                    "scratch has {actual} elements, this call needs {needed} (see the \
+                     *_scratch_size query)"
+                ),
+            );
+        }
         Fail::new(status, e.to_string())
     }
 }
@@ -313,14 +322,10 @@ pub(crate) fn flag(v: c_int) -> bool {
 
 /// The scan mode from an `int` field.
 pub(crate) fn scan_mode(v: c_int) -> Res<ss2d_std::cross::ScanMode> {
-    use ss2d_std::cross::ScanMode;
-    match v {
-        0 => Ok(ScanMode::Cross2d),
-        1 => Ok(ScanMode::Unidi),
-        2 => Ok(ScanMode::Bidi),
-        _ => Err(Fail::new(
+    ss2d_std::cross::ScanMode::from_scans(v.into()).map_err(|_| {
+        Fail::new(
             ss2d_status::SS2D_BAD_VALUE,
             format!("scan_mode must be 0 (cross2d), 1 (unidi) or 2 (bidi), got {v}"),
-        )),
-    }
+        )
+    })
 }

@@ -2,9 +2,9 @@
 
 use std::ffi::c_int;
 
-use ss2d_core::{BcLayout, Layout, ScanArgs, ScanPlan, ScanShape, Walk};
+use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, Walk};
 
-use crate::exec::{read_exec, ss2d_exec, Exec};
+use crate::exec::{read_exec, ss2d_exec};
 use crate::tensor::{
     check_disjoint, input, optional_input, optional_output, output, ss2d_const_tensor, ss2d_tensor,
     View,
@@ -166,18 +166,6 @@ unsafe fn prepare(inp: &ss2d_scan_inputs) -> Res<Prep> {
 const CF: [usize; 3] = [0, 1, 2];
 const CL: [usize; 3] = [0, 2, 1];
 
-/// Scratch elements (per item) and the number of items for a validated shape.
-fn sizing(shape: &ScanShape, ex: &Exec) -> Res<(usize, usize, usize)> {
-    let v = shape.validate()?;
-    let per = ss2d_core::scratch_len(&v);
-    let count = ex.items_for(v.units());
-    let total = ex
-        .slots(count)
-        .checked_mul(per)
-        .ok_or_else(|| Fail::new(ss2d_status::SS2D_BAD_SHAPE, "scratch size overflows size_t"))?;
-    Ok((per, count, total))
-}
-
 /// Scratch (`float` elements) that `ss2d_selective_scan` needs with these inputs and this
 /// `exec` (its `scratch` fields are ignored here), written to `*scratch_elems`. Pass at least
 /// that many in `exec->scratch` to run without scratch allocations; the library may still
@@ -204,9 +192,8 @@ pub unsafe extern "C" fn ss2d_scan_scratch_size(
         // SAFETY: as above.
         let p = unsafe { prepare(inp) }?;
         // SAFETY: as above.
-        let mut ex = unsafe { read_exec(exec) }?;
-        ex.scratch = None;
-        let (_, _, total) = sizing(&p.shape, &ex)?;
+        let ex = unsafe { read_exec(exec) }?;
+        let total = ss2d_std::selective_scan_scratch_len(&p.shape, ex.par())?;
         // SAFETY: non-NULL (checked); writable by the contract.
         unsafe { scratch_elems.write(total) };
         Ok(())
@@ -323,36 +310,24 @@ unsafe fn run(
         initial_state: init.as_deref(),
     };
     let walk = Walk::forward(s.seqlen);
-    let plan = ScanPlan::new(
-        &shape,
-        &walk,
-        args,
-        out_v.numel,
-        fin_v.as_ref().map(|f| f.numel),
-    )?;
-    let (per, count, total) = sizing(&shape, &ex)?;
     // SAFETY: the scratch contract of `ss2d_selective_scan`; disjoint from all tensors.
-    let mut scratch = unsafe { ex.scratch(total) }?;
-
+    let scratch = unsafe { ex.scratch() };
     // SAFETY: outputs are writable, exclusive (contract) and disjoint from every other
     // tensor and the scratch (checked above).
     let mut ob = unsafe { out_v.out_buf(&perm) };
     // SAFETY: as above.
     let mut fb = fin_v.map(|f| unsafe { f.out_buf(&CF) });
-    if ex.is_seq() {
-        plan.run(ob.slice(), fb.as_mut().map(|b| b.slice()), scratch.slice())?;
-    } else {
-        let mut wi = plan.split(ob.slice(), fb.as_mut().map(|b| b.slice()), count)?;
-        let items: Vec<_> = wi.items().collect();
-        ex.run_items(items, scratch.slice(), per, &|it, s| {
-            it.run(s).map_err(Fail::from)
-        })?;
-    }
+    let (o, f, par) = (ob.slice(), fb.as_mut().map(|b| b.slice()), ex.par());
+    let r = match scratch {
+        Some(sc) => ss2d_std::selective_scan_with_scratch(&shape, &walk, &args, o, f, par, sc),
+        None => ss2d_std::selective_scan(&shape, &walk, &args, o, f, par),
+    };
+    ex.outcome(r)?;
     // SAFETY: as for `out_buf`.
     unsafe { ob.finish(&ex) }?;
     if let Some(fb) = fb {
         // SAFETY: as above.
         unsafe { fb.finish(&ex) }?;
     }
-    Ok(())
+    ex.outcome(Ok::<(), Fail>(()))
 }

@@ -288,7 +288,7 @@ impl View {
                 // range, no wrap); readable and unwritten by the caller's contract.
                 dst[i] = unsafe { src.get().offset(off).read() };
             })
-        })?;
+        });
         Ok(out)
     }
 
@@ -430,35 +430,9 @@ unsafe impl Sync for Ptr {}
 const PART: usize = 1 << 15;
 
 /// Runs `f(start, chunk)` over `PART`-sized chunks of `buf` (`start` = the chunk's first
-/// index), on `ex` when there is more than one chunk, else on the calling thread.
-fn parts(buf: &mut [f32], ex: &Exec, f: &(dyn Fn(usize, &mut [f32]) + Sync)) -> Res<()> {
-    if buf.len() <= PART || ex.is_seq() {
-        f(0, buf);
-        return Ok(());
-    }
-    let chunks: Vec<(usize, &mut [f32])> = buf
-        .chunks_mut(PART)
-        .enumerate()
-        .map(|(i, c)| (i * PART, c))
-        .collect();
-    let n = chunks.len();
-    ex.run_items(groups(chunks, ex.items_for(n)), &mut [], 0, &|g, _| {
-        for (start, c) in g {
-            f(start, c);
-        }
-        Ok(())
-    })
-}
-
-/// Cuts `units` into `count` contiguous groups (in order; sizes differ by at most one).
-pub(crate) fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
-    let n = units.len();
-    let count = count.clamp(1, n.max(1));
-    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
-    for (i, u) in units.into_iter().enumerate() {
-        out[i * count / n.max(1)].push(u);
-    }
-    out
+/// index) on `ex`'s executor.
+fn parts(buf: &mut [f32], ex: &Exec, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    ex.par().for_each_chunk(buf, PART, |i, c| f(i * PART, c));
 }
 
 /// An output being computed: in place, or in a temporary scattered back at the end.
@@ -502,7 +476,7 @@ impl OutBuf<'_> {
                     // exclusive by the caller's contract.
                     unsafe { dst.get().offset(off).write(src[i]) };
                 })
-            })?;
+            });
         }
         Ok(())
     }
@@ -638,13 +612,5 @@ mod tests {
             calls += 1;
         });
         assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn groups_keep_order_and_balance() {
-        let g = groups((0..10).collect(), 3);
-        assert_eq!(g, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
-        assert_eq!(groups(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
-        assert_eq!(groups(vec![1, 2], 9), vec![vec![1], vec![2]]);
     }
 }

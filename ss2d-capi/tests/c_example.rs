@@ -1,10 +1,15 @@
 //! Builds `examples/golden.c` with the system C compiler (`cc`) against the static and the
 //! shared library this build produced, runs it on the golden data, and checks exit status 0.
+//! Builds `examples/fork.c` with the README's two link lines, verbatim, and runs both
+//! binaries (no `LD_LIBRARY_PATH`): library pool, thread bound, `fork()`.
 //! Also checks that the header compiles as C++ when a C++ compiler is present.
 #![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod common;
+use common::run_within;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
@@ -28,20 +33,10 @@ fn lib_dir() -> PathBuf {
     );
 }
 
+/// Runs `cmd` (at most 300 s) and asserts success: its output.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{text}",
-        out.status
-    );
+    let (status, text) = run_within(cmd, 300).unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(status.success(), "{cmd:?} failed ({status}):\n{text}");
     text
 }
 
@@ -116,4 +111,57 @@ fn header_compiles_as_cpp() {
         ])
         .arg(Path::new(MANIFEST).join("include"))
         .arg(&src));
+}
+
+/// The README's `cc ... app.c ...` lines.
+fn readme_link_lines() -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(MANIFEST).join("README.md")).unwrap();
+    let lines: Vec<String> = readme
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("cc ") && l.contains(" app.c "))
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 2, "README link lines: {lines:?}");
+    lines
+}
+
+/// The README's link lines, run as written (by `sh`, in a folder laid out like the
+/// workspace: `ss2d-capi/include`, `target/release` and `app.c` = `examples/fork.c`), then the
+/// binaries they make, without `LD_LIBRARY_PATH`: the shared one must find the library
+/// through its rpath. The program checks the pool, the thread bound and `fork()`.
+#[test]
+fn readme_link_lines_build_the_fork_example() {
+    let libs = lib_dir();
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("readme_link");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("ss2d-capi")).unwrap();
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(MANIFEST).join("include"),
+        root.join("ss2d-capi/include"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&libs, root.join("target/release")).unwrap();
+    std::fs::copy(
+        Path::new(MANIFEST).join("examples/fork.c"),
+        root.join("app.c"),
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    for (i, line) in readme_link_lines().iter().enumerate() {
+        let exe = format!("app{i}");
+        let line = line.replacen("cc ", &format!("{cc} "), 1);
+        run(Command::new("sh")
+            .arg("-c")
+            .arg(format!("{line} -o {exe}"))
+            .env_remove("PWD")
+            .current_dir(&root));
+        let text = run(Command::new(root.join(&exe))
+            .env_remove("LD_LIBRARY_PATH")
+            .current_dir("/"));
+        println!("{line}\n{text}");
+        assert!(text.contains("fork example: 0 failures"), "{text}");
+        assert!(text.contains("ok   fork: the child's calls"), "{text}");
+    }
 }

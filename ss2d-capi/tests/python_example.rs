@@ -6,8 +6,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+use common::run_within;
+
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/golden.py");
+const FORK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fork.py");
 
 /// This build's `libss2d_capi.so`: next to the test executable (`deps/`) or one level up.
 fn shared_lib() -> PathBuf {
@@ -46,4 +50,28 @@ fn python_example_passes_the_goldens() {
     println!("{text}");
     assert!(out.status.success(), "golden.py failed:\n{text}");
     assert!(text.contains(" cases passed"), "{text}");
+}
+
+/// `examples/fork.py`: threads, `os.fork()`, the child's threaded calls finish (standard
+/// library only). A missing `python3` fails this test under CI (`CI` set) and is a printed
+/// skip elsewhere.
+#[test]
+fn python_fork_child_completes() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    // The script kills a hung child after 20 s; this bounds the script itself.
+    let run = run_within(Command::new(&python).arg(FORK_SCRIPT).arg(shared_lib()), 60);
+    let Ok((status, text)) = run else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{python}` cannot be started, and CI requires the Python fork test"
+        );
+        println!("SKIPPED python_fork_child_completes: `{python}` cannot be started");
+        return;
+    };
+    println!("{text}");
+    assert!(status.success(), "fork.py failed:\n{text}");
+    assert!(
+        text.contains("ok   fork: the child's calls") && text.contains("0 failures"),
+        "{text}"
+    );
 }

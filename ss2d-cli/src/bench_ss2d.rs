@@ -28,28 +28,6 @@ use ss2d_std::Parallelism;
 use crate::bench::{dur, measure, si, Lcg, RepPolicy, Timing, MAX_BENCH_BYTES};
 use crate::error::{zeros, Error};
 
-/// `--mode` of `bench --op ss2d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BenchMode {
-    /// Row-major, column-major and both reversed (`scans=0`, every released model).
-    Cross2d,
-    /// Four row-major copies (`scans=1`, `v051d`).
-    Unidi,
-    /// Row-major twice, reversed twice (`scans=2`, `v052d`).
-    Bidi,
-}
-
-impl BenchMode {
-    /// The library's mode.
-    pub fn scan_mode(self) -> ScanMode {
-        match self {
-            BenchMode::Cross2d => ScanMode::Cross2d,
-            BenchMode::Unidi => ScanMode::Unidi,
-            BenchMode::Bidi => ScanMode::Bidi,
-        }
-    }
-}
-
 /// `--layout` of `bench --op ss2d`: of `x` and `y`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BenchLayout {
@@ -309,7 +287,7 @@ pub struct Ss2dBenchResult {
     /// The shape.
     pub shape: Ss2dBenchShape,
     /// The cross-scan mode.
-    pub mode: BenchMode,
+    pub mode: ScanMode,
     /// Layout of `x` and `y`.
     pub layout: BenchLayout,
     /// Threads (both paths).
@@ -328,10 +306,6 @@ pub struct Ss2dBenchResult {
 
 fn json_num(x: f64) -> String {
     serde_json::to_string(&x).unwrap_or_else(|_| "null".into())
-}
-
-fn mode_name(m: BenchMode) -> &'static str {
-    m.scan_mode().name()
 }
 
 impl Ss2dBenchResult {
@@ -354,7 +328,7 @@ impl Ss2dBenchResult {
             s.w,
             s.n,
             s.r,
-            mode_name(self.mode),
+            self.mode.name(),
             self.layout.name(),
             self.threads,
             self.isa,
@@ -391,13 +365,13 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
 /// Times the fused scan and the unfused composition on one shape.
 pub fn bench_ss2d(
     shape: &Ss2dBenchShape,
-    mode: BenchMode,
+    mode: ScanMode,
     layout: BenchLayout,
     threads: usize,
     reps: Option<usize>,
 ) -> Result<Ss2dBenchResult, Error> {
     let inputs = Ss2dInputs::generate(shape, 0x55D2_2D5C)?;
-    let s = shape.scan_shape(mode.scan_mode(), layout);
+    let s = shape.scan_shape(mode, layout);
     let w = inputs.weights();
     let elements = shape.elements().unwrap_or(usize::MAX);
     let par = Parallelism::Threads(threads);
@@ -429,7 +403,7 @@ pub fn bench_ss2d(
         return Err(Error::Check(format!(
             "shape {shape} ({} {}): fused and unfused disagree: max |fused - unfused| / \
              max |unfused| = {rel:e} > 1e-4",
-            mode_name(mode),
+            mode.name(),
             layout.name()
         )));
     }
@@ -481,7 +455,7 @@ fn table_row(r: &Ss2dBenchResult) -> String {
     format!(
         "{:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>11} {:>5} {:>13} {:>7.2}x {:>9.1e}",
         r.shape.to_string(),
-        mode_name(r.mode),
+        r.mode.name(),
         r.layout.name(),
         si(r.elements as f64),
         dur(r.fused.median_s),
@@ -502,7 +476,7 @@ pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Err
             "--config and --sweep apply to bench --op layer only".into(),
         ));
     }
-    let mode = a.mode.unwrap_or(BenchMode::Cross2d);
+    let mode = a.mode.unwrap_or_default();
     let cases: Vec<(Ss2dBenchShape, BenchLayout)> = if a.shape.is_empty() {
         DEFAULT_CASES
             .iter()
@@ -582,7 +556,7 @@ mod tests {
             assert!((0.99e-3..=1.01e-1).contains(&dt), "{dt}");
         }
         for layout in [BenchLayout::Cf, BenchLayout::Cl] {
-            let r = bench_ss2d(&s, BenchMode::Bidi, layout, 2, Some(2)).unwrap();
+            let r = bench_ss2d(&s, ScanMode::Bidi, layout, 2, Some(2)).unwrap();
             let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
             assert_eq!(v["shape"]["W"], 7);
             assert_eq!(v["mode"], "bidi");

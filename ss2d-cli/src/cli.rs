@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::bench::Op;
 use crate::bench_layer::{LayerPreset, Sweep};
-use crate::bench_ss2d::{BenchLayout, BenchMode};
+use crate::bench_ss2d::BenchLayout;
+use crate::cross::parse_scans;
 
 /// `ss2d`: run SS2D operations (VMamba's selective scan) on safetensors files, and bench them.
 #[derive(Debug, Parser)]
@@ -88,9 +89,9 @@ pub struct BenchArgs {
     /// [default: VMamba-T s1l8 and vanilla v0 stage 1].
     #[arg(long, value_name = "KEY=N,..")]
     pub shape: Vec<String>,
-    /// `--op ss2d`: cross-scan mode [default: cross2d].
-    #[arg(long, value_enum)]
-    pub mode: Option<BenchMode>,
+    /// `--op ss2d`: cross-scan mode, cross2d, unidi or bidi (or 0, 1, 2) [default: cross2d].
+    #[arg(long, value_name = "cross2d|unidi|bidi", value_parser = parse_scans)]
+    pub mode: Option<ss2d_std::cross::ScanMode>,
     /// `--op ss2d`: layout of x and y, cf = (B, D, H, W), cl = (B, H, W, D) [default: cf for
     /// --shape; the default shapes run s1l8 cf and v0 cl].
     #[arg(long, value_enum)]

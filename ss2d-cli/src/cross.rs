@@ -72,19 +72,20 @@ pub struct CrossArgs {
 /// Parses VMamba's `scans` value: `0`/`1`/`2` or `cross2d`/`unidi`/`bidi`.
 pub fn parse_scans(s: &str) -> Result<ScanMode, String> {
     let t = s.trim();
-    match t {
-        "0" | "cross2d" => Ok(ScanMode::Cross2d),
-        "1" | "unidi" => Ok(ScanMode::Unidi),
-        "2" | "bidi" => Ok(ScanMode::Bidi),
-        "3" => Err(
+    if t == "3" {
+        return Err(
             "scans=3 is not implemented (upstream references it but has no \
                     implementation); expected 0 (cross2d), 1 (unidi) or 2 (bidi)"
                 .into(),
-        ),
-        _ => Err(format!(
-            "`{t}` is not a scan mode; expected 0 (cross2d), 1 (unidi) or 2 (bidi)"
-        )),
+        );
     }
+    t.parse::<i64>()
+        .ok()
+        .and_then(|v| ScanMode::from_scans(v).ok())
+        .or_else(|| ScanMode::from_name(t).ok())
+        .ok_or_else(|| {
+            format!("`{t}` is not a scan mode; expected 0 (cross2d), 1 (unidi) or 2 (bidi)")
+        })
 }
 
 /// Which direction of the pair.

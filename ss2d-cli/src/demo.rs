@@ -2,7 +2,7 @@
 //! `ssm_ratio 1`, `d_state 1`, `v05_noz`, channel-first) on deterministic VMamba-like weights
 //! and input: checks the fast path against the scalar reference path, then times it.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use ss2d_core::SimdLevel;
@@ -18,13 +18,25 @@ pub const SEED: u64 = 0x55D2_0096;
 /// Timed forwards (the median is reported), after one warm-up.
 pub const RUNS: usize = 9;
 
-/// Progress on stderr: one line rewritten in place.
+/// Progress on stderr: one line rewritten in place, only when stderr is a terminal (a log or a
+/// pipe gets no carriage returns).
 struct Progress {
     width: usize,
+    on: bool,
 }
 
 impl Progress {
+    fn new() -> Progress {
+        Progress {
+            width: 0,
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
     fn show(&mut self, msg: &str) {
+        if !self.on {
+            return;
+        }
         let pad = self.width.saturating_sub(msg.len());
         let _ = write!(std::io::stderr(), "\rss2d demo: {msg}{}", " ".repeat(pad));
         let _ = std::io::stderr().flush();
@@ -32,6 +44,9 @@ impl Progress {
     }
 
     fn done(&mut self) {
+        if !self.on {
+            return;
+        }
         let _ = write!(
             std::io::stderr(),
             "\r{}\r",
@@ -76,7 +91,7 @@ pub fn command(a: &crate::cli::DemoArgs, out: &mut dyn Write) -> Result<(), Erro
     let threads = a
         .threads
         .map_or_else(crate::scan::default_threads, |t| t as usize);
-    let mut progress = Progress { width: 0 };
+    let mut progress = Progress::new();
     let started = Instant::now();
 
     progress.show("building VMamba-T[s1l8] stage-1 layer (deterministic weights)...");

@@ -1,9 +1,12 @@
 //! `ss2d scan IN OUT`: mamba's `selective_scan_fn` on a safetensors file.
 //!
-//! Shapes are inferred from `u` (B, D, L) and `A` (D, N); `B`/`C` layouts from their rank:
-//! 2 = (D, N) constant, 3 = (B, N, L) (one group), 4 = (B, G, N, L) grouped. Every other tensor
-//! is checked against those shapes here (naming the tensor, expected and actual shape), then the
-//! core validation runs. Flags given on the command line win over `__metadata__`.
+//! Shapes are inferred from `u` (B, D, L) and the state size N that `A` (D, N), `B` and `C`
+//! agree on; `B`/`C` layouts from their rank: 2 = (D, N) constant, 3 = (B, N, L) (one group),
+//! 4 = (B, G, N, L) grouped. Every other tensor is checked against those shapes here (naming
+//! the tensor that disagrees, expected and actual shape), then the core validation runs. An
+//! optional `initial_state` (B, D, N) is the state before the first step. Tensors the scan does
+//! not read (e.g. the expected outputs of a golden file) are allowed and named in one note on
+//! stderr. Flags given on the command line win over `__metadata__`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -95,6 +98,9 @@ pub struct ScanOutput {
     pub out: Vec<f32>,
     /// `last_state`, (B, D, N), when asked.
     pub last_state: Option<Vec<f32>>,
+    /// The note naming the input's tensors the scan did not read (printed on stderr once the
+    /// output is written, so that a failure stays one error line).
+    pub note: Option<String>,
 }
 
 /// The input tensors of a scan, borrowed from a [`TensorFile`].
@@ -107,6 +113,71 @@ struct Inputs<'f> {
     d: Option<Tensor<'f>>,
     z: Option<Tensor<'f>>,
     bias: Option<Tensor<'f>>,
+    init: Option<Tensor<'f>>,
+}
+
+/// The tensors `ss2d scan` reads.
+pub const SCAN_TENSORS: [&str; 9] = [
+    "u",
+    "delta",
+    "A",
+    "B",
+    "C",
+    "D",
+    "z",
+    "delta_bias",
+    "initial_state",
+];
+
+/// The one stderr note naming the tensors of `file` that `used` does not list, if any.
+pub fn unused_note(file: &TensorFile, used: &[&str], command: &str) -> Option<String> {
+    let extra: Vec<String> = file
+        .names()
+        .filter(|n| !used.contains(n))
+        .map(|n| format!("`{n}`"))
+        .collect();
+    (!extra.is_empty()).then(|| {
+        format!(
+            "note: {}: `ss2d {command}` does not read {} (it reads {})",
+            file.path().display(),
+            extra.join(", "),
+            used.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// The state size `N` of `A` (D, N) or of `B`/`C` by rank, when its rank allows one.
+fn state_size(t: &Tensor<'_>) -> Option<usize> {
+    match *t.shape() {
+        [_, n] | [_, n, _] | [_, _, n, _] => Some(n),
+        _ => None,
+    }
+}
+
+/// The state size N the tensors `A`, `B`, `C` agree on: `A`'s when at least one of `B`/`C`
+/// agrees with it (or neither tells), else the value `B` and `C` share, which blames `A`.
+fn agreed_state_size(file: &TensorFile, inp: &Inputs<'_>) -> Result<usize, Error> {
+    let na = state_size(&inp.a).unwrap_or(0);
+    let (nb, nc) = (state_size(&inp.b), state_size(&inp.c));
+    match (nb, nc) {
+        (Some(b), Some(c)) if b == c && b != na => {
+            let dim = inp.a.shape().first().copied().unwrap_or(0);
+            Err(Error::Shape {
+                path: file.path().to_path_buf(),
+                message: format!(
+                    "tensor `A` has shape {}, expected {} (N = {b} from `B` {} and `C` {})",
+                    fmt_shape(inp.a.shape()),
+                    fmt_shape(&[dim, b]),
+                    fmt_shape(inp.b.shape()),
+                    fmt_shape(inp.c.shape())
+                ),
+            })
+        }
+        _ => Ok(na),
+    }
 }
 
 /// Checks that `t` has exactly shape `want`; `why` says where `want` comes from.
@@ -174,6 +245,7 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         d: file.optional_rank("D", &[1])?,
         z: file.optional_rank("z", &[3])?,
         bias: file.optional_rank("delta_bias", &[1])?,
+        init: file.optional_rank("initial_state", &[3])?,
     };
     let delta_softplus = match opts.delta_softplus {
         Some(v) => v,
@@ -188,13 +260,18 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         [b, d, l] => (b, d, l),
         _ => unreachable_rank(file, "u")?,
     };
-    let n = match *inputs.a.shape() {
-        [_, n] => n,
-        _ => unreachable_rank(file, "A")?,
-    };
+    let n = agreed_state_size(file, &inputs)?;
     let u_shape = inputs.u.shape();
     expect_shape(file, &inputs.delta, u_shape, "the shape of `u`")?;
     expect_shape(file, &inputs.a, &[dim, n], "(D, N): D = channels of `u`")?;
+    if let Some(init) = &inputs.init {
+        expect_shape(
+            file,
+            init,
+            &[bsz, dim, n],
+            "(B, D, N): B and D from `u`, N from `A`",
+        )?;
+    }
     if let Some(z) = &inputs.z {
         expect_shape(file, z, u_shape, "the shape of `u`")?;
     }
@@ -229,7 +306,7 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         z: inputs.z.as_ref().map(Tensor::data),
         delta_bias: inputs.bias.as_ref().map(Tensor::data),
         delta_softplus,
-        initial_state: None,
+        initial_state: inputs.init.as_ref().map(Tensor::data),
     };
     let mut out = zeros("`out`", inputs.u.data().len())?;
     let mut last_state = if return_last_state {
@@ -252,6 +329,7 @@ pub fn scan_file(file: &TensorFile, opts: &ScanOptions) -> Result<ScanOutput, Er
         delta_softplus,
         out,
         last_state,
+        note: unused_note(file, &SCAN_TENSORS, "scan"),
     })
 }
 
@@ -296,9 +374,10 @@ pub fn write_output(path: &Path, r: &ScanOutput, backend: Backend) -> Result<(),
     Ok(())
 }
 
-/// Default kernel threads for op commands: every available core.
+/// Default kernel threads for op commands: every CPU this process may run on (the library
+/// pool's cap, `ss2d_std::max_threads`).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    ss2d_std::max_threads()
 }
 
 /// `ss2d scan IN OUT ...`.
@@ -318,5 +397,9 @@ pub fn command(a: &crate::cli::ScanArgs) -> Result<(), Error> {
     let file = TensorFile::open(&a.input)?;
     let result = scan_file(&file, &opts)?;
     drop(file);
-    write_output(&a.output, &result, backend)
+    write_output(&a.output, &result, backend)?;
+    if let Some(note) = &result.note {
+        eprintln!("{note}");
+    }
+    Ok(())
 }

@@ -64,7 +64,13 @@ fn check_golden(extra: &[&str], tag: &str) {
         args.extend_from_slice(extra);
         let o = ss2d(&args);
         assert_ok(&o, &name);
-        assert!(o.stderr.is_empty(), "{name}: stderr not empty");
+        // The expected outputs beside the inputs are named in one note, nothing else.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{name}: stderr {err:?}");
+        assert!(
+            err.starts_with("note: ") && err.contains("does not read") && err.contains("`out`"),
+            "{name}: stderr {err:?}"
+        );
         let want = TensorFile::open(&f).unwrap();
         let got = TensorFile::open(&out).unwrap();
         let w = want.tensor("out").unwrap();
@@ -457,4 +463,147 @@ fn writer_round_trip() {
     let f = TensorFile::open(&path).unwrap();
     assert_eq!(f.tensor("x").unwrap().data(), &data[..]);
     assert!(f.tensor("x").unwrap().is_borrowed());
+}
+
+/// `initial_state` (B, D, N) is the state before the first step: the output equals the scalar
+/// reference's with that state, and differs from the output without it.
+#[test]
+fn scan_reads_initial_state() {
+    let tmp = TempDir::new("init");
+    let init: Vec<f32> = (0..6).map(|i| 0.75 - i as f32 * 0.3).collect();
+    let mut with = small_inputs();
+    with.push(("initial_state", "F32", vec![1, 3, 2], f32_bytes(&init)));
+    let (fin, fout) = (
+        tmp.path("with.safetensors"),
+        tmp.path("with.out.safetensors"),
+    );
+    write_raw(&fin, &with, &[("delta_softplus", "true")]);
+    let (nin, nout) = (
+        tmp.path("without.safetensors"),
+        tmp.path("without.out.safetensors"),
+    );
+    write_raw(&nin, &small_inputs(), &[("delta_softplus", "true")]);
+    let o = ss2d(&["scan", p(&fin), p(&fout), "--return-last-state", "true"]);
+    assert_ok(&o, "with initial_state");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ok(&ss2d(&["scan", p(&nin), p(&nout)]), "without");
+    let got = TensorFile::open(&fout).unwrap();
+    let without = TensorFile::open(&nout).unwrap();
+
+    // The scalar reference on the same tensors.
+    let src = TensorFile::open(&fin).unwrap();
+    let t = |n: &str| src.tensor(n).unwrap().data().to_vec();
+    let (u, delta, a, b, c, d) = (t("u"), t("delta"), t("A"), t("B"), t("C"), t("D"));
+    let shape = ss2d_core::ScanShape {
+        batch: 1,
+        dim: 3,
+        seqlen: 4,
+        dstate: 2,
+        b: ss2d_core::BcLayout::Constant,
+        c: ss2d_core::BcLayout::Constant,
+        layout: ss2d_core::Layout::ChannelFirst,
+    };
+    let args = ss2d_core::ScanArgs {
+        u: &u,
+        delta: &delta,
+        a: &a,
+        b: &b,
+        c: &c,
+        d_skip: Some(&d),
+        z: None,
+        delta_bias: None,
+        delta_softplus: true,
+        initial_state: Some(&init),
+    };
+    let (mut out, mut state) = (vec![0.0f32; 12], vec![0.0f32; 6]);
+    ss2d_core::reference::selective_scan::<f32>(
+        &shape,
+        &ss2d_core::Walk::forward(4),
+        &args,
+        &mut out,
+        Some(&mut state),
+    )
+    .unwrap();
+    let g = got.tensor("out").unwrap();
+    assert_close("out with initial_state", g.data(), &out, 1e-5);
+    let gs = got.tensor("last_state").unwrap();
+    assert_close("last_state with initial_state", gs.data(), &state, 1e-5);
+    let w = without.tensor("out").unwrap();
+    assert!(
+        g.data()
+            .iter()
+            .zip(w.data())
+            .any(|(x, y)| (x - y).abs() > 1e-3),
+        "initial_state had no effect"
+    );
+}
+
+/// Shape errors name the tensor that disagrees with the others: `A` when `B` and `C` agree on
+/// N against it, `B` when `A` and `C` agree, `initial_state` against `u` and `A`.
+#[test]
+fn scan_shape_errors_blame_the_disagreeing_tensor() {
+    let tmp = TempDir::new("blame");
+    let outd = TempDir::new("blame-out");
+    let with = |name: &'static str, shape: Vec<usize>| {
+        let mut v = small_inputs();
+        v.retain(|t| t.0 != name);
+        let n: usize = shape.iter().product();
+        v.push((name, "F32", shape, f32_bytes(&vec![-0.5; n])));
+        v
+    };
+    let cases: [(&'static str, Vec<usize>, &[&str]); 3] = [
+        (
+            "A",
+            vec![3, 5],
+            &["tensor `A` has shape (3, 5)", "expected (3, 2)", "N = 2"],
+        ),
+        (
+            "B",
+            vec![3, 5],
+            &["tensor `B` has shape (3, 5)", "expected (3, 2)"],
+        ),
+        (
+            "initial_state",
+            vec![1, 3, 5],
+            &[
+                "tensor `initial_state` has shape (1, 3, 5)",
+                "expected (1, 3, 2)",
+            ],
+        ),
+    ];
+    for (name, shape, needles) in cases {
+        let f = tmp.path(&format!("{name}.safetensors"));
+        write_raw(&f, &with(name, shape), &[]);
+        expect_failure(&f, &outd, needles);
+    }
+}
+
+/// Tensors `ss2d scan` does not read are allowed and named in one note on stderr (a misspelled
+/// input does not pass unnoticed).
+#[test]
+fn scan_notes_unused_tensors_in_one_line() {
+    let tmp = TempDir::new("unused");
+    let mut v = small_inputs();
+    v.push(("initial_stat", "F32", vec![1, 3, 2], f32_bytes(&[0.0; 6])));
+    v.push(("expected", "F32", vec![2], f32_bytes(&[0.0; 2])));
+    let (f, out) = (tmp.path("in.safetensors"), tmp.path("out.safetensors"));
+    write_raw(&f, &v, &[]);
+    let o = ss2d(&["scan", p(&f), p(&out)]);
+    assert_ok(&o, "unused tensors");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("note: ") && err.ends_with('\n'), "{err:?}");
+    for n in [
+        "`initial_stat`",
+        "`expected`",
+        "does not read",
+        "in.safetensors",
+    ] {
+        assert!(err.contains(n), "{err:?} lacks {n}");
+    }
+    assert!(out.exists());
 }

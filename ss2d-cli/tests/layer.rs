@@ -408,6 +408,16 @@ fn demo_checks_and_reports() {
     assert!(s.contains("time per forward"), "{s}");
     assert!(s.contains("2 thread(s)"), "{s}");
     assert!(s.contains("isa x86-64") || s.contains("isa "), "{s}");
+    // stderr is a pipe here, not a terminal: no progress line, no carriage return.
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !e.contains('\r'),
+        "carriage return in a non-terminal stderr: {e:?}"
+    );
+    assert!(
+        e.is_empty(),
+        "progress written to a non-terminal stderr: {e:?}"
+    );
 }
 
 #[test]

@@ -25,20 +25,26 @@ use crate::scan::{vectors_len, Sink, CHUNK};
 use crate::shape::{Layout, MAX_DSTATE};
 use crate::walk::Walk;
 
-/// Direction set of the 2D scan (VMamba `scans`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Direction set of the 2D scan (VMamba's `scans` argument): which four sequences the
+/// cross-scan builds. The one definition of the scan mode (`ss2d_std::cross::ScanMode`
+/// re-exports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 pub enum CrossMode {
-    /// Row-major, column-major and both reversed (`scans = 0`).
+    /// Row-major, column-major and both reversed (`scans = 0`, every released model).
     #[default]
     Cross2d,
-    /// Four row-major scans (`scans = 1`).
+    /// Four row-major scans (`scans = 1`, `v051d`).
     Unidi,
-    /// Row-major twice, reversed row-major twice (`scans = 2`).
+    /// Row-major twice, reversed row-major twice (`scans = 2`, `v052d`).
     Bidi,
 }
 
 impl CrossMode {
-    /// The walk of direction `k` over an `h x w` grid.
+    /// Every mode, in `scans` order.
+    pub const ALL: [CrossMode; 3] = [CrossMode::Cross2d, CrossMode::Unidi, CrossMode::Bidi];
+
+    /// The walk of direction `k` (0..4) over an `h x w` row-major grid: step `s` visits pixel
+    /// `p`, and `xs[k][s] = x[p]`. `None` for `k >= 4` or sizes whose strides overflow `isize`.
     pub fn walk(self, h: usize, w: usize, k: usize) -> Option<Walk> {
         let base = match (self, k) {
             (_, k) if k >= 4 => return None,
@@ -47,6 +53,50 @@ impl CrossMode {
             (CrossMode::Bidi, k) => (k / 2) * 2,
         };
         Walk::cross(h, w, base)
+    }
+
+    /// From VMamba's integer `scans` argument (0, 1, 2). `scans=3` is referenced upstream but
+    /// not implemented there, so it is [`Error::Unsupported`] here too.
+    pub fn from_scans(scans: i64) -> Result<CrossMode, Error> {
+        match scans {
+            0 => Ok(CrossMode::Cross2d),
+            1 => Ok(CrossMode::Unidi),
+            2 => Ok(CrossMode::Bidi),
+            _ => Err(Error::Unsupported {
+                what: "cross-scan mode (scans must be 0, 1 or 2)",
+            }),
+        }
+    }
+
+    /// VMamba's integer `scans` argument.
+    pub fn scans(self) -> u8 {
+        match self {
+            CrossMode::Cross2d => 0,
+            CrossMode::Unidi => 1,
+            CrossMode::Bidi => 2,
+        }
+    }
+
+    /// From the names used in the golden metadata `scan_mode`: `cross2d`, `unidi`, `bidi`
+    /// (`cascade2d` is not a cross-scan mode: [`Error::Unsupported`]).
+    pub fn from_name(name: &str) -> Result<CrossMode, Error> {
+        match name {
+            "cross2d" => Ok(CrossMode::Cross2d),
+            "unidi" => Ok(CrossMode::Unidi),
+            "bidi" => Ok(CrossMode::Bidi),
+            _ => Err(Error::Unsupported {
+                what: "scan mode (expected cross2d, unidi or bidi)",
+            }),
+        }
+    }
+
+    /// The name used in the golden metadata (`cross2d`, `unidi`, `bidi`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CrossMode::Cross2d => "cross2d",
+            CrossMode::Unidi => "unidi",
+            CrossMode::Bidi => "bidi",
+        }
     }
 }
 

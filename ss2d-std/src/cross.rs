@@ -30,90 +30,13 @@
 //! is split over disjoint parts of the output and every element is computed by the same
 //! expression, so results are bitwise identical for every [`Parallelism`].
 
-use rayon::prelude::*;
 use ss2d_core::{Error, Walk};
 
 use crate::Parallelism;
 
-/// Which four sequences the cross-scan builds (VMamba's `scans` argument).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-pub enum ScanMode {
-    /// `scans=0`: row-major, column-major, and both reversed (all released models).
-    #[default]
-    Cross2d,
-    /// `scans=1`: four copies of the row-major sequence (`v051d`).
-    Unidi,
-    /// `scans=2`: row-major twice, reversed row-major twice (`v052d`).
-    Bidi,
-}
-
-impl ScanMode {
-    /// From VMamba's integer `scans` argument (0, 1, 2). `scans=3` is referenced upstream but
-    /// not implemented there, so it is [`Error::Unsupported`] here too.
-    pub fn from_scans(scans: i64) -> Result<ScanMode, Error> {
-        match scans {
-            0 => Ok(ScanMode::Cross2d),
-            1 => Ok(ScanMode::Unidi),
-            2 => Ok(ScanMode::Bidi),
-            _ => Err(Error::Unsupported {
-                what: "cross-scan mode (scans must be 0, 1 or 2)",
-            }),
-        }
-    }
-
-    /// VMamba's integer `scans` argument.
-    pub fn scans(self) -> u8 {
-        match self {
-            ScanMode::Cross2d => 0,
-            ScanMode::Unidi => 1,
-            ScanMode::Bidi => 2,
-        }
-    }
-
-    /// From the names used in the golden metadata `scan_mode`: `cross2d`, `unidi`, `bidi`
-    /// (`cascade2d` is not a cross-scan mode: [`Error::Unsupported`]).
-    pub fn from_name(name: &str) -> Result<ScanMode, Error> {
-        match name {
-            "cross2d" => Ok(ScanMode::Cross2d),
-            "unidi" => Ok(ScanMode::Unidi),
-            "bidi" => Ok(ScanMode::Bidi),
-            _ => Err(Error::Unsupported {
-                what: "scan mode (expected cross2d, unidi or bidi)",
-            }),
-        }
-    }
-
-    /// The name used in the golden metadata (`cross2d`, `unidi`, `bidi`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ScanMode::Cross2d => "cross2d",
-            ScanMode::Unidi => "unidi",
-            ScanMode::Bidi => "bidi",
-        }
-    }
-
-    /// The order in which direction `k` (0..4) visits the pixels of an `h x w` row-major grid:
-    /// step `s` of the walk visits pixel `p`, and `xs[k][s] = x[p]`. Feeding this walk to
-    /// `ss2d_core`'s scan reproduces direction `k` without a permuted copy. `None` for `k >= 4`
-    /// or sizes whose strides overflow `isize`.
-    pub fn walk(self, h: usize, w: usize, k: usize) -> Option<Walk> {
-        if k >= 4 {
-            return None;
-        }
-        let kk = match self {
-            ScanMode::Cross2d => k,
-            ScanMode::Unidi => 0,
-            ScanMode::Bidi => {
-                if k < 2 {
-                    0
-                } else {
-                    2
-                }
-            }
-        };
-        Walk::cross(h, w, kk)
-    }
-}
+/// Which four sequences the cross-scan builds (VMamba's `scans` argument): the scan-mode
+/// enum of `ss2d-core`, its one definition.
+pub use ss2d_core::fused::CrossMode as ScanMode;
 
 /// Sizes of a cross-scan / cross-merge: `x` is `(batch, channels, h, w)` (or channel-last).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
@@ -371,18 +294,9 @@ pub(crate) fn for_each_rows<F>(
 ) where
     F: Fn(usize, &mut [f32]) + Sync + Send,
 {
-    let chunk = row_len * rows_per_chunk;
-    if par.is_sequential() {
-        for (i, c) in out.chunks_mut(chunk).enumerate() {
-            f(i * rows_per_chunk, c);
-        }
-    } else {
-        par.install(|| {
-            out.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(i, c)| f(i * rows_per_chunk, c));
-        });
-    }
+    par.for_each_chunk(out, row_len * rows_per_chunk, |i, c| {
+        f(i * rows_per_chunk, c)
+    });
 }
 
 #[inline]

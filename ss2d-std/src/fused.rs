@@ -12,11 +12,9 @@
 //!    items (pairs, then single directions) into partial buffers combined in that same order, so
 //!    the output is bitwise identical for every thread count.
 
-use rayon::prelude::*;
-use ss2d_core::fused::{combine, CrossMode, FusedPlan, FusedShape, FusedSplit, FusedWeights};
+use ss2d_core::fused::{combine, FusedPlan, FusedShape, FusedSplit, FusedWeights};
 use ss2d_core::{Error, Layout};
 
-use crate::cross::ScanMode;
 use crate::pool::Buf;
 use crate::unfused::{Ss2dScanShape, Ss2dScanWeights};
 use crate::Parallelism;
@@ -41,14 +39,26 @@ pub fn project_grid(
     x: &[f32],
     par: Parallelism<'_>,
 ) -> Result<Vec<f32>, Error> {
-    let (bsz, d) = (shape.batch, shape.dim);
-    let l = shape.h * shape.w;
     let c4 = 4 * (shape.dt_rank + 2 * shape.dstate);
     // A reused buffer (stale contents): every element is written below.
-    let mut proj = crate::pool::take(bsz * l * c4);
+    let mut proj = crate::pool::take(shape.batch * shape.h * shape.w * c4);
+    project_into(shape, x_proj_weight, x, &mut proj, par)?;
+    Ok(proj)
+}
+
+/// [`project_grid`] into `proj` (`B*L*4C` elements, every one written).
+fn project_into(
+    shape: &Ss2dScanShape,
+    x_proj_weight: &[f32],
+    x: &[f32],
+    proj: &mut [f32],
+    par: Parallelism<'_>,
+) -> Result<(), Error> {
+    let (d, l) = (shape.dim, shape.h * shape.w);
+    let c4 = 4 * (shape.dt_rank + 2 * shape.dstate);
     if proj.is_empty() || d == 0 {
         proj.fill(0.0);
-        return Ok(proj);
+        return Ok(());
     }
     // W^T as a (D x 4C) view of the (4C x D) row-major weight.
     let wt = ss2d_gemm::MatRef::row_major(x_proj_weight, c4, d).t();
@@ -74,32 +84,12 @@ pub fn project_grid(
         ss2d_gemm::matmul(dv, xv, wt).map_err(gemm_err)
     };
     // Blocks never straddle batch items: chunk per batch item, then per PROJ_BLOCK rows.
-    let chunks: Vec<&mut [f32]> = proj
+    let chunks: Vec<(usize, &mut [f32])> = proj
         .chunks_mut(l * c4)
         .flat_map(|pb| pb.chunks_mut(PROJ_BLOCK * c4))
+        .enumerate()
         .collect();
-    if par.is_sequential() {
-        for (i, ch) in chunks.into_iter().enumerate() {
-            run(i, ch)?;
-        }
-        Ok(())
-    } else {
-        par.install(|| {
-            chunks
-                .into_par_iter()
-                .enumerate()
-                .try_for_each(|(i, ch)| run(i, ch))
-        })
-    }
-    .map(|()| proj)
-}
-
-fn core_mode(m: ScanMode) -> CrossMode {
-    match m {
-        ScanMode::Cross2d => CrossMode::Cross2d,
-        ScanMode::Unidi => CrossMode::Unidi,
-        ScanMode::Bidi => CrossMode::Bidi,
-    }
+    par.try_for_each(chunks, |(i, ch)| run(i, ch))
 }
 
 /// `(B, D, L)` -> `(B, L, D)` (or back with `d` and `l` swapped): per batch item the blocked
@@ -133,21 +123,22 @@ fn transpose_bdl(
         .max(64)
         .next_multiple_of(ss2d_core::MAX_LANES)
         .min(l);
-    par.install(|| {
-        dst.par_chunks_mut(per)
-            .enumerate()
-            .try_for_each(|(bi, item)| {
-                item.par_chunks_mut(cols * d)
-                    .enumerate()
-                    .try_for_each(|(k, part)| one(bi, k * cols, part))
-            })
-    })
+    let parts: Vec<(usize, usize, &mut [f32])> = dst
+        .chunks_mut(per)
+        .enumerate()
+        .flat_map(|(bi, item)| {
+            item.chunks_mut(cols * d)
+                .enumerate()
+                .map(move |(k, part)| (bi, k * cols, part))
+        })
+        .collect();
+    par.try_for_each(parts, |(bi, c0, part)| one(bi, c0, part))
 }
 
 /// The fused SS2D scan (module docs). Same contract as
 /// [`crate::unfused::ss2d_scan_unfused`]: `x` after conv + SiLU in the layout of
 /// `shape.channel_first`, `y_out` the merged output in the same layout. Nothing is written on
-/// error.
+/// error. Temporaries come from the per-thread buffer pool.
 ///
 /// Channel-first data is transposed to channel-last once on the way in and once on the way
 /// out: the column-major directions would otherwise read and write with a stride of `W`
@@ -158,6 +149,60 @@ pub fn ss2d_scan(
     x: &[f32],
     y_out: &mut [f32],
     par: Parallelism<'_>,
+) -> Result<(), Error> {
+    scan_any_layout(shape, weights, x, y_out, par, None)
+}
+
+/// Scratch elements [`ss2d_scan_with_scratch`] needs for `shape` on `par`: the projection on
+/// the grid, the partial buffers of a direction split, and one kernel scratch slot per item
+/// that may run at once.
+pub fn ss2d_scan_scratch_len(shape: &Ss2dScanShape, par: Parallelism<'_>) -> Result<usize, Error> {
+    shape.sizes()?;
+    // Sizing reads only the weights' lengths: stand-ins of the right lengths.
+    let len = |a: usize, b: usize| {
+        a.checked_mul(b).ok_or(Error::Overflow {
+            what: "weight size",
+        })
+    };
+    let d4 = len(4, shape.dim)?;
+    let w = |n: usize| vec![0.0f32; n];
+    let (dtw, dtb, al, ds) = (
+        w(len(d4, shape.dt_rank)?),
+        w(d4),
+        w(len(d4, shape.dstate)?),
+        w(d4),
+    );
+    let fw = FusedWeights {
+        dt_projs_weight: &dtw,
+        dt_projs_bias: &dtb,
+        a_logs: &al,
+        ds: &ds,
+    };
+    Ok(sizing(shape, fw, par)?.total)
+}
+
+/// [`ss2d_scan`] with the caller's scratch (at least [`ss2d_scan_scratch_len`] elements,
+/// contents unspecified on entry and exit): [`Error::Scratch`] when it is shorter, before
+/// anything is written. The scan then allocates nothing except, for channel-first data, the
+/// two transposed copies (from the per-thread buffer pool).
+pub fn ss2d_scan_with_scratch(
+    shape: &Ss2dScanShape,
+    weights: &Ss2dScanWeights<'_>,
+    x: &[f32],
+    y_out: &mut [f32],
+    par: Parallelism<'_>,
+    scratch: &mut [f32],
+) -> Result<(), Error> {
+    scan_any_layout(shape, weights, x, y_out, par, Some(scratch))
+}
+
+fn scan_any_layout(
+    shape: &Ss2dScanShape,
+    weights: &Ss2dScanWeights<'_>,
+    x: &[f32],
+    y_out: &mut [f32],
+    par: Parallelism<'_>,
+    arena: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     let sizes = shape.validate(weights)?;
     if x.len() != sizes.x_len {
@@ -179,8 +224,17 @@ pub fn ss2d_scan(
         // the other dimensions is allocated).
         return Ok(());
     }
+    if let Some(a) = &arena {
+        let needed = sizing(shape, fused_weights(weights), par)?.total;
+        if a.len() < needed {
+            return Err(Error::Scratch {
+                needed,
+                actual: a.len(),
+            });
+        }
+    }
     if !shape.channel_first {
-        return ss2d_scan_layout(shape, weights, x, y_out, par);
+        return ss2d_scan_layout(shape, weights, x, y_out, par, arena);
     }
     let (d, l) = (shape.dim, shape.h * shape.w);
     // Reused buffers (stale contents): the transpose writes all of `xt`, the scan all of `yt`.
@@ -191,96 +245,152 @@ pub fn ss2d_scan(
         channel_first: false,
         ..*shape
     };
-    ss2d_scan_layout(&cl, weights, &xt, &mut yt, par)?;
+    ss2d_scan_layout(&cl, weights, &xt, &mut yt, par, arena)?;
     transpose_bdl(&yt, y_out, l, d, par)
 }
 
-/// [`ss2d_scan`] in the layout the shape names, without the channel-first transposes.
+fn fused_weights<'a>(w: &Ss2dScanWeights<'a>) -> FusedWeights<'a> {
+    FusedWeights {
+        dt_projs_weight: w.dt_projs_weight,
+        dt_projs_bias: w.dt_projs_bias,
+        a_logs: w.a_logs,
+        ds: w.ds,
+    }
+}
+
+fn fused_shape(s: &Ss2dScanShape) -> FusedShape {
+    FusedShape {
+        batch: s.batch,
+        dim: s.dim,
+        h: s.h,
+        w: s.w,
+        dstate: s.dstate,
+        dt_rank: s.dt_rank,
+        mode: s.mode,
+        layout: if s.channel_first {
+            Layout::ChannelFirst
+        } else {
+            Layout::ChannelLast
+        },
+    }
+}
+
+/// How a fused call is cut and how much scratch it takes.
+struct Sizing {
+    split: FusedSplit,
+    count: usize,
+    per: usize,
+    proj_len: usize,
+    out_len: usize,
+    total: usize,
+}
+
+/// The cut of a fused scan of `s` on `par`: the direction split (all four directions per item
+/// while batch x panels gives every thread two items, else pairs, else single directions),
+/// the item count and the scratch. Depends on the shape, the weights' lengths and the
+/// executor only (no data).
+fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Result<Sizing, Error> {
+    let overflow = || Error::Overflow {
+        what: "scratch size",
+    };
+    let sz = s.sizes()?;
+    let c4 = 4 * sz.proj_rows;
+    let proj_len = (s.batch * sz.seqlen).checked_mul(c4).ok_or_else(overflow)?;
+    let out_len = sz.x_len;
+    let fs = fused_shape(s);
+    // Per-item scratch depends on L, N and R only: a plan over no batch sizes it.
+    let per = FusedPlan::new(&FusedShape { batch: 0, ..fs }, fw, &[], &[])?;
+    // Units per batch item: those of a 1x1 grid (a plan over D values and one projection row).
+    let units = if out_len == 0 {
+        [0; 3]
+    } else {
+        let (x1, p1) = (Buf::new(s.dim), Buf::new(c4));
+        let one = FusedPlan::new(
+            &FusedShape {
+                batch: 1,
+                h: 1,
+                w: 1,
+                ..fs
+            },
+            fw,
+            &x1,
+            &p1,
+        )?;
+        [FusedSplit::All, FusedSplit::Pairs, FusedSplit::Dirs]
+            .map(|sp| one.units(sp).saturating_mul(s.batch))
+    };
+    let width = par.threads();
+    let (split, units) = if par.is_sequential() || units[0] >= 2 * width {
+        (FusedSplit::All, units[0])
+    } else if units[1] >= 2 * width {
+        (FusedSplit::Pairs, units[1])
+    } else {
+        (FusedSplit::Dirs, units[2])
+    };
+    let count = par.items_for(units);
+    let per = per.scratch_len(split);
+    let total = par
+        .scratch_slots(count)
+        .checked_mul(per)
+        .and_then(|t| t.checked_add(proj_len))
+        .and_then(|t| t.checked_add((split.buffers() - 1).checked_mul(out_len)?))
+        .ok_or_else(overflow)?;
+    Ok(Sizing {
+        split,
+        count,
+        per,
+        proj_len,
+        out_len,
+        total,
+    })
+}
+
+/// [`ss2d_scan`] in the layout the shape names, without the channel-first transposes; `x` and
+/// `y_out` checked, not empty.
 fn ss2d_scan_layout(
     shape: &Ss2dScanShape,
     weights: &Ss2dScanWeights<'_>,
     x: &[f32],
     y_out: &mut [f32],
     par: Parallelism<'_>,
+    arena: Option<&mut [f32]>,
 ) -> Result<(), Error> {
-    let sizes = shape.validate(weights)?;
-    if x.len() != sizes.x_len {
-        return Err(Error::Length {
-            tensor: "x",
-            expected: sizes.x_len,
-            actual: x.len(),
-        });
-    }
-    if y_out.len() != sizes.x_len {
-        return Err(Error::Length {
-            tensor: "y",
-            expected: sizes.x_len,
-            actual: y_out.len(),
-        });
-    }
-    let proj = project_grid(shape, weights.x_proj_weight, x, par)?;
-    let fshape = FusedShape {
-        batch: shape.batch,
-        dim: shape.dim,
-        h: shape.h,
-        w: shape.w,
-        dstate: shape.dstate,
-        dt_rank: shape.dt_rank,
-        mode: core_mode(shape.mode),
-        layout: if shape.channel_first {
-            Layout::ChannelFirst
-        } else {
-            Layout::ChannelLast
-        },
+    let fw = fused_weights(weights);
+    let sz = sizing(shape, fw, par)?;
+    let nextra = sz.split.buffers() - 1;
+    // The projection, the split's partial buffers and the items' scratch: carved from the
+    // caller's scratch, or reused buffers (stale contents: the plan ignores them).
+    let mut own = Vec::new();
+    let (proj, extra, slots) = match arena {
+        Some(a) => {
+            let (proj, rest) = a.split_at_mut(sz.proj_len);
+            let (extra, slots) = rest.split_at_mut(nextra * sz.out_len);
+            (
+                proj,
+                extra.chunks_mut(sz.out_len).collect::<Vec<_>>(),
+                Some(slots),
+            )
+        }
+        None => {
+            own.push(Buf::new(sz.proj_len));
+            own.extend((0..nextra).map(|_| Buf::new(sz.out_len)));
+            let mut it = own.iter_mut().map(|b| &mut b[..]);
+            let proj = it.next().unwrap_or_default();
+            (proj, it.collect(), None)
+        }
     };
-    let fw = FusedWeights {
-        dt_projs_weight: weights.dt_projs_weight,
-        dt_projs_bias: weights.dt_projs_bias,
-        a_logs: weights.a_logs,
-        ds: weights.ds,
-    };
-    // `proj` goes back to the pool when the scan is done.
-    let proj = Buf::from_vec(proj);
-    let plan = FusedPlan::new(&fshape, fw, x, &proj)?;
-    let threads = par.threads();
-    let split = if par.is_sequential() || plan.units(FusedSplit::All) >= 2 * threads {
-        FusedSplit::All
-    } else if plan.units(FusedSplit::Pairs) >= 2 * threads {
-        FusedSplit::Pairs
-    } else {
-        FusedSplit::Dirs
-    };
-    let n = plan.out_len();
-    // Split buffers' prior contents are ignored by the plan: reused buffers.
-    let mut extra: Vec<Buf> = (1..split.buffers()).map(|_| Buf::new(n)).collect();
+    project_into(shape, weights.x_proj_weight, x, proj, par)?;
+    let plan = FusedPlan::new(&fused_shape(shape), fw, x, proj)?;
     let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(4);
     bufs.push(y_out);
-    bufs.extend(extra.iter_mut().map(|v| &mut v[..]));
-    let scratch_len = plan.scratch_len(split);
+    bufs.extend(extra);
     {
-        let count = if par.is_sequential() {
-            1
-        } else {
-            plan.units(split)
-        };
-        let mut items = plan.split(&mut bufs, split, count)?;
+        let mut items = plan.split(&mut bufs, sz.split, sz.count)?;
         let items: Vec<_> = items.items().collect();
-        if par.is_sequential() {
-            // Scratch contents never matter (ss2d-core docs): a reused buffer.
-            let mut scratch = Buf::new(scratch_len);
-            for item in items {
-                item.run(&mut scratch)?;
-            }
-        } else {
-            par.install(|| {
-                items
-                    .into_par_iter()
-                    .try_for_each_init(|| Buf::new(scratch_len), |scratch, item| item.run(scratch))
-            })?;
-        }
+        par.try_for_each_scratch(items, sz.per, slots, |item, s| item.run(s))?;
     }
-    if split != FusedSplit::All {
-        let blocks = n.div_ceil(COMBINE_BLOCK);
+    if sz.split != FusedSplit::All {
+        let blocks = sz.out_len.div_ceil(COMBINE_BLOCK);
         // Each block touches a disjoint range of every buffer: split them all by blocks.
         let mut per_block: Vec<Vec<&mut [f32]>> = (0..blocks).map(|_| Vec::new()).collect();
         for buf in bufs.iter_mut() {
@@ -288,11 +398,10 @@ fn ss2d_scan_layout(
                 per_block[i].push(ch);
             }
         }
-        par.install(|| {
-            per_block.into_par_iter().for_each(|mut b| {
-                let len = b.first().map_or(0, |s| s.len());
-                combine(split, &mut b, 0..len);
-            })
+        let split = sz.split;
+        par.for_each(per_block, |mut b| {
+            let len = b.first().map_or(0, |s| s.len());
+            combine(split, &mut b, 0..len);
         });
     }
     Ok(())

@@ -61,11 +61,6 @@ impl Buf {
     pub(crate) fn new(len: usize) -> Self {
         Buf(take(len))
     }
-
-    /// Takes ownership of `v`, to hand it to the pool when dropped.
-    pub(crate) fn from_vec(v: Vec<f32>) -> Self {
-        Buf(v)
-    }
 }
 
 impl std::ops::Deref for Buf {

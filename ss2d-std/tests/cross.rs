@@ -12,7 +12,7 @@ use ss2d_std::cross::{
     cross_merge, cross_merge_output_len, cross_scan, cross_scan_input_len, cross_scan_output_len,
     CrossDims, CrossOpts, ScanMode,
 };
-use ss2d_std::Parallelism;
+use ss2d_std::{Parallelism, ScopedThreads};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 
@@ -323,6 +323,8 @@ proptest! {
         let base = run(Parallelism::Sequential);
         for n in [1, 2, 3, 8] {
             prop_assert_eq!(&run(Parallelism::Pool(pool(n))), &base, "{} threads", n);
+            let host = ScopedThreads { threads: n, items: n / 2 };
+            prop_assert_eq!(&run(Parallelism::Host(&host)), &base, "host {:?}", host);
         }
     }
 }

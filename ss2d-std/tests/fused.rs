@@ -7,9 +7,9 @@ use common::*;
 use proptest::prelude::*;
 use ss2d_core::Error;
 use ss2d_std::cross::ScanMode;
-use ss2d_std::fused::ss2d_scan;
+use ss2d_std::fused::{ss2d_scan, ss2d_scan_scratch_len, ss2d_scan_with_scratch};
 use ss2d_std::unfused::{ss2d_scan_unfused, Ss2dScanShape, Ss2dScanWeights};
-use ss2d_std::Parallelism;
+use ss2d_std::{Parallelism, ScopedThreads};
 
 #[test]
 fn golden_y_merged() {
@@ -155,6 +155,45 @@ proptest! {
         for t in [2usize, 3, 8] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
             prop_assert_eq!(&bits(&p.fused(Parallelism::Pool(&pool))), &one, "{} threads", t);
+            prop_assert_eq!(&bits(&p.fused(Parallelism::Threads(t))), &one, "library pool {}", t);
+        }
+    }
+
+    /// Every executor, with and without the caller's scratch (sized by the query; one element
+    /// less is refused before anything is written).
+    #[test]
+    fn fused_is_bitwise_identical_for_any_executor(shape in shape_strategy(), seed in any::<u64>()) {
+        let p = Problem::new(shape, seed);
+        let one = bits(&p.fused(Parallelism::Sequential));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let hosts = [
+            ScopedThreads { threads: 1, items: 0 },
+            ScopedThreads { threads: 3, items: 0 },
+            ScopedThreads { threads: 4, items: 7 },
+            ScopedThreads { threads: 2, items: 1 },
+        ];
+        let mut execs = vec![
+            Parallelism::Sequential,
+            Parallelism::Threads(2),
+            Parallelism::Threads(5),
+            Parallelism::Pool(&pool),
+        ];
+        execs.extend(hosts.iter().map(|h| Parallelism::Host(h)));
+        for par in execs {
+            prop_assert_eq!(&bits(&p.fused(par)), &one, "{:?}", par);
+            let need = ss2d_scan_scratch_len(&p.shape, par).unwrap();
+            let mut scratch = vec![f32::NAN; need];
+            let mut y = vec![f32::NAN; p.x.len()];
+            ss2d_scan_with_scratch(&p.shape, &p.weights(), &p.x, &mut y, par, &mut scratch).unwrap();
+            prop_assert_eq!(&bits(&y), &one, "{:?} with scratch", par);
+            if need > 0 {
+                let mut y = vec![3.0f32; p.x.len()];
+                let r = ss2d_scan_with_scratch(
+                    &p.shape, &p.weights(), &p.x, &mut y, par, &mut scratch[..need - 1],
+                );
+                prop_assert_eq!(r, Err(Error::Scratch { needed: need, actual: need - 1 }));
+                prop_assert!(y.iter().all(|&v| v == 3.0));
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use ss2d_std::layer::{
     init, Backend, CoreType, DtRank, ForwardOptions, ForwardType, Grid, Intermediates, LayerError,
     OutNorm, Ss2d, Ss2dConfig, StageTimes, ZBranch,
 };
-use ss2d_std::Parallelism;
+use ss2d_std::{Parallelism, ScopedThreads};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/ss2d");
 
@@ -193,7 +193,15 @@ fn bitwise_identical_for_any_thread_count() {
         let layer = g.layer();
         let one = run(&layer, &g, Backend::Fast, Parallelism::Sequential);
         for (i, pool) in pools.iter().enumerate() {
-            for par in [Parallelism::Pool(pool), Parallelism::Threads(i + 2)] {
+            let host = ScopedThreads {
+                threads: i + 2,
+                items: 3 * i,
+            };
+            for par in [
+                Parallelism::Pool(pool),
+                Parallelism::Threads(i + 2),
+                Parallelism::Host(&host),
+            ] {
                 let r = run(&layer, &g, Backend::Fast, par);
                 assert!(
                     bits(&r.output) == bits(&one.output),

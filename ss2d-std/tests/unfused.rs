@@ -8,7 +8,7 @@ use ss2d_std::cross::ScanMode;
 use ss2d_std::unfused::{
     project, ss2d_scan_unfused, ss2d_scan_unfused_intermediates, Ss2dScanShape, Ss2dScanWeights,
 };
-use ss2d_std::Parallelism;
+use ss2d_std::{Parallelism, ScopedThreads};
 
 #[test]
 fn golden_intermediates() {
@@ -80,6 +80,14 @@ fn layouts_and_threads_agree_bitwise() {
                 "{name}: {} threads",
                 pool.current_num_threads()
             );
+            let n = pool.current_num_threads();
+            let host = ScopedThreads {
+                threads: n,
+                items: n - 1,
+            };
+            let mut y = vec![f32::NAN; x.len()];
+            ss2d_scan_unfused(&s, &case.weights(), &x, &mut y, Parallelism::Host(&host)).unwrap();
+            assert_eq!(bits(&y), bits(&y_ref), "{name}: {host:?}");
         }
         // Channel-last input gives the transposed output, bitwise.
         let cl = Ss2dScanShape {

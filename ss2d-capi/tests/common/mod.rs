@@ -354,3 +354,51 @@ pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
+
+/// Runs `cmd` with a time limit of `secs` seconds (a hang fails the test instead of stalling
+/// the suite): its exit status and its stdout followed by its stderr. `Err` when it cannot be
+/// started.
+pub fn run_within(
+    cmd: &mut std::process::Command,
+    secs: u64,
+) -> std::io::Result<(std::process::ExitStatus, String)> {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // Drained while the child runs, so that a full pipe cannot stall it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
+    Ok((status, text))
+}

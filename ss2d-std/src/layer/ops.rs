@@ -7,7 +7,6 @@
 //! positions (the last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns
 //! a contiguous tile and `out_proj` reads each tile as a plain row-major matrix.
 
-use rayon::prelude::*;
 use ss2d_core::math::{self, MathFn};
 use ss2d_gemm::{matmul, MatMut, MatRef};
 
@@ -21,37 +20,6 @@ pub const GEMM_BLOCK: usize = 256;
 
 /// Elements per chunk of elementwise passes.
 const ELEMWISE_CHUNK: usize = 16 * 1024;
-
-/// `f(index, chunk)` over `chunk`-sized pieces of `data` (the last may be shorter), on `par`.
-fn par_chunks<F>(par: Parallelism<'_>, data: &mut [f32], chunk: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync + Send,
-{
-    let chunk = chunk.max(1);
-    if par.is_sequential() || data.len() <= chunk {
-        for (i, c) in data.chunks_mut(chunk).enumerate() {
-            f(i, c);
-        }
-    } else {
-        par.install(|| {
-            data.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(i, c)| f(i, c))
-        });
-    }
-}
-
-/// Runs `f` over owned work items on `par`.
-fn par_items<T: Send, F>(par: Parallelism<'_>, items: Vec<T>, f: F)
-where
-    F: Fn(T) + Sync + Send,
-{
-    if par.is_sequential() || items.len() <= 1 {
-        items.into_iter().for_each(f);
-    } else {
-        par.install(|| items.into_par_iter().for_each(f));
-    }
-}
 
 /// Position blocks of a sequence of `l`: `(l0, nb)`.
 fn blocks(l: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -105,7 +73,7 @@ fn linear_cf_blocks<'r, R>(
     fit(scratch, b * o * l);
     let lhs = MatRef::row_major(w, o, i);
     let tiles = split_tiles(scratch, b, l, o);
-    par_items(par, tiles, |(bb, l0, t)| {
+    par.for_each(tiles, |(bb, l0, t)| {
         let nb = t.len() / o;
         mm(
             MatMut::row_major(t, o, nb),
@@ -116,7 +84,7 @@ fn linear_cf_blocks<'r, R>(
     // Copy back, in chunks of output rows (b, channel).
     let tiles = &scratch[..];
     let rows_per = o.div_ceil(8).max(1);
-    par_chunks(par, out, l * rows_per, |ci, chunk| {
+    par.for_each_chunk(out, l * rows_per, |ci, chunk| {
         for (k, row) in chunk.chunks_exact_mut(l).enumerate() {
             let gr = ci * rows_per + k;
             let (bb, r) = (gr / o, gr % o);
@@ -135,7 +103,7 @@ fn linear_cl(w: &[f32], o: usize, i: usize, x: &[f32], out: &mut [f32], par: Par
         return;
     }
     let wt = MatRef::row_major(w, o, i).t();
-    par_chunks(par, out, GEMM_BLOCK * o, |j, chunk| {
+    par.for_each_chunk(out, GEMM_BLOCK * o, |j, chunk| {
         let nb = chunk.len() / o;
         let r0 = j * GEMM_BLOCK;
         let lhs = MatRef::row_major(&x[r0 * i..(r0 + nb) * i], nb, i);
@@ -259,13 +227,13 @@ pub(super) fn add_channel_bias(
 ) {
     let c = bias.len();
     if cf {
-        par_chunks(par, v, l.max(1), |row, r| {
+        par.for_each_chunk(v, l.max(1), |row, r| {
             let bv = bias[row % c];
             r.iter_mut().for_each(|x| *x += bv);
         });
     } else {
         let _ = b;
-        par_chunks(par, v, c.max(1), |_, r| {
+        par.for_each_chunk(v, c.max(1), |_, r| {
             r.iter_mut().zip(bias).for_each(|(x, bv)| *x += bv);
         });
     }
@@ -290,7 +258,7 @@ pub(super) fn silu_inplace(naive: bool, v: &mut [f32], par: Parallelism<'_>) {
     if naive {
         v.iter_mut().for_each(|x| *x = silu_scalar(*x));
     } else {
-        par_chunks(par, v, ELEMWISE_CHUNK, |_, c| silu_slice(c));
+        par.for_each_chunk(v, ELEMWISE_CHUNK, |_, c| silu_slice(c));
     }
 }
 
@@ -406,11 +374,11 @@ pub(super) fn dwconv(
         return naive_conv(cf, a, x, b, out);
     }
     if cf {
-        par_chunks(par, out, hw, |plane, o| {
+        par.for_each_chunk(out, hw, |plane, o| {
             conv_plane(a, plane % c, &x[plane * hw..(plane + 1) * hw], o);
         });
     } else {
-        par_chunks(par, out, w * c, |row, o| {
+        par.for_each_chunk(out, w * c, |row, o| {
             let (bb, oh) = (row / h, row % h);
             conv_row(a, oh, &x[bb * hw * c..(bb + 1) * hw * c], o);
         });
@@ -676,11 +644,11 @@ pub(super) fn norm_gate(
     }
     if cf {
         let tiles = split_tiles(out, b, l, c);
-        par_items(par, tiles, |(bb, l0, t)| {
+        par.for_each(tiles, |(bb, l0, t)| {
             norm_tile_cf(a, y, z, &stats, bb, l, l0, t)
         });
     } else {
-        par_chunks(par, out, GEMM_BLOCK * c, |j, chunk| {
+        par.for_each_chunk(out, GEMM_BLOCK * c, |j, chunk| {
             let r0 = j * GEMM_BLOCK;
             for (k, orow) in chunk.chunks_exact_mut(c).enumerate() {
                 let r = r0 + k;

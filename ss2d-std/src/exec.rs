@@ -1,0 +1,519 @@
+//! The executor: how a call runs its work items.
+//!
+//! Every parallel path of this crate (the selective scan, cross-scan/merge, the fused and
+//! unfused SS2D scans, every stage of the layer) and of `ss2d-capi` cuts its work into
+//! independent items over disjoint outputs and hands them to a [`Parallelism`]:
+//!
+//! | variant | where the items run |
+//! |---|---|
+//! | [`Parallelism::Sequential`] | on the calling thread |
+//! | [`Parallelism::Threads`] | on the library's pool, with at most `n` of its threads |
+//! | [`Parallelism::Pool`] | on the caller's rayon pool |
+//! | [`Parallelism::Host`] | through the caller's [`ParallelFor`] (e.g. a C host's `parallel_for`) |
+//!
+//! How the work is cut never depends on which threads run it (the cut depends at most on the
+//! thread count, and then only in ways that keep every addition in the same order), so
+//! results are bitwise identical for every executor and thread count.
+//!
+//! ## The library pool
+//!
+//! - **One pool per process.** It has as many threads as the largest [`Parallelism::Threads`]
+//!   request so far; a larger request replaces it by a larger pool (the old pool's threads
+//!   exit as soon as the calls still running on it return). A request for fewer threads runs
+//!   on the same pool with that many of its threads. The number of distinct thread counts
+//!   asked for does not matter.
+//! - **Capped at [`max_threads`]**: the number of CPUs this process may run on
+//!   ([`std::thread::available_parallelism`], which honours affinity masks and cgroup quotas;
+//!   64 where the platform cannot tell). More threads than that cannot run at once: they
+//!   would only add stacks and context switches, never speed. Larger requests are clamped to
+//!   it (the result is the same, see above).
+//! - **Fork-safe.** The pool remembers the process that built it. After `fork()`, the child
+//!   has none of the parent's pool threads (only the forking thread survives a fork), so the
+//!   child's first threaded call sees the changed process id, abandons the inherited pool
+//!   without touching it (its memory is leaked, once per fork; joining or signalling threads
+//!   that do not exist would hang) and builds a new pool: the child's calls run with the
+//!   threads they ask for. As for any multithreaded program, this holds when no other thread
+//!   is inside an ss2d call at the moment of the fork. A caller's own rayon pool
+//!   ([`Parallelism::Pool`]) is the caller's to rebuild after a fork.
+//! - If a pool cannot be built (the OS refuses threads), the call runs on the calling thread:
+//!   the result is the same.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::pool::Buf;
+
+/// A host's parallel loop: the executor of a program that has its own thread pool.
+pub trait ParallelFor: Sync {
+    /// Calls `item(i)` once for every `i` in `0..n`, from any threads and in any order
+    /// (concurrently or not), and returns after all those calls have returned. `n` is never
+    /// 0. An implementation that skips an index has that item run afterwards on the calling
+    /// thread; one that calls an index twice or out of range has the extra calls ignored: the
+    /// result stays complete and correct either way.
+    fn parallel_for(&self, n: usize, item: &(dyn Fn(usize) + Sync));
+
+    /// How many items the host runs at once (a hint: it picks how finely work is split).
+    fn width(&self) -> usize;
+
+    /// Items per [`ParallelFor::parallel_for`] round; 0 (the default) lets the library choose
+    /// (one per independent unit of work).
+    fn items(&self) -> usize {
+        0
+    }
+}
+
+/// The executor of a call (module docs): on the calling thread, on `n` threads of the
+/// library's pool, on a caller's rayon pool, or through a host's [`ParallelFor`].
+#[derive(Clone, Copy, Default)]
+pub enum Parallelism<'p> {
+    /// Everything on the calling thread.
+    #[default]
+    Sequential,
+    /// At most `n` threads of the library's one pool (0 or 1 = sequential; clamped to
+    /// [`max_threads`]).
+    Threads(usize),
+    /// The caller's rayon pool, all its threads.
+    Pool(&'p rayon::ThreadPool),
+    /// The host's parallel loop.
+    Host(&'p dyn ParallelFor),
+}
+
+impl std::fmt::Debug for Parallelism<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parallelism::Sequential => write!(f, "Sequential"),
+            Parallelism::Threads(n) => write!(f, "Threads({n})"),
+            Parallelism::Pool(p) => write!(f, "Pool({} threads)", p.current_num_threads()),
+            Parallelism::Host(h) => write!(f, "Host(width {}, items {})", h.width(), h.items()),
+        }
+    }
+}
+
+/// Work items per thread for the pools, so that uneven items balance.
+const ITEMS_PER_THREAD: usize = 4;
+
+/// The largest thread count the library pool takes (module docs): the CPUs this process may
+/// run on, or 64 where the platform cannot tell. Computed once per process.
+pub fn max_threads() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(64, |n| n.get()))
+}
+
+/// The library pool and the process that built it.
+struct Shared {
+    pid: u32,
+    threads: usize,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+static LIBRARY: Mutex<Option<Shared>> = Mutex::new(None);
+
+/// Sets down a pool that is no longer the library's: dropped (its threads exit when the calls
+/// running on it return) when this process built it, leaked when it was inherited across a
+/// fork (its threads do not exist here; dropping would signal them through state a parent
+/// thread may have held locked at the fork).
+fn retire(old: Option<Shared>, pid: u32) {
+    if let Some(s) = old {
+        if s.pid == pid {
+            drop(s);
+        } else {
+            std::mem::forget(s);
+        }
+    }
+}
+
+/// The library pool with at least `n` threads (`2 <= n <= max_threads()`), built or grown on
+/// demand; `None` when the OS refuses the threads.
+fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
+    let pid = std::process::id();
+    {
+        let mut g = LIBRARY.lock().unwrap_or_else(PoisonError::into_inner);
+        match g.as_ref() {
+            Some(s) if s.pid == pid && s.threads >= n => return Some(Arc::clone(&s.pool)),
+            Some(s) if s.pid != pid => retire(g.take(), pid),
+            _ => {}
+        }
+    }
+    // Built without the lock held: the lock is only ever held for a few loads and stores.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("ss2d-{i}"))
+        .build()
+        .ok()?;
+    let mut g = LIBRARY.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(s) = g.as_ref() {
+        if s.pid == pid && s.threads >= n {
+            // Another thread grew the pool meanwhile: use that one, drop ours.
+            return Some(Arc::clone(&s.pool));
+        }
+    }
+    let pool = Arc::new(pool);
+    let old = g.replace(Shared {
+        pid,
+        threads: n,
+        pool: Arc::clone(&pool),
+    });
+    drop(g);
+    retire(old, pid);
+    Some(pool)
+}
+
+/// Threads of the library pool (0 before the first threaded call, or when the pool was
+/// inherited across a fork and not yet rebuilt).
+pub fn library_pool_threads() -> usize {
+    let g = LIBRARY.lock().unwrap_or_else(PoisonError::into_inner);
+    match g.as_ref() {
+        Some(s) if s.pid == std::process::id() => s.threads,
+        _ => 0,
+    }
+}
+
+/// Runs `f(i)` for every `i` in `0..n` on `workers` threads of `pool`, each taking the next
+/// index until none is left (so no more than `workers` run at once, whatever the pool's size).
+fn on_pool(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        f(i);
+    };
+    pool.scope(|s| {
+        for _ in 1..workers {
+            s.spawn(|_| work());
+        }
+        work();
+    });
+}
+
+/// A slot of `T` taken at most once.
+type Cell<T> = Mutex<Option<T>>;
+
+fn take<T>(c: &Cell<T>) -> Option<T> {
+    c.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+impl Parallelism<'_> {
+    /// True when the call runs on the calling thread only.
+    pub fn is_sequential(&self) -> bool {
+        match self {
+            Parallelism::Sequential => true,
+            Parallelism::Threads(n) => (*n).min(max_threads()) <= 1,
+            Parallelism::Pool(_) | Parallelism::Host(_) => false,
+        }
+    }
+
+    /// Number of threads the call may use (for a host, its width hint).
+    pub fn threads(&self) -> usize {
+        match self {
+            Parallelism::Sequential => 1,
+            Parallelism::Threads(n) => (*n).clamp(1, max_threads()),
+            Parallelism::Pool(p) => p.current_num_threads().max(1),
+            Parallelism::Host(h) => h.width().max(1),
+        }
+    }
+
+    /// How many items to cut `units` independent units of work into: 1 when sequential,
+    /// [`ParallelFor::items`] (or every unit) for a host, else a few per thread. At least 1,
+    /// at most `units` (when `units > 0`).
+    pub fn items_for(&self, units: usize) -> usize {
+        let n = match self {
+            _ if self.is_sequential() => 1,
+            Parallelism::Host(h) if h.items() > 0 => h.items(),
+            Parallelism::Host(_) => units,
+            _ => self.threads().saturating_mul(ITEMS_PER_THREAD),
+        };
+        n.clamp(1, units.max(1))
+    }
+
+    /// How many items of a call cut into `items` items may run at once: the number of
+    /// scratch slots a caller-provided scratch buffer must hold.
+    pub fn scratch_slots(&self, items: usize) -> usize {
+        match self {
+            _ if self.is_sequential() || items <= 1 => 1,
+            Parallelism::Host(_) => items,
+            _ => self.threads().min(items),
+        }
+    }
+
+    /// Calls `f(i)` once for every `i` in `0..n` on this executor. Items a host skipped run
+    /// afterwards on the calling thread; repeated or out-of-range calls of a host are ignored.
+    fn run_indexed(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        let seq = || (0..n).for_each(f);
+        if n <= 1 || self.is_sequential() {
+            return seq();
+        }
+        match self {
+            Parallelism::Sequential => seq(),
+            Parallelism::Threads(t) => match library_pool((*t).min(max_threads())) {
+                Some(p) => on_pool(&p, self.threads().min(n), n, f),
+                None => seq(),
+            },
+            Parallelism::Pool(p) => on_pool(p, self.threads().min(n), n, f),
+            Parallelism::Host(h) => h.parallel_for(n, f),
+        }
+    }
+
+    /// Runs `f` on every item. The pools' threads take items one at a time as they become
+    /// free; a host gets them in [`ParallelFor::items`] contiguous groups when it names a
+    /// count. Every item runs exactly once, whatever a host does; the error returned is the
+    /// one of the first failing item in order (all items run even when one fails).
+    pub fn try_for_each<T, E, F>(&self, items: Vec<T>, f: F) -> Result<(), E>
+    where
+        T: Send,
+        E: Send,
+        F: Fn(T) -> Result<(), E> + Sync,
+    {
+        let count = match self {
+            Parallelism::Host(_) => self.items_for(usize::MAX),
+            _ => usize::MAX,
+        };
+        let groups = groups(items, count);
+        let g = groups.len();
+        if g <= 1 || self.is_sequential() {
+            return groups.into_iter().flatten().try_for_each(f);
+        }
+        let cells: Vec<Cell<Vec<T>>> = groups.into_iter().map(|v| Mutex::new(Some(v))).collect();
+        let errs: Vec<Cell<E>> = (0..g).map(|_| Mutex::new(None)).collect();
+        let run = |i: usize| {
+            let Some(group) = cells.get(i).and_then(take) else {
+                return;
+            };
+            if let Err(e) = group.into_iter().try_for_each(&f) {
+                *errs[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            }
+        };
+        self.run_indexed(g, &run);
+        // Whatever a host skipped runs here.
+        (0..g).for_each(run);
+        match errs.into_iter().find_map(|e| take(&e)) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Parallelism::try_for_each`] for infallible work.
+    pub fn for_each<T, F>(&self, items: Vec<T>, f: F)
+    where
+        T: Send,
+        F: Fn(T) + Sync,
+    {
+        let r: Result<(), std::convert::Infallible> = self.try_for_each(items, |t| {
+            f(t);
+            Ok(())
+        });
+        let Ok(()) = r;
+    }
+
+    /// `f(index, chunk)` over the `chunk`-element pieces of `data` (the last may be shorter).
+    pub fn for_each_chunk<T, F>(&self, data: &mut [T], chunk: usize, f: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        let chunk = chunk.max(1);
+        if self.is_sequential() || data.len() <= chunk {
+            for (i, c) in data.chunks_mut(chunk).enumerate() {
+                f(i, c);
+            }
+            return;
+        }
+        self.for_each(data.chunks_mut(chunk).enumerate().collect(), |(i, c)| {
+            f(i, c)
+        });
+    }
+
+    /// [`Parallelism::try_for_each`] with a scratch buffer of `per` elements (contents
+    /// unspecified) for each item: slots of `arena` when given (it must hold
+    /// `scratch_slots(items.len()) * per` elements; items are not grouped then), else buffers
+    /// of the per-thread pool.
+    pub fn try_for_each_scratch<T, E, F>(
+        &self,
+        items: Vec<T>,
+        per: usize,
+        arena: Option<&mut [f32]>,
+        f: F,
+    ) -> Result<(), E>
+    where
+        T: Send,
+        E: Send,
+        F: Fn(T, &mut [f32]) -> Result<(), E> + Sync,
+    {
+        let Some(arena) = arena else {
+            if self.is_sequential() {
+                let mut s = Buf::new(per);
+                return items.into_iter().try_for_each(|t| f(t, &mut s));
+            }
+            return self.try_for_each(items, |t| f(t, &mut Buf::new(per)));
+        };
+        let slots = self.scratch_slots(items.len());
+        let free: Vec<&mut [f32]> = if per == 0 {
+            (0..slots).map(|_| <&mut [f32]>::default()).collect()
+        } else {
+            arena.chunks_mut(per).take(slots).collect()
+        };
+        let free = Mutex::new(free);
+        // Every item gets its own slot from the free list for the time it runs; should a
+        // caller's pool run more items at once than it has threads, the extra ones use pool
+        // buffers instead of waiting.
+        let direct = groups(items, usize::MAX);
+        self.try_for_each(direct, |group| {
+            let slot = free.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            match slot {
+                Some(s) if s.len() == per => {
+                    let r = group.into_iter().try_for_each(|t| f(t, &mut *s));
+                    free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
+                    r
+                }
+                other => {
+                    if let Some(s) = other {
+                        free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
+                    }
+                    let mut b = Buf::new(per);
+                    group.into_iter().try_for_each(|t| f(t, &mut b))
+                }
+            }
+        })
+    }
+}
+
+/// A [`ParallelFor`] that runs each round on `n` fresh scoped threads pulling indices from a
+/// shared counter, with `items` items per round (0: the library's choice): a minimal host
+/// loop, for tests and as an example of the trait.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopedThreads {
+    /// Threads per round.
+    pub threads: usize,
+    /// Items per round (0: one per unit of work).
+    pub items: usize,
+}
+
+impl ParallelFor for ScopedThreads {
+    fn parallel_for(&self, n: usize, item: &(dyn Fn(usize) + Sync)) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..self.threads.clamp(1, n) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    item(i);
+                });
+            }
+        });
+    }
+
+    fn width(&self) -> usize {
+        self.threads
+    }
+
+    fn items(&self) -> usize {
+        self.items
+    }
+}
+
+/// Cuts `units` into at most `count` contiguous groups (in order; sizes differ by at most
+/// one; every group non-empty unless there are no units).
+pub(crate) fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
+    let n = units.len();
+    let count = count.clamp(1, n.max(1));
+    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
+    for (i, u) in units.into_iter().enumerate() {
+        out[i * count / n.max(1)].push(u);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_keep_order_and_balance() {
+        let g = groups((0..10).collect(), 3);
+        assert_eq!(g, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
+        assert_eq!(groups(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
+        assert_eq!(groups(vec![1, 2], 9), vec![vec![1], vec![2]]);
+    }
+
+    #[test]
+    fn items_and_slots_follow_the_executor() {
+        assert_eq!(Parallelism::Sequential.items_for(100), 1);
+        assert_eq!(Parallelism::Threads(1).items_for(100), 1);
+        let t = Parallelism::Threads(2);
+        if max_threads() >= 2 {
+            assert_eq!(t.items_for(100), 8);
+            assert_eq!(t.items_for(3), 3);
+            assert_eq!(t.scratch_slots(8), 2);
+        }
+        assert_eq!(Parallelism::Threads(usize::MAX).threads(), max_threads());
+        assert_eq!(Parallelism::Sequential.scratch_slots(8), 1);
+    }
+
+    /// A host that skips odd items and calls item 0 twice and an index out of range.
+    struct Sloppy;
+    impl ParallelFor for Sloppy {
+        fn parallel_for(&self, n: usize, item: &(dyn Fn(usize) + Sync)) {
+            for i in (0..n).step_by(2) {
+                item(i);
+            }
+            item(0);
+            item(n);
+        }
+        fn width(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn every_item_runs_once_even_with_a_sloppy_host() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let sloppy = Sloppy;
+        for par in [
+            Parallelism::Sequential,
+            Parallelism::Threads(3),
+            Parallelism::Pool(&pool),
+            Parallelism::Host(&sloppy),
+        ] {
+            let mut v = vec![0u32; 1000];
+            par.for_each_chunk(&mut v, 7, |i, c| {
+                c.iter_mut().for_each(|x| *x += i as u32 + 1)
+            });
+            let want: Vec<u32> = (0..1000).map(|j| j / 7 + 1).collect();
+            assert_eq!(v, want, "{par:?}");
+            let r = par.try_for_each(
+                (0..50).collect(),
+                |i: i32| {
+                    if i % 10 == 3 {
+                        Err(i)
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+            assert_eq!(r, Err(3), "{par:?}");
+            let mut arena = vec![0.0f32; par.scratch_slots(20) * 5];
+            let hits = Mutex::new(Vec::new());
+            par.try_for_each_scratch::<_, (), _>(
+                (0..20).collect(),
+                5,
+                Some(&mut arena),
+                |i: usize, s| {
+                    assert_eq!(s.len(), 5);
+                    s.fill(i as f32);
+                    hits.lock().unwrap().push(i);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            let mut hits = hits.into_inner().unwrap();
+            hits.sort_unstable();
+            assert_eq!(hits, (0..20).collect::<Vec<_>>(), "{par:?}");
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The layer's forward: backends, options, stage timing, intermediates.
+
+use super::*;
+
+/// The stages of a forward, as timed by [`StageTimes`].
+pub const STAGES: [&str; 5] = ["gemm_in", "conv", "scan", "norm_gate", "gemm_out"];
+
+/// Wall time of each stage of one forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// `in_proj` (+ bias, + the z activation).
+    pub gemm_in: Duration,
+    /// Depthwise conv (+ bias) and SiLU.
+    pub conv: Duration,
+    /// The SS2D scan (or cascade2d).
+    pub scan: Duration,
+    /// Out-norm, `_oact` GELU and the z gate.
+    pub norm_gate: Duration,
+    /// `out_proj` (+ bias).
+    pub gemm_out: Duration,
+}
+
+impl StageTimes {
+    /// The sum of the stages.
+    pub fn total(&self) -> Duration {
+        self.gemm_in + self.conv + self.scan + self.norm_gate + self.gemm_out
+    }
+
+    /// The stages in [`STAGES`] order.
+    pub fn as_array(&self) -> [Duration; 5] {
+        [
+            self.gemm_in,
+            self.conv,
+            self.scan,
+            self.norm_gate,
+            self.gemm_out,
+        ]
+    }
+}
+
+/// The intermediates of one forward, in the layouts of VMamba's golden `debug.*` tensors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Intermediates {
+    /// `debug.in_proj_out`: `in_proj` output (x and z) in the module layout,
+    /// `(B, d_proj, H, W)` or `(B, H, W, d_proj)`.
+    pub in_proj_out: Vec<f32>,
+    /// `debug.conv2d_out`: conv output before SiLU, always `(B, d_inner, H, W)` (empty
+    /// without a conv).
+    pub conv2d_out: Vec<f32>,
+    /// `debug.out_norm_in`: the scan output in the module layout.
+    pub out_norm_in: Vec<f32>,
+    /// `debug.out_norm_out`: the out-norm output in the module layout.
+    pub out_norm_out: Vec<f32>,
+}
+
+/// Which implementation computes a forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The production path: `gemm` products, vectorized conv and norm, the fast scan.
+    #[default]
+    Fast,
+    /// As `Fast`, but always with the unfused scan (`ss2d_scan_unfused`).
+    Unfused,
+    /// The scalar reference: naive products, conv and norm; the scalar reference selective
+    /// scan (`ss2d_core::reference`) between cross-scan and merge. Single-threaded.
+    Reference,
+}
+
+/// Options of [`Ss2d::forward_with`].
+#[derive(Debug, Default)]
+pub struct ForwardOptions<'a> {
+    /// Which implementation.
+    pub backend: Backend,
+    /// Threads.
+    pub par: Parallelism<'a>,
+    /// Where to record per-stage wall times (overwritten).
+    pub times: Option<&'a mut StageTimes>,
+    /// Where to record the intermediates (overwritten).
+    pub debug: Option<&'a mut Intermediates>,
+}
+
+impl Ss2d {
+    /// Runs the layer on `input` (`(B, d_model, H, W)` or `(B, H, W, d_model)` per the
+    /// layout) into `output` (same shape), on the fast backend.
+    pub fn forward(
+        &self,
+        input: &[f32],
+        grid: Grid,
+        output: &mut [f32],
+        par: Parallelism<'_>,
+    ) -> Result<(), LayerError> {
+        self.forward_with(
+            input,
+            grid,
+            output,
+            ForwardOptions {
+                par,
+                ..ForwardOptions::default()
+            },
+        )
+    }
+
+    /// [`Ss2d::forward`] with a backend choice, stage timing and intermediates. Validates the
+    /// buffers first; nothing is written to `output` on error.
+    pub fn forward_with(
+        &self,
+        input: &[f32],
+        grid: Grid,
+        output: &mut [f32],
+        opts: ForwardOptions<'_>,
+    ) -> Result<(), LayerError> {
+        let d = &self.dims;
+        let io = grid.elements(d.d_model)?;
+        grid.elements(d.d_proj())?;
+        if input.len() != io {
+            return Err(LayerError::Buffer {
+                which: "input",
+                expected: io,
+                actual: input.len(),
+            });
+        }
+        if output.len() != io {
+            return Err(LayerError::Buffer {
+                which: "output",
+                expected: io,
+                actual: output.len(),
+            });
+        }
+        let shape = d.scan_shape(grid);
+        shape.validate(&self.scan_weights())?;
+        if io == 0 {
+            // An empty batch or grid: nothing to read or write, no stage runs.
+            if let Some(times) = opts.times {
+                *times = StageTimes::default();
+            }
+            return Ok(());
+        }
+        let ForwardOptions {
+            backend,
+            par,
+            times,
+            debug,
+        } = opts;
+        let par = if backend == Backend::Reference {
+            Parallelism::Sequential
+        } else {
+            par
+        };
+        let mut t = StageTimes::default();
+        let result = self.run(input, grid, output, backend, par, &mut t, debug);
+        if let Some(times) = times {
+            *times = t;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        input: &[f32],
+        grid: Grid,
+        output: &mut [f32],
+        backend: Backend,
+        par: Parallelism<'_>,
+        t: &mut StageTimes,
+        mut debug: Option<&mut Intermediates>,
+    ) -> Result<(), LayerError> {
+        let d = &self.dims;
+        let w = &self.weights;
+        let cf = d.channel_first;
+        let (b, l) = (grid.batch, grid.seqlen()?);
+        let (dm, di) = (d.d_model, d.d_inner);
+        let bdl = b * di * l;
+        let naive = backend == Backend::Reference;
+        let mut scratch = crate::pool::take(0);
+
+        // 1-2. in_proj, split, z activation.
+        let t0 = Instant::now();
+        let wx = &w.in_proj_weight[..di * dm];
+        let mut x = crate::pool::take(bdl);
+        ops::linear(
+            naive,
+            cf,
+            wx,
+            di,
+            dm,
+            input,
+            b,
+            l,
+            &mut x,
+            &mut scratch,
+            par,
+        );
+        if let Some(bias) = &w.in_proj_bias {
+            ops::add_channel_bias(cf, &bias[..di], b, l, &mut x, par);
+        }
+        let z = if d.forward.has_z() {
+            let wz = &w.in_proj_weight[di * dm..];
+            let mut z = crate::pool::take(bdl);
+            ops::linear(
+                naive,
+                cf,
+                wz,
+                di,
+                dm,
+                input,
+                b,
+                l,
+                &mut z,
+                &mut scratch,
+                par,
+            );
+            if let Some(bias) = &w.in_proj_bias {
+                ops::add_channel_bias(cf, &bias[di..], b, l, &mut z, par);
+            }
+            if let Some(dbg) = debug.as_deref_mut() {
+                dbg.in_proj_out = ops::concat_channels(cf, &x, &z, b, l, di);
+            }
+            if d.forward.z == ZBranch::Silu {
+                ops::silu_inplace(naive, &mut z, par);
+            }
+            Some(z)
+        } else {
+            if let Some(dbg) = debug.as_deref_mut() {
+                dbg.in_proj_out = x.clone();
+            }
+            None
+        };
+        t.gemm_in = t0.elapsed();
+
+        // 3-5. depthwise conv (+ bias), SiLU.
+        let t0 = Instant::now();
+        let x = if let Some(cw) = &w.conv2d_weight {
+            let mut xc = crate::pool::take(bdl);
+            let conv = ops::ConvArgs {
+                k: d.d_conv,
+                weight: cw,
+                taps: &self.conv_taps,
+                bias: w.conv2d_bias.as_deref(),
+                channels: di,
+                h: grid.h,
+                w: grid.w,
+            };
+            ops::dwconv(naive, cf, &conv, &x, b, &mut xc, par);
+            crate::pool::give(x);
+            if let Some(dbg) = debug.as_deref_mut() {
+                dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
+            }
+            ops::silu_inplace(naive, &mut xc, par);
+            xc
+        } else {
+            let mut x = x;
+            ops::silu_inplace(naive, &mut x, par);
+            x
+        };
+        t.conv = t0.elapsed();
+
+        // 6-11. the scan.
+        let t0 = Instant::now();
+        let mut y = crate::pool::take(bdl);
+        y.fill(0.0);
+        let shape = d.scan_shape(grid);
+        let sw = self.scan_weights();
+        match d.forward.scan() {
+            ScanKind::Cross(_) => match backend {
+                Backend::Fast => scan_core(&shape, &sw, &x, &mut y, par)?,
+                Backend::Unfused => {
+                    crate::unfused::ss2d_scan_unfused(&shape, &sw, &x, &mut y, par)?
+                }
+                Backend::Reference => reference::scan(&shape, &sw, &x, &mut y)?,
+            },
+            ScanKind::Cascade2d => cascade::cascade2d(&shape, &sw, &x, &mut y, naive, par)?,
+        }
+        crate::pool::give(x);
+        if let Some(dbg) = debug.as_deref_mut() {
+            dbg.out_norm_in = y.clone();
+        }
+        t.scan = t0.elapsed();
+
+        // 12-13. out-norm, GELU, gate. Channel-first output is tiled by position blocks.
+        let t0 = Instant::now();
+        let norm = ops::NormArgs {
+            kind: d.forward.out_norm,
+            weight: w.out_norm_weight.as_deref(),
+            bias: w.out_norm_bias.as_deref(),
+            gelu: d.forward.out_gelu,
+            channels: di,
+        };
+        let mut yn = crate::pool::take(bdl);
+        ops::norm_gate(naive, cf, &norm, &y, z.as_deref(), b, l, &mut yn, par);
+        crate::pool::give(y);
+        if let Some(z) = z {
+            crate::pool::give(z);
+        }
+        t.norm_gate = t0.elapsed();
+        if let Some(dbg) = debug {
+            dbg.out_norm_out = if d.forward.has_z() || d.forward.out_gelu {
+                // The golden out_norm_out is before the GELU and the gate: recompute it.
+                let plain = ops::NormArgs {
+                    gelu: false,
+                    ..norm
+                };
+                let mut yn2 = vec![0.0f32; bdl];
+                ops::norm_gate(
+                    naive,
+                    cf,
+                    &plain,
+                    &dbg.out_norm_in,
+                    None,
+                    b,
+                    l,
+                    &mut yn2,
+                    par,
+                );
+                ops::untile(cf, &yn2, b, l, di)
+            } else {
+                ops::untile(cf, &yn, b, l, di)
+            };
+        }
+
+        // 14. out_proj (+ bias).
+        let t0 = Instant::now();
+        let wo = &w.out_proj_weight;
+        ops::linear_from_tiles(naive, cf, wo, dm, di, &yn, b, l, output, &mut scratch, par);
+        if let Some(bias) = &w.out_proj_bias {
+            ops::add_channel_bias(cf, bias, b, l, output, par);
+        }
+        crate::pool::give(yn);
+        crate::pool::give(scratch);
+        t.gemm_out = t0.elapsed();
+        Ok(())
+    }
+}
+
+/// The one switch point of the fast path's scan: the fused scan (same signature as
+/// `ss2d_std::unfused::ss2d_scan_unfused`, which [`Backend::Unfused`] keeps).
+fn scan_core(
+    shape: &Ss2dScanShape,
+    weights: &Ss2dScanWeights<'_>,
+    x: &[f32],
+    y_out: &mut [f32],
+    par: Parallelism<'_>,
+) -> Result<(), CoreError> {
+    crate::fused::ss2d_scan(shape, weights, x, y_out, par)
+}
