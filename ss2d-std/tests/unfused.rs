@@ -40,7 +40,7 @@ fn golden_intermediates() {
         ];
         eprintln!("{name}: {errs:?}");
         for (t, e) in errs {
-            assert!(e <= 1e-4, "{name}: {t} max err / max|ref| = {e:e}");
+            assert!(e <= 1e-5, "{name}: {t} max err / max|ref| = {e:e}");
         }
         modes.push(case.shape.mode);
     }
