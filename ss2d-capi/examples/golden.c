@@ -4,7 +4,7 @@
  *
  *   cc -std=c11 -O2 -I ss2d-capi/include ss2d-capi/examples/golden.c \
  *      target/release/libss2d_capi.a -lpthread -ldl -lm -o golden
- *   ./golden ../shared/golden
+ *   ./golden testdata/golden
  *
  * For every selective-scan case: the sequential call against the golden `out` (and
  * `last_state`), then the library pool, a host pool (pthreads, through the parallel_for
