@@ -136,7 +136,7 @@ fn scan(c: ScanIn) {
     };
     let flag = |b: u8| c.flags & (1 << b) != 0;
     let softplus = !flag(5);
-    let mut g = Lcg(c.seed);
+    let mut g = Lcg::from_state(c.seed);
     let bdl = batch * dim * seqlen;
     let bdn = batch * dim * dstate;
     let us = [1.0f32, 8.0, 64.0][c.u_scale as usize % 3];
@@ -231,7 +231,7 @@ fn fused(c: FusedIn) {
         mode,
         layout,
     };
-    let mut g = Lcg(c.seed);
+    let mut g = Lcg::from_state(c.seed);
     let mut v =
         |k: usize, lo: f32, hi: f32| -> Vec<f32> { (0..k).map(|_| g.uniform(lo, hi)).collect() };
     let x = v(batch * dim * l, -2.0, 2.0);
