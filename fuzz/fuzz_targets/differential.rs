@@ -67,7 +67,7 @@ enum Case {
 }
 
 fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 /// `|got - want| <= REL * max|want| + ABS` elementwise, `got` finite.
@@ -105,7 +105,7 @@ fn scan(c: ScanIn) {
     };
     let divs = divisors(dim);
     let bc = |g: u8| {
-        if g % 3 == 0 {
+        if g.is_multiple_of(3) {
             BcLayout::Constant
         } else {
             BcLayout::Grouped(divs[g as usize % divs.len()])

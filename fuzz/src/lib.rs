@@ -158,7 +158,7 @@ impl Fill {
         (0..n)
             .map(|_| {
                 let v = g.uniform(-2.0, 2.0);
-                if self.special > 3 && g.next_u64() % 64 == 0 {
+                if self.special > 3 && g.next_u64().is_multiple_of(64) {
                     match g.next_u64() % 7 {
                         0 => f32::NAN,
                         1 => f32::INFINITY,
