@@ -58,17 +58,17 @@ fn golden_cross_scan_and_merge() {
             Parallelism::Threads(2),
         ] {
             let mut xs = vec![f32::NAN; cross_scan_output_len(dims, opts).unwrap()];
-            cross_scan(&x, dims, opts, &mut xs, par).unwrap();
-            assert_eq!(bits(&xs), bits(&xs_ref), "{name}: xs not bitwise equal");
+            cross_scan(x, dims, opts, &mut xs, par).unwrap();
+            assert_eq!(bits(&xs), bits(xs_ref), "{name}: xs not bitwise equal");
 
             let mut y = vec![f32::NAN; cross_merge_output_len(dims, opts).unwrap()];
-            cross_merge(&ys, dims, opts, &mut y, par).unwrap();
+            cross_merge(ys, dims, opts, &mut y, par).unwrap();
             assert_eq!(y.len(), y_ref.len(), "{name}");
             // Within 1e-6 x max(1, max|ref|), then (stricter) bitwise.
             check_close(&format!("{name}: merge"), &y, y_ref, 1e-6, 1e-6)
                 .unwrap_or_else(|m| panic!("{m}"));
             // Upstream's order of additions is reproduced exactly (plain IEEE f32 adds).
-            assert_eq!(bits(&y), bits(&y_ref), "{name}: merge not bitwise equal");
+            assert_eq!(bits(&y), bits(y_ref), "{name}: merge not bitwise equal");
         }
         n += 1;
     }

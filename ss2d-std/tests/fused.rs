@@ -28,7 +28,7 @@ fn golden_y_merged() {
             Parallelism::Sequential,
         )
         .unwrap();
-        let e = rel_err(&y, &want);
+        let e = rel_err(&y, want);
         assert!(e <= 1e-5, "{}: fused vs debug.y_merged {e}", case.name);
         // Channel-last gives the same numbers, transposed.
         let (b, d, l) = (
@@ -47,7 +47,7 @@ fn golden_y_merged() {
             Parallelism::Sequential,
         )
         .unwrap();
-        let e = rel_err(&ycl, &to_channel_last(&want, b, d, l));
+        let e = rel_err(&ycl, &to_channel_last(want, b, d, l));
         assert!(
             e <= 1e-5,
             "{}: channel-last fused vs debug.y_merged {e}",
