@@ -34,7 +34,7 @@ done
 # built with that level as its floor, against the plain build pinned to it with SS2D_ISA, on
 # golden scans (N=16 and N=1, grouped B/C, z, last state) and a golden layer (fused N=1 scan,
 # conv, GEMMs). One extra build of the CLI per level.
-dyn=target/release/ss2d
+dyn=${CARGO_TARGET_DIR:-target}/release/ss2d
 # Same tensors bit for bit (names, shapes, data; the JSON metadata's key order may differ).
 same_tensors() {
   python3 - "$1" "$2" <<'PY'
@@ -61,8 +61,8 @@ fi
 for l in $static_levels; do
   case " $levels " in *" $l "*) ;; *) echo "skip static $l: CPU lacks it"; continue ;; esac
   echo "== static $l == dispatched $l (bitwise)"
-  RUSTFLAGS="-C target-cpu=$l" cargo build --release -q -p ss2d-cli --target-dir "target/ci-static-$l"
-  st="target/ci-static-$l/release/ss2d"
+  RUSTFLAGS="-C target-cpu=$l" cargo build --release -q -p ss2d-cli --target-dir "${CARGO_TARGET_DIR:-target}-static-$l"
+  st="${CARGO_TARGET_DIR:-target}-static-$l/release/ss2d"
   for f in testdata/golden/selective_scan/ss_b2_d96_l197_n16_g4_z_last.safetensors \
            testdata/golden/selective_scan/ss_b1_d96_l197_n1_g4_vmamba.safetensors; do
     SS2D_ISA=$l "$dyn" scan "$f" "$work/dyn.st" --threads 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# no_std gate for ss2d-core (style.md 7.1):
+# no_std gate for ss2d-core:
 #  1. `ensure-no-std` (a #![no_std] staticlib with its own #[panic_handler] that calls the
 #     scans) builds: if std leaks into ss2d-core's graph the build fails with E0152;
 #  2. the gate's self-test: the same crate with `--features leak-std` (links std on purpose)

@@ -2,26 +2,7 @@
 //! VMamba domain.
 
 use ss2d_core::{BcLayout, Layout, ScanShape};
-
-/// A small deterministic generator (64-bit LCG), uniform in `[lo, hi)`.
-pub struct Lcg(pub u64);
-
-impl Lcg {
-    /// Next value in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let x = (self.0 >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * x
-    }
-
-    /// `n` values in `[lo, hi)`.
-    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-}
+use ss2d_testsupport::Lcg;
 
 /// Owned inputs of a scan in the VMamba domain: bias + softplus, D, grouped B/C.
 pub struct ScanInputs {
@@ -46,7 +27,7 @@ pub struct ScanInputs {
 impl ScanInputs {
     /// Deterministic inputs for (batch, dim, seqlen, dstate, groups), channel-first.
     pub fn new(batch: usize, dim: usize, seqlen: usize, dstate: usize, groups: usize) -> Self {
-        let mut g = Lcg(42);
+        let mut g = Lcg::new(42);
         let shape = ScanShape {
             batch,
             dim,
@@ -60,13 +41,13 @@ impl ScanInputs {
         let bc = batch * groups * dstate * seqlen;
         ScanInputs {
             shape,
-            u: g.vec(bdl, -1.0, 1.0),
-            delta: g.vec(bdl, -0.5, 0.5),
+            u: g.fill(bdl, -1.0, 1.0),
+            delta: g.fill(bdl, -0.5, 0.5),
             a: (0..dim * dstate)
                 .map(|i| -((i % dstate) as f32 + 1.0))
                 .collect(),
-            b: g.vec(bc, -1.0, 1.0),
-            c: g.vec(bc, -1.0, 1.0),
+            b: g.fill(bc, -1.0, 1.0),
+            c: g.fill(bc, -1.0, 1.0),
             d: vec![1.0; dim],
             // softplus(bias) in ~[1e-3, 1e-1]: inverse softplus of dt.
             bias: (0..dim)

@@ -67,7 +67,7 @@ enum Case {
 }
 
 fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 /// `|got - want| <= REL * max|want| + ABS` elementwise, `got` finite.
@@ -105,7 +105,7 @@ fn scan(c: ScanIn) {
     };
     let divs = divisors(dim);
     let bc = |g: u8| {
-        if g % 3 == 0 {
+        if g.is_multiple_of(3) {
             BcLayout::Constant
         } else {
             BcLayout::Grouped(divs[g as usize % divs.len()])
@@ -136,7 +136,7 @@ fn scan(c: ScanIn) {
     };
     let flag = |b: u8| c.flags & (1 << b) != 0;
     let softplus = !flag(5);
-    let mut g = Lcg(c.seed);
+    let mut g = Lcg::from_state(c.seed);
     let bdl = batch * dim * seqlen;
     let bdn = batch * dim * dstate;
     let us = [1.0f32, 8.0, 64.0][c.u_scale as usize % 3];
@@ -235,7 +235,7 @@ fn fused(c: FusedIn) {
         mode,
         layout,
     };
-    let mut g = Lcg(c.seed);
+    let mut g = Lcg::from_state(c.seed);
     let mut v =
         |k: usize, lo: f32, hi: f32| -> Vec<f32> { (0..k).map(|_| g.uniform(lo, hi)).collect() };
     let x = v(batch * dim * l, -2.0, 2.0);

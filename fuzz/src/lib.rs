@@ -148,34 +148,17 @@ pub struct Fill {
     pub special: u8,
 }
 
-/// A tiny LCG (reproducible, dependency-free).
-pub struct Lcg(pub u64);
-
-impl Lcg {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        lo + (hi - lo) * u
-    }
-}
+/// The test generator (`ss2d-testsupport`), re-exported for the targets.
+pub use ss2d_testsupport::Lcg;
 
 impl Fill {
     /// A buffer of `n` values.
     pub fn buf(&self, salt: u64, n: usize) -> Vec<f32> {
-        let mut g = Lcg(self.seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut g = Lcg::from_state(self.seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         (0..n)
             .map(|_| {
                 let v = g.uniform(-2.0, 2.0);
-                if self.special > 3 && g.next_u64() % 64 == 0 {
+                if self.special > 3 && g.next_u64().is_multiple_of(64) {
                     match g.next_u64() % 7 {
                         0 => f32::NAN,
                         1 => f32::INFINITY,

@@ -4,7 +4,7 @@
  *
  *   cc -std=c11 -O2 -I ss2d-capi/include ss2d-capi/examples/golden.c \
  *      target/release/libss2d_capi.a -lpthread -ldl -lm -o golden
- *   ./golden ../shared/golden
+ *   ./golden testdata/golden
  *
  * For every selective-scan case: the sequential call against the golden `out` (and
  * `last_state`), then the library pool, a host pool (pthreads, through the parallel_for
@@ -410,8 +410,8 @@ static void scan_case(const char *path, const char *cse) {
 
     /* 1. Sequential, against the golden. */
     CHECK_OK(ss2d_selective_scan(&in, &tout, &tlast, NULL));
-    expect_close("out", cse, out, want, bdl, 1e-4);
-    if (want_last) expect_close("last_state", cse, last, want_last, bdn, 1e-4);
+    expect_close("out", cse, out, want, bdl, 1e-5);
+    if (want_last) expect_close("last_state", cse, last, want_last, bdn, 1e-5);
 
     /* 2. The library's pool: bitwise. */
     ss2d_exec pool = exec_pool(3);
@@ -524,7 +524,7 @@ static void layer_case(const char *path, const char *cse) {
     ss2d_tensor ty = mten(y, 4, ein->shape), ty2 = mten(y2, 4, ein->shape);
 
     CHECK_OK(ss2d_layer_forward(layer, &tx, &ty, NULL));
-    expect_close("output", cse, y, want, n, 1e-4);
+    expect_close("output", cse, y, want, n, 1e-5);
     ss2d_exec host = exec_host();
     CHECK_OK(ss2d_layer_forward(layer, &tx, &ty2, &host));
     expect_same("output (parallel_for)", cse, y2, y, n);

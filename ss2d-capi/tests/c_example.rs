@@ -2,7 +2,8 @@
 //! shared library this build produced, runs it on the golden data, and checks exit status 0.
 //! Builds `examples/fork.c` with the README's two link lines, verbatim, and runs both
 //! binaries (no `LD_LIBRARY_PATH`): library pool, thread bound, `fork()`.
-//! Also checks that the header compiles as C++ when a C++ compiler is present.
+//! Also checks that the header compiles as C++ (skipped through `ss2d_testsupport::skip`
+//! without a C++ compiler).
 #![cfg(unix)]
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,6 @@ use std::process::Command;
 mod common;
 use common::run_within;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Where cargo put this build's `libss2d_capi.{a,so}`: next to this test executable (in
@@ -67,9 +67,14 @@ fn c_example_passes_the_goldens_static_and_shared() {
         .arg(libs.join("libss2d_capi.a"))
         .args(["-lpthread", "-ldl", "-lm", "-o"])
         .arg(&stat));
-    let text = run(Command::new(&stat).arg(GOLDEN));
+    let text = run(Command::new(&stat).arg(ss2d_testsupport::golden_dir()));
     println!("{text}");
-    assert!(text.contains(", 0 failures"), "{text}");
+    let counts = format!(
+        "{} selective-scan cases, {} layer cases, 0 failures",
+        ss2d_testsupport::golden_cases("selective_scan").len(),
+        ss2d_testsupport::golden_cases("ss2d").len()
+    );
+    assert!(text.contains(&counts), "{text}");
 
     if libs.join("libss2d_capi.so").exists() {
         let dynamic = out.join("golden_shared");
@@ -80,8 +85,8 @@ fn c_example_passes_the_goldens_static_and_shared() {
             .arg(format!("-Wl,-rpath,{}", libs.display()))
             .args(["-lpthread", "-lm", "-o"])
             .arg(&dynamic));
-        let text = run(Command::new(&dynamic).arg(GOLDEN));
-        assert!(text.contains(", 0 failures"), "{text}");
+        let text = run(Command::new(&dynamic).arg(ss2d_testsupport::golden_dir()));
+        assert!(text.contains(&counts), "{text}");
     }
 }
 
@@ -89,7 +94,10 @@ fn c_example_passes_the_goldens_static_and_shared() {
 fn header_compiles_as_cpp() {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     if Command::new(&cxx).arg("--version").output().is_err() {
-        println!("skipped: no C++ compiler ({cxx})");
+        ss2d_testsupport::skip(
+            "ss2d-capi header_compiles_as_cpp",
+            &format!("no C++ compiler ({cxx})"),
+        );
         return;
     }
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_example");

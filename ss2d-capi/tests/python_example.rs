@@ -1,6 +1,7 @@
 //! Runs `examples/golden.py` (ctypes + numpy, strided views, a Python host pool through
-//! `parallel_for`) against the shared library of this build. Skipped, with a message, when
-//! `python3` with numpy is not available (`.ci/run` installs numpy).
+//! `parallel_for`) against the shared library of this build. Without `python3` and numpy the
+//! test is skipped through `ss2d_testsupport::skip` (printed, counted, and a failure under CI;
+//! `.ci/run` installs numpy).
 #![cfg(target_os = "linux")]
 
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use std::process::Command;
 mod common;
 use common::run_within;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/golden.py");
 const FORK_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fork.py");
 
@@ -33,13 +33,16 @@ fn python_example_passes_the_goldens() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_numpy {
-        println!("skipped: `{python} -c \"import numpy\"` failed (pip install numpy to run it)");
+        ss2d_testsupport::skip(
+            "ss2d-capi python_example",
+            &format!("`{python} -c \"import numpy\"` failed (pip install numpy to run it)"),
+        );
         return;
     }
     let out = Command::new(&python)
         .arg(SCRIPT)
         .arg(shared_lib())
-        .arg(GOLDEN)
+        .arg(ss2d_testsupport::golden_dir())
         .output()
         .expect("run python");
     let text = format!(
@@ -49,7 +52,9 @@ fn python_example_passes_the_goldens() {
     );
     println!("{text}");
     assert!(out.status.success(), "golden.py failed:\n{text}");
-    assert!(text.contains(" cases passed"), "{text}");
+    let cases = ss2d_testsupport::golden_cases("selective_scan").len()
+        + ss2d_testsupport::golden_cases("ss2d").len();
+    assert!(text.contains(&format!("\n{cases} cases passed")), "{text}");
 }
 
 /// `examples/fork.py`: threads, `os.fork()`, the child's threaded calls finish (standard

@@ -8,7 +8,7 @@
 //! one of the `4 * d_inner * L * d_state` state updates per batch item) and the parameter
 //! count. `--sweep key=v1,v2` (repeatable; any configuration key, or `batch`, `h`, `w`) runs
 //! the cartesian product of the values over each configuration. Every case is also checked
-//! against the scalar reference path (max |fast - ref| <= 1e-4 x max |ref|).
+//! against the scalar reference path (max |fast - ref| <= 1e-5 x max |ref|).
 
 use std::fmt;
 use std::io::Write;
@@ -370,7 +370,7 @@ pub fn bench_case(
     run(&mut reference, Backend::Reference, None)?;
     let (diff, scale) = max_diff(&y, &reference);
     let rel = f64::from(if scale > 0.0 { diff / scale } else { diff });
-    if rel.is_nan() || rel > 1e-4 {
+    if rel.is_nan() || rel > crate::bench::CHECK_REL {
         return Err(Error::Check(format!(
             "bench case `{}`: fast and reference paths disagree: max |fast - ref| = {diff:e}, \
              max |ref| = {scale:e}",

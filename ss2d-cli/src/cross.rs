@@ -1,5 +1,5 @@
 //! `ss2d cross-scan IN OUT` and `ss2d cross-merge IN OUT`: VMamba's `cross_scan_fn` /
-//! `cross_merge_fn` (semantics.md section 4) on a safetensors file.
+//! `cross_merge_fn` (docs/semantics.md section 4) on a safetensors file.
 //!
 //! The flags `in_channel_first`, `out_channel_first`, `one_by_one` and `scans` come from the
 //! command line, else the input's `__metadata__`, else upstream's defaults (`true`, `true`,
@@ -14,7 +14,7 @@
 //!
 //! The work is `ss2d_std::cross::{cross_scan, cross_merge}` on `--threads` threads (bitwise
 //! identical for every count); `--reference` runs a direct transcription of the index table of
-//! semantics.md section 4 instead (one thread).
+//! docs/semantics.md section 4 instead (one thread).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

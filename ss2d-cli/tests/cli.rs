@@ -11,18 +11,8 @@ mod common;
 use common::*;
 
 fn golden_scan_files() -> Vec<PathBuf> {
-    let dir = Path::new(GOLDEN).join("selective_scan");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("golden dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 14,
-        "expected the 14 golden scan files, found {}",
-        v.len()
-    );
+    let v = golden_cases("selective_scan");
+    assert_eq!(v.len(), 14, "golden scan files");
     v
 }
 
@@ -36,23 +26,6 @@ fn assert_ok(o: &Output, what: &str) {
 }
 
 /// `max|a - b| <= tol * max|b|` with a tensor-named message.
-fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length");
-    let max_ref = want.iter().fold(0.0f64, |m, x| m.max(f64::from(x.abs())));
-    let max_diff = got
-        .iter()
-        .zip(want)
-        .fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
-    assert!(
-        max_diff <= tol * max_ref.max(f64::MIN_POSITIVE),
-        "{name}: max diff {max_diff:e} > {tol:e} x max|ref| {max_ref:e}"
-    );
-    assert!(
-        got.iter().all(|x| x.is_finite()),
-        "{name}: non-finite output"
-    );
-}
-
 /// Runs `ss2d scan` on every golden file (with `extra` flags) and checks `out` and
 /// `last_state` against the expected tensors.
 fn check_golden(extra: &[&str], tag: &str) {
@@ -76,7 +49,7 @@ fn check_golden(extra: &[&str], tag: &str) {
         let w = want.tensor("out").unwrap();
         let g = got.tensor("out").unwrap();
         assert_eq!(g.shape(), w.shape(), "{name}: out shape");
-        assert_close(&format!("{name} out"), g.data(), w.data(), 1e-4);
+        assert_close(&format!("{name} out"), g.data(), w.data(), 1e-5);
         match want.optional("last_state").unwrap() {
             Some(w) => {
                 let g = got
@@ -84,7 +57,7 @@ fn check_golden(extra: &[&str], tag: &str) {
                     .unwrap()
                     .unwrap_or_else(|| panic!("{name}: last_state not written"));
                 assert_eq!(g.shape(), w.shape(), "{name}: last_state shape");
-                assert_close(&format!("{name} last_state"), g.data(), w.data(), 1e-4);
+                assert_close(&format!("{name} last_state"), g.data(), w.data(), 1e-5);
             }
             None => assert!(!got.contains("last_state"), "{name}: unexpected last_state"),
         }
@@ -139,7 +112,7 @@ fn threads_are_bitwise_identical() {
 #[test]
 fn flags_override_metadata() {
     let tmp = TempDir::new("flags");
-    let dir = Path::new(GOLDEN).join("selective_scan");
+    let dir = golden_dir().join("selective_scan");
     // This file says delta_softplus=false, return_last_state=true.
     let f = dir.join("ss_b2_d3_l7_n1_g1_nosoftplus.safetensors");
     let golden = TensorFile::open(&f).unwrap();
@@ -170,7 +143,7 @@ fn flags_override_metadata() {
         "flags out",
         ko.data(),
         r.tensor("out").unwrap().data(),
-        1e-4,
+        1e-5,
     );
 }
 
@@ -249,7 +222,7 @@ fn hostile_inputs() {
     std::fs::write(&notjson, b).unwrap();
     expect_failure(&notjson, &outd, &["notjson.safetensors", "JSON"]);
 
-    let golden = Path::new(GOLDEN).join("selective_scan/ss_b2_d16_l64_n16_BNL_z_last.safetensors");
+    let golden = golden_dir().join("selective_scan/ss_b2_d16_l64_n16_BNL_z_last.safetensors");
     let bytes = std::fs::read(&golden).unwrap();
     let truncated = tmp.path("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
@@ -335,7 +308,7 @@ fn hostile_inputs() {
 
 #[test]
 fn unwritable_output() {
-    let f = Path::new(GOLDEN).join("selective_scan/ss_b1_d1_l1_n1_g1_plain.safetensors");
+    let f = golden_dir().join("selective_scan/ss_b1_d1_l1_n1_g1_plain.safetensors");
     let o = ss2d(&["scan", p(&f), "/nonexistent/dir/out.safetensors"]);
     check_failure(&o, &["cannot write /nonexistent/dir/out.safetensors"]);
     assert!(!Path::new("/nonexistent/dir/out.safetensors").exists());

@@ -12,23 +12,9 @@ mod common;
 use common::*;
 
 fn golden_cross_files() -> Vec<PathBuf> {
-    let dir = Path::new(GOLDEN).join("cross_scan");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("golden dir {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    v.sort();
-    assert!(
-        v.len() >= 17,
-        "expected the 17 golden cross_scan files, found {}",
-        v.len()
-    );
+    let v = golden_cases("cross_scan");
+    assert_eq!(v.len(), 17, "golden cross_scan files");
     v
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Runs `ss2d <cmd> IN OUT <extra>` and returns the output tensor `name` (shape, data).
@@ -131,7 +117,7 @@ fn ramp(n: usize) -> Vec<f32> {
 #[test]
 fn flags_and_defaults() {
     let tmp = TempDir::new("flags");
-    let g = Path::new(GOLDEN).join("cross_scan/cs_scans0_cf_cf.safetensors");
+    let g = golden_dir().join("cross_scan/cs_scans0_cf_cf.safetensors");
     let golden = TensorFile::open(&g).unwrap();
     let x = golden.tensor("x").unwrap();
     let ys = golden.tensor("ys").unwrap();
@@ -308,8 +294,8 @@ fn expect_failure(cmd: &str, input: &Path, extra: &[&str], needles: &[&str]) {
 #[test]
 fn hostile_inputs() {
     let tmp = TempDir::new("hostile");
-    let g = Path::new(GOLDEN).join("cross_scan/cs_scans0_cf_cf.safetensors");
-    let g1 = Path::new(GOLDEN).join("cross_scan/cs1b1_scans0_cf_cf.safetensors");
+    let g = golden_dir().join("cross_scan/cs_scans0_cf_cf.safetensors");
+    let g1 = golden_dir().join("cross_scan/cs1b1_scans0_cf_cf.safetensors");
     let x = ramp(2 * 3 * 5 * 7);
     let xb = f32_bytes(&x);
 

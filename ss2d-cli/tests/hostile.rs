@@ -552,7 +552,7 @@ fn layer_file(
     edit: &dyn Fn(&mut Vec<Raw>),
     meta: &[(&str, Option<&str>)],
 ) -> PathBuf {
-    let g = TensorFile::open(Path::new(GOLDEN).join(LAYER)).unwrap();
+    let g = TensorFile::open(golden_dir().join(LAYER)).unwrap();
     let mut t: Vec<Raw> = g
         .names()
         .filter(|n| !n.starts_with("debug.") && *n != "output")
@@ -783,7 +783,7 @@ fn layer_valid_unusual_inputs() {
     assert!(run("no_batch", vec![], [0, 16, 5, 7]).is_empty());
     // NaN at one pixel of batch item 0: item 0's output is NaN everywhere (the conv, the four
     // scan directions and the LayerNorm over channels spread it), item 1 is bitwise unchanged.
-    let g = TensorFile::open(Path::new(GOLDEN).join(LAYER)).unwrap();
+    let g = TensorFile::open(golden_dir().join(LAYER)).unwrap();
     let input = g.tensor("input").unwrap().data().to_vec();
     let clean = run("clean", input.clone(), [2, 16, 5, 7]);
     let mut dirty = input;
@@ -865,7 +865,8 @@ fn isa_check_refuses_a_build_above_the_cpu() {
 
 /// The real thing, where `qemu-x86_64` exists: run this binary on an emulated CPU without AVX
 /// (`-cpu Nehalem`). A build for x86-64-v3 or v4 must exit with status 1 and the ISA message,
-/// not die of SIGILL. (Skipped with a message for a baseline build or without qemu.)
+/// not die of SIGILL. (Not applicable to a baseline build; without qemu a counted skip,
+/// `ss2d_testsupport::skip`.)
 #[test]
 fn isa_check_on_an_emulated_older_cpu() {
     let compiled = SimdLevel::compiled();
@@ -875,7 +876,10 @@ fn isa_check_on_an_emulated_older_cpu() {
     }
     let qemu = std::env::var("SS2D_QEMU").unwrap_or_else(|_| "qemu-x86_64".into());
     if Command::new(&qemu).arg("--version").output().is_err() {
-        eprintln!("skip: {qemu} not found (install qemu-user to run this test)");
+        ss2d_testsupport::skip(
+            "ss2d-cli isa_check_on_an_emulated_older_cpu",
+            &format!("{qemu} not found (install qemu-user to run this test)"),
+        );
         return;
     }
     let tmp = TempDir::new("qemu");

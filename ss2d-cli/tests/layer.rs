@@ -11,15 +11,8 @@ use ss2d_cli::io::{write_tensors, OutTensor, TensorFile};
 mod common;
 use common::*;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/ss2d");
-
 fn golden_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(GOLDEN)
-        .expect("golden dir")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    v.sort();
+    let v = golden_cases("ss2d");
     assert_eq!(v.len(), 15, "golden ss2d files");
     v
 }
@@ -43,20 +36,6 @@ fn assert_fails(o: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-fn rel_err(a: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(a.len(), reference.len());
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = a.iter().zip(reference).fold(0.0f32, |m, (x, y)| {
-        let d = (x - y).abs();
-        if d.is_nan() || d > m {
-            d
-        } else {
-            m
-        }
-    });
-    err / scale.max(f32::MIN_POSITIVE)
-}
-
 /// The `output` of OUT checked against the golden `output` of IN.
 fn check_output(golden: &Path, out: &Path) -> Vec<f32> {
     let g = TensorFile::open(golden).unwrap();
@@ -65,7 +44,7 @@ fn check_output(golden: &Path, out: &Path) -> Vec<f32> {
     let got = o.tensor("output").unwrap();
     assert_eq!(got.shape(), want.shape());
     let e = rel_err(got.data(), want.data());
-    assert!(e <= 1e-4, "{}: rel err {e:e}", golden.display());
+    assert!(e <= 1e-5, "{}: rel err {e:e}", golden.display());
     got.data().to_vec()
 }
 
@@ -120,7 +99,7 @@ fn reference_and_thread_counts() {
         "ss2d_v0_ds16_r2_d16_b2_8x8.safetensors",
         "ss2d_v052dc_noz_ds4_r1_cf_d16_b1_5x7.safetensors",
     ] {
-        let g = Path::new(GOLDEN).join(name);
+        let g = golden_dir().join("ss2d").join(name);
         let mut outs = Vec::new();
         for t in ["1", "2", "3"] {
             let out = dir.path(&format!("t{t}.safetensors"));
@@ -138,7 +117,7 @@ fn reference_and_thread_counts() {
 #[test]
 fn prefix_path_and_input_file() {
     let dir = TempDir::new("prefix");
-    let g = Path::new(GOLDEN).join("ss2d_v05_ds16_r2_cl_d16_b2_5x7.safetensors");
+    let g = golden_dir().join("ss2d/ss2d_v05_ds16_r2_cl_d16_b2_5x7.safetensors");
     let prefix = "layers.0.blocks.1.op.";
     // A checkpoint-like file: prefixed module tensors, no config metadata, no input.
     let ckpt = dir.path("ckpt.safetensors");
@@ -232,7 +211,7 @@ fn prefix_path_and_input_file() {
 #[test]
 fn flags_win_over_metadata() {
     let dir = TempDir::new("flags");
-    let g = Path::new(GOLDEN).join("ss2d_v05noz_ds1_r1_cf_d16_b2_5x7.safetensors");
+    let g = golden_dir().join("ss2d/ss2d_v05noz_ds1_r1_cf_d16_b2_5x7.safetensors");
     let bad = dir.path("bad_meta.safetensors");
     rewrite(
         &g,
@@ -262,7 +241,7 @@ fn flags_win_over_metadata() {
 #[test]
 fn hostile_inputs_fail_with_one_line_and_no_output() {
     let dir = TempDir::new("hostile");
-    let g = Path::new(GOLDEN).join("ss2d_v05_ds16_r2_cf_d16_b1_7x5.safetensors");
+    let g = golden_dir().join("ss2d/ss2d_v05_ds16_r2_cf_d16_b1_7x5.safetensors");
     type Make<'a> = Box<dyn Fn(&Path) + 'a>;
     let cases: Vec<(&str, Make<'_>, &str)> = vec![
         (

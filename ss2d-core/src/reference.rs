@@ -1,6 +1,6 @@
 //! The naive scalar selective scan: the specification in code.
 //!
-//! A line-for-line transcription of mamba's `selective_scan_ref` (semantics.md section 1),
+//! A line-for-line transcription of mamba's `selective_scan_ref` (docs/semantics.md section 1),
 //! generic over the float type so tests can run it in `f64` as an oracle. It shares no code
 //! with the SIMD kernel: its own index arithmetic, libm's `exp`/`log1p`, the torch softplus
 //! threshold, one channel and one position at a time.

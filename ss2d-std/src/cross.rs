@@ -1,4 +1,4 @@
-//! VMamba's cross-scan and cross-merge (`csm_triton.py`, semantics.md section 4).
+//! VMamba's cross-scan and cross-merge (`csm_triton.py`, docs/semantics.md section 4).
 //!
 //! Over an `H x W` grid with row-major position `p = h*W + w` and column-major position
 //! `q = w*H + h` (`L = H*W`), [`cross_scan`] builds four sequences of length `L` per batch item

@@ -1,4 +1,4 @@
-//! The unfused SS2D scan: upstream's composition, step by step (semantics.md section 3.1,
+//! The unfused SS2D scan: upstream's composition, step by step (docs/semantics.md section 3.1,
 //! steps 6-11). The reference path for the fused scan and the baseline of the benches.
 //!
 //! From `x` (after the depthwise conv and SiLU), `(B, D, H, W)` or `(B, H, W, D)`:
@@ -26,7 +26,7 @@ use crate::Parallelism;
 /// Directions of the cross-scan (VMamba's `k_group`).
 pub const K: usize = 4;
 
-/// The scan parameters of one SS2D module, under VMamba's state_dict names (semantics.md
+/// The scan parameters of one SS2D module, under VMamba's state_dict names (docs/semantics.md
 /// section 5). Row-major `f32`.
 #[derive(Clone, Copy, Debug)]
 pub struct Ss2dScanWeights<'a> {
@@ -490,7 +490,7 @@ pub fn ss2d_scan_unfused_intermediates(
     Ok(Ss2dIntermediates { xs, proj, ys, y })
 }
 
-/// The unfused SS2D scan (semantics.md section 3.1, steps 6-11): `x` (after conv + SiLU),
+/// The unfused SS2D scan (docs/semantics.md section 3.1, steps 6-11): `x` (after conv + SiLU),
 /// `(B, D, H, W)` or `(B, H, W, D)` per `shape.channel_first`, into `y_out` of the same
 /// layout: `cross_scan -> x_proj -> dt_proj -> selective scan (B, 4D, L) -> cross_merge`.
 ///

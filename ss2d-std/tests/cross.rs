@@ -1,72 +1,16 @@
 //! Cross-scan / cross-merge: golden data from VMamba's own `cross_scan_fn` / `cross_merge_fn`,
-//! the index table of semantics.md section 4, adjointness and thread-count determinism.
+//! the index table of docs/semantics.md section 4, adjointness and thread-count determinism.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use safetensors::SafeTensors;
 use ss2d_core::Error;
 use ss2d_std::cross::{
     cross_merge, cross_merge_output_len, cross_scan, cross_scan_input_len, cross_scan_output_len,
     CrossDims, CrossOpts, ScanMode,
 };
 use ss2d_std::{Parallelism, ScopedThreads};
-
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
-
-struct Golden {
-    bytes: Vec<u8>,
-    meta: HashMap<String, String>,
-}
-
-impl Golden {
-    fn load(path: &Path) -> Golden {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, md) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
-        let meta = md.metadata().clone().unwrap_or_default();
-        Golden { bytes, meta }
-    }
-
-    fn tensor(&self, name: &str) -> Vec<f32> {
-        let st = SafeTensors::deserialize(&self.bytes).expect("safetensors");
-        let t = st.tensor(name).unwrap_or_else(|_| panic!("tensor {name}"));
-        assert_eq!(t.dtype(), safetensors::Dtype::F32);
-        t.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    }
-
-    fn meta(&self, key: &str) -> &str {
-        self.meta
-            .get(key)
-            .unwrap_or_else(|| panic!("metadata {key}"))
-    }
-
-    fn usize(&self, key: &str) -> usize {
-        self.meta(key).parse().unwrap()
-    }
-
-    fn bool(&self, key: &str) -> bool {
-        match self.meta(key) {
-            "true" => true,
-            "false" => false,
-            v => panic!("{key}={v}"),
-        }
-    }
-}
-
-fn golden_files(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(GOLDEN).join(dir))
-        .expect("golden directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    v.sort();
-    v
-}
+use ss2d_testsupport::{bits, check_close, golden_cases, Golden, Lcg};
 
 fn pool(n: usize) -> &'static rayon::ThreadPool {
     static POOLS: OnceLock<Vec<rayon::ThreadPool>> = OnceLock::new();
@@ -84,13 +28,9 @@ fn pool(n: usize) -> &'static rayon::ThreadPool {
     &pools[[1, 2, 3, 8].iter().position(|&m| m == n).unwrap()]
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 #[test]
 fn golden_cross_scan_and_merge() {
-    let files = golden_files("cross_scan");
+    let files = golden_cases("cross_scan");
     let mut n = 0;
     for path in &files {
         let g = Golden::load(path);
@@ -99,16 +39,16 @@ fn golden_cross_scan_and_merge() {
         }
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let dims = CrossDims {
-            batch: g.usize("Bsz"),
-            channels: g.usize("C"),
-            h: g.usize("H"),
-            w: g.usize("W"),
+            batch: g.meta_usize("Bsz"),
+            channels: g.meta_usize("C"),
+            h: g.meta_usize("H"),
+            w: g.meta_usize("W"),
         };
         let opts = CrossOpts {
             mode: ScanMode::from_scans(g.meta("scans").parse().unwrap()).unwrap(),
-            in_channel_first: g.bool("in_channel_first"),
-            out_channel_first: g.bool("out_channel_first"),
-            one_by_one: g.bool("one_by_one"),
+            in_channel_first: g.meta_bool("in_channel_first"),
+            out_channel_first: g.meta_bool("out_channel_first"),
+            one_by_one: g.meta_bool("one_by_one"),
         };
         let (x, xs_ref, ys, y_ref) = (g.tensor("x"), g.tensor("xs"), g.tensor("ys"), g.tensor("y"));
         assert_eq!(x.len(), cross_scan_input_len(dims, opts).unwrap(), "{name}");
@@ -118,31 +58,24 @@ fn golden_cross_scan_and_merge() {
             Parallelism::Threads(2),
         ] {
             let mut xs = vec![f32::NAN; cross_scan_output_len(dims, opts).unwrap()];
-            cross_scan(&x, dims, opts, &mut xs, par).unwrap();
-            assert_eq!(bits(&xs), bits(&xs_ref), "{name}: xs not bitwise equal");
+            cross_scan(x, dims, opts, &mut xs, par).unwrap();
+            assert_eq!(bits(&xs), bits(xs_ref), "{name}: xs not bitwise equal");
 
             let mut y = vec![f32::NAN; cross_merge_output_len(dims, opts).unwrap()];
-            cross_merge(&ys, dims, opts, &mut y, par).unwrap();
+            cross_merge(ys, dims, opts, &mut y, par).unwrap();
             assert_eq!(y.len(), y_ref.len(), "{name}");
-            let scale = y_ref.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            let err = y
-                .iter()
-                .zip(&y_ref)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                err <= 1e-6 * scale,
-                "{name}: merge max err {err:e} (scale {scale})"
-            );
+            // Within 1e-6 x max(1, max|ref|), then (stricter) bitwise.
+            check_close(&format!("{name}: merge"), &y, y_ref, 1e-6, 1e-6)
+                .unwrap_or_else(|m| panic!("{m}"));
             // Upstream's order of additions is reproduced exactly (plain IEEE f32 adds).
-            assert_eq!(bits(&y), bits(&y_ref), "{name}: merge not bitwise equal");
+            assert_eq!(bits(&y), bits(y_ref), "{name}: merge not bitwise equal");
         }
         n += 1;
     }
     assert_eq!(n, 17, "expected 17 golden cross-scan cases");
 }
 
-// ---- index table (semantics.md section 4), written independently of the implementation ----
+// ---- index table (docs/semantics.md section 4), written independently of the implementation ----
 
 /// Scan position of pixel (h, w) in direction k.
 fn table_pos(mode: ScanMode, k: usize, h: usize, w: usize, hh: usize, ww: usize) -> usize {
@@ -211,18 +144,7 @@ fn arb_case() -> impl Strategy<Value = (CrossDims, CrossOpts)> {
 }
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
-    // Small deterministic LCG, values in [-1, 1).
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    Lcg::new(seed).fill(n, -1.0, 1.0)
 }
 
 proptest! {

@@ -280,17 +280,8 @@ struct Problem {
 
 impl Problem {
     fn new(shape: Ss2dScanShape, seed: u64) -> Problem {
-        let mut s = seed;
-        let mut g = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    s = s
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-                })
-                .collect()
-        };
+        let mut rng = ss2d_testsupport::Lcg::new(seed);
+        let mut g = |n: usize, lo: f32, hi: f32| rng.fill(n, lo, hi);
         let (d, l) = (shape.dim, shape.h * shape.w);
         let rows = shape.dt_rank + 2 * shape.dstate;
         Problem {

@@ -1,73 +1,37 @@
-//! The SS2D layer against VMamba's own SS2D forward (`../shared/golden/ss2d`): `output` and the
+//! The SS2D layer against VMamba's own SS2D forward (`testdata/golden/ss2d`): `output` and the
 //! `debug.*` intermediates, every backend; bitwise determinism across thread counts; the
 //! configuration, weight and buffer errors.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use safetensors::SafeTensors;
 use ss2d_std::layer::{
     init, Backend, CoreType, DtRank, ForwardOptions, ForwardType, Grid, Intermediates, LayerError,
     OutNorm, Ss2d, Ss2dConfig, StageTimes, ZBranch,
 };
 use ss2d_std::{Parallelism, ScopedThreads};
-
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/ss2d");
+use ss2d_testsupport::{bits, golden_cases, golden_dir, rel_err, Golden};
 
 type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
-struct Golden {
-    name: String,
-    tensors: Tensors,
-    meta: HashMap<String, String>,
+/// The layer configuration and weights of a golden SS2D file.
+trait GoldenLayer {
+    fn config(&self) -> Ss2dConfig;
+    fn layer(&self) -> Ss2d;
 }
 
-impl Golden {
-    fn load(path: &Path) -> Golden {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, md) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
-        let meta = md.metadata().clone().unwrap_or_default();
-        let st = SafeTensors::deserialize(&bytes).expect("safetensors");
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            assert_eq!(view.dtype(), safetensors::Dtype::F32);
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            tensors.insert(name, (view.shape().to_vec(), data));
-        }
-        Golden {
-            name: path.file_name().unwrap().to_string_lossy().into_owned(),
-            tensors,
-            meta,
-        }
-    }
-
-    fn meta(&self, key: &str) -> &str {
-        self.meta
-            .get(key)
-            .unwrap_or_else(|| panic!("{}: metadata {key}", self.name))
-    }
-
+impl GoldenLayer for Golden {
     fn config(&self) -> Ss2dConfig {
         Ss2dConfig {
-            d_model: self.meta("d_model").parse().unwrap(),
-            d_state: self.meta("d_state").parse().unwrap(),
+            d_model: self.meta_usize("d_model"),
+            d_state: self.meta_usize("d_state"),
             ssm_ratio: self.meta("ssm_ratio").parse().unwrap(),
             dt_rank: self.meta("dt_rank").parse().unwrap(),
-            d_conv: self.meta("d_conv").parse().unwrap(),
-            conv_bias: self.meta("conv_bias") == "true",
+            d_conv: self.meta_usize("d_conv"),
+            conv_bias: self.meta_bool("conv_bias"),
             forward_type: self.meta("forward_type").to_string(),
-            channel_first: self.meta("channel_first") == "true",
+            channel_first: self.meta_bool("channel_first"),
         }
-    }
-
-    fn tensor(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: tensor {name}", self.name))
     }
 
     fn layer(&self) -> Ss2d {
@@ -77,37 +41,9 @@ impl Golden {
 }
 
 fn golden_files() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(GOLDEN)
-        .expect("golden directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    v.sort();
+    let v = golden_cases("ss2d");
     assert_eq!(v.len(), 15, "golden ss2d cases");
     v
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// max|a - b| / max|ref| (NaN-propagating).
-fn rel_err(a: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(a.len(), reference.len());
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = a.iter().zip(reference).fold(0.0f32, |m, (x, y)| {
-        let d = (x - y).abs();
-        if d.is_nan() || d > m {
-            d
-        } else {
-            m
-        }
-    });
-    if scale > 0.0 {
-        err / scale
-    } else {
-        err
-    }
 }
 
 struct Run {
@@ -117,7 +53,7 @@ struct Run {
 }
 
 fn run(layer: &Ss2d, g: &Golden, backend: Backend, par: Parallelism<'_>) -> Run {
-    let (shape, input) = g.tensor("input");
+    let (shape, input) = &g.tensors["input"];
     let grid = layer.dims().grid_of(shape).unwrap();
     let mut output = vec![f32::NAN; input.len()];
     let mut debug = Intermediates::default();
@@ -142,7 +78,7 @@ fn run(layer: &Ss2d, g: &Golden, backend: Backend, par: Parallelism<'_>) -> Run 
     }
 }
 
-const TOL: f32 = 1e-4;
+const TOL: f64 = 1e-5;
 
 #[test]
 fn golden_output_and_intermediates_every_backend() {
@@ -157,7 +93,7 @@ fn golden_output_and_intermediates_every_backend() {
         }
         for backend in backends {
             let r = run(&layer, &g, backend, Parallelism::Sequential);
-            let want = &g.tensor("output").1;
+            let want = g.tensor("output");
             let e = rel_err(&r.output, want);
             println!("{} {backend:?}: output rel err {e:.2e}", g.name);
             assert!(e <= TOL, "{} {backend:?}: output rel err {e:e}", g.name);
@@ -491,7 +427,7 @@ fn config_errors_name_the_field() {
 // Weight loading
 
 fn small() -> Golden {
-    Golden::load(&Path::new(GOLDEN).join("ss2d_v05_ds16_r2_cf_d16_b1_7x5.safetensors"))
+    Golden::load(&golden_dir().join("ss2d/ss2d_v05_ds16_r2_cf_d16_b1_7x5.safetensors"))
 }
 
 #[test]
@@ -607,7 +543,7 @@ fn weight_errors_name_the_tensor() {
 fn buffer_errors_write_nothing() {
     let g = small();
     let layer = g.layer();
-    let (shape, input) = g.tensor("input");
+    let (shape, input) = &g.tensors["input"];
     let grid = layer.dims().grid_of(shape).unwrap();
     let mut out = vec![7.0f32; input.len()];
     let e = layer

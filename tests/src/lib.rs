@@ -1,17 +1,13 @@
 //! Conformance tests: golden data, proptest against the reference, determinism.
 //!
 //! This library holds the shared pieces of the test files in `tests/`:
-//! - [`Golden`]: a loader for the golden `.safetensors` files in `shared/golden` ([`golden_dir`]);
-//! - comparison helpers ([`max_abs`], [`diff`], [`assert_close`], [`assert_bitwise`]) that name
-//!   the worst element when they fail;
-//! - [`Lcg`], a tiny seeded generator (reproducible data without extra dependencies);
+//! - everything of `ss2d-testsupport`, re-exported: the golden data ([`golden_dir`],
+//!   [`Golden`]), the NaN-propagating comparisons ([`diff`], [`assert_close`], [`rel_err`],
+//!   [`assert_bitwise`]), the seeded generator [`Lcg`] and counted skips ([`skip`]);
 //! - [`Problem`] / [`Spec`]: owned, random but valid selective-scan problems in the model's value
 //!   domains, with helpers to run the kernel and the reference and to re-lay the data (channel
 //!   last, permutations along the sequence).
 #![forbid(unsafe_code)]
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use ss2d_core::{reference, BcLayout, Error, Layout, ScanArgs, ScanPlan, ScanShape, Walk};
 
@@ -22,349 +18,26 @@ pub mod golden_problem;
 // ---------------------------------------------------------------------------------------------
 
 /// Applies `SS2D_ISA` (once) and returns the level the kernels run at in this test process:
-/// `.ci/run` runs the suite once per level the CPU has, from one build, with `SS2D_ISA` set.
-/// An invalid or unsupported value fails the test (it must not silently test another level).
+/// `.ci/levels.sh` runs the suite once per level the CPU has, from one build, with `SS2D_ISA`
+/// set. An invalid or unsupported value fails the test (it must not silently test another
+/// level).
 pub fn level() -> ss2d_core::SimdLevel {
     ss2d_std::cpu::level_from_env().unwrap_or_else(|m| panic!("SS2D_ISA: {m}"))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Golden data
-// ---------------------------------------------------------------------------------------------
-
-/// `shared/golden` of the repository checkout.
-pub fn golden_dir() -> PathBuf {
+/// [`ss2d_testsupport::golden_dir`], after applying `SS2D_ISA` ([`level`]): every golden test
+/// goes through here, so it runs at the pinned level.
+pub fn golden_dir() -> std::path::PathBuf {
     level();
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden"))
+    ss2d_testsupport::golden_dir()
 }
 
-/// Every `*.safetensors` file of `golden/<group>`, sorted by name. Panics when there is none
-/// (a missing golden set must fail loudly, not pass vacuously).
-pub fn golden_cases(group: &str) -> Vec<PathBuf> {
-    let dir = golden_dir().join(group);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read golden dir {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no golden files in {}", dir.display());
-    v
+/// [`ss2d_testsupport::golden_cases`], after applying `SS2D_ISA` ([`level`]).
+pub fn golden_cases(group: &str) -> Vec<std::path::PathBuf> {
+    level();
+    ss2d_testsupport::golden_cases(group)
 }
-
-/// One golden file: its `f32` tensors (shape, row-major data) and its string metadata.
-#[derive(Clone, Debug)]
-pub struct Golden {
-    /// File stem, e.g. `ss_b1_d3_l7_n4_constBC`.
-    pub name: String,
-    /// name -> (shape, data).
-    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    /// The `__metadata__` map.
-    pub meta: HashMap<String, String>,
-}
-
-impl Golden {
-    /// Loads a `.safetensors` file; every tensor must be `F32`. Panics with the path on error.
-    pub fn load(path: &Path) -> Golden {
-        let bytes =
-            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .unwrap_or_else(|e| panic!("bad safetensors {}: {e:?}", path.display()));
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .unwrap_or_else(|e| panic!("bad safetensors header {}: {e:?}", path.display()));
-        let meta = header.metadata().clone().unwrap_or_default();
-        let mut tensors = HashMap::new();
-        for (name, view) in st.tensors() {
-            assert_eq!(
-                view.dtype(),
-                safetensors::Dtype::F32,
-                "{}: tensor {name} is not f32",
-                path.display()
-            );
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            let shape = view.shape().to_vec();
-            assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}");
-            tensors.insert(name, (shape, data));
-        }
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Golden {
-            name,
-            tensors,
-            meta,
-        }
-    }
-
-    /// Data of a tensor that must exist.
-    pub fn tensor(&self, name: &str) -> &[f32] {
-        match self.tensors.get(name) {
-            Some((_, d)) => d,
-            None => panic!("{}: no tensor `{name}`", self.name),
-        }
-    }
-
-    /// Shape of a tensor that must exist.
-    pub fn shape(&self, name: &str) -> &[usize] {
-        match self.tensors.get(name) {
-            Some((s, _)) => s,
-            None => panic!("{}: no tensor `{name}`", self.name),
-        }
-    }
-
-    /// Data of an optional tensor.
-    pub fn opt(&self, name: &str) -> Option<&[f32]> {
-        self.tensors.get(name).map(|(_, d)| d.as_slice())
-    }
-
-    /// A metadata value that must exist.
-    pub fn meta(&self, key: &str) -> &str {
-        match self.meta.get(key) {
-            Some(v) => v,
-            None => panic!("{}: no metadata `{key}`", self.name),
-        }
-    }
-
-    /// A metadata value parsed as `usize`.
-    pub fn meta_usize(&self, key: &str) -> usize {
-        let v = self.meta(key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("{}: metadata `{key}` = {v:?} is not usize", self.name))
-    }
-
-    /// A metadata value `true` / `false`.
-    pub fn meta_bool(&self, key: &str) -> bool {
-        match self.meta(key) {
-            "true" => true,
-            "false" => false,
-            v => panic!("{}: metadata `{key}` = {v:?} is not a bool", self.name),
-        }
-    }
-
-    /// A metadata value holding JSON.
-    pub fn meta_json(&self, key: &str) -> serde_json::Value {
-        let v = self.meta(key);
-        serde_json::from_str(v)
-            .unwrap_or_else(|e| panic!("{}: metadata `{key}` is not JSON: {e}", self.name))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Comparisons
-// ---------------------------------------------------------------------------------------------
-
-/// `max |x|` in `f64` (NaN counts as infinity).
-pub fn max_abs<T: Copy + Into<f64>>(x: &[T]) -> f64 {
-    x.iter().fold(0.0f64, |m, &v| {
-        let v: f64 = v.into();
-        if v.is_nan() {
-            f64::INFINITY
-        } else {
-            m.max(v.abs())
-        }
-    })
-}
-
-/// Worst element of a comparison.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Diff {
-    /// `max |got - want|` (infinite when a value is NaN on one side only, or the infinities
-    /// disagree).
-    pub max_err: f64,
-    /// Index of the worst element.
-    pub at: usize,
-    /// `got[at]`.
-    pub got: f64,
-    /// `want[at]`.
-    pub want: f64,
-    /// `max |want|`.
-    pub max_ref: f64,
-}
-
-impl Diff {
-    /// `max_err / max_ref` (0 when both are 0).
-    pub fn ratio(&self) -> f64 {
-        if self.max_err == 0.0 {
-            0.0
-        } else {
-            self.max_err / self.max_ref
-        }
-    }
-}
-
-/// Elementwise comparison; panics when the lengths differ.
-pub fn diff<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], want: &[B]) -> Diff {
-    assert_eq!(got.len(), want.len(), "length mismatch");
-    let mut d = Diff {
-        max_err: 0.0,
-        at: 0,
-        got: 0.0,
-        want: 0.0,
-        max_ref: max_abs(want),
-    };
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let (g, w): (f64, f64) = (g.into(), w.into());
-        let e = if g == w || (g.is_nan() && w.is_nan()) {
-            0.0
-        } else {
-            let e = (g - w).abs();
-            if e.is_nan() {
-                f64::INFINITY
-            } else {
-                e
-            }
-        };
-        if e > d.max_err || i == 0 {
-            d.max_err = e.max(d.max_err);
-            d.at = i;
-            d.got = g;
-            d.want = w;
-        }
-    }
-    d
-}
-
-/// Asserts `max |got - want| <= tol_rel_to_max * max |want|` and returns the measured
-/// `max |got - want| / max |want|`. On failure prints the worst index and both values.
-pub fn assert_close<A: Copy + Into<f64>, B: Copy + Into<f64>>(
-    name: &str,
-    got: &[A],
-    want: &[B],
-    tol_rel_to_max: f64,
-) -> f64 {
-    assert_close_floor(name, got, want, tol_rel_to_max, 0.0)
-}
-
-/// Like [`assert_close`] with an absolute floor: `max |got - want| <= rel * max |want| + abs`.
-pub fn assert_close_floor<A: Copy + Into<f64>, B: Copy + Into<f64>>(
-    name: &str,
-    got: &[A],
-    want: &[B],
-    rel: f64,
-    abs: f64,
-) -> f64 {
-    check_close(name, got, want, rel, abs).unwrap_or_else(|m| panic!("{m}"))
-}
-
-/// Non-panicking [`assert_close_floor`]: `Ok(err / max|ref|)` or a message naming the worst
-/// element.
-pub fn check_close<A: Copy + Into<f64>, B: Copy + Into<f64>>(
-    name: &str,
-    got: &[A],
-    want: &[B],
-    rel: f64,
-    abs: f64,
-) -> Result<f64, String> {
-    let d = diff(got, want);
-    let tol = rel * d.max_ref + abs;
-    if d.max_err <= tol {
-        Ok(d.ratio())
-    } else {
-        Err(format!(
-            "{name}: max|err| = {:.3e} > tol {:.3e} (= {rel:.0e} x max|ref| {:.3e} + {abs:.0e}); \
-             worst at index {} of {}: got {:e}, want {:e}; err/max|ref| = {:.3e}",
-            d.max_err,
-            tol,
-            d.max_ref,
-            d.at,
-            got.len(),
-            d.got,
-            d.want,
-            d.ratio()
-        ))
-    }
-}
-
-/// Non-panicking [`assert_bitwise`].
-pub fn check_bitwise(name: &str, got: &[f32], want: &[f32]) -> Result<(), String> {
-    if got.len() != want.len() {
-        return Err(format!("{name}: length {} != {}", got.len(), want.len()));
-    }
-    match got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a.to_bits() != b.to_bits())
-    {
-        None => Ok(()),
-        Some(i) => {
-            let n = got
-                .iter()
-                .zip(want)
-                .filter(|(a, b)| a.to_bits() != b.to_bits())
-                .count();
-            Err(format!(
-                "{name}: not bitwise equal: {n} of {} elements differ, first at index {i}: \
-                 got {:e} ({:#010x}), want {:e} ({:#010x})",
-                got.len(),
-                got[i],
-                got[i].to_bits(),
-                want[i],
-                want[i].to_bits()
-            ))
-        }
-    }
-}
-
-/// Asserts bitwise equality of two `f32` buffers, naming the first differing index.
-pub fn assert_bitwise(name: &str, got: &[f32], want: &[f32]) {
-    check_bitwise(name, got, want).unwrap_or_else(|m| panic!("{m}"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Random numbers
-// ---------------------------------------------------------------------------------------------
-
-/// A 64-bit linear congruential generator (Knuth's MMIX constants); output from the high bits.
-#[derive(Clone, Debug)]
-pub struct Lcg(u64);
-
-/// Creates a generator from a seed.
-pub fn lcg(seed: u64) -> Lcg {
-    Lcg::new(seed)
-}
-
-impl Lcg {
-    /// Creates a generator from a seed (any value, 0 included).
-    pub fn new(seed: u64) -> Lcg {
-        let mut g = Lcg(seed ^ 0x9e37_79b9_7f4a_7c15);
-        g.next_u32();
-        g
-    }
-
-    /// Next 32 random bits.
-    pub fn next_u32(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 32) as u32
-    }
-
-    /// Uniform in `[0, 1)` with 24 random bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u32() >> 8) as f64 / (1u32 << 24) as f64
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        (lo as f64 + (hi as f64 - lo as f64) * self.unit()) as f32
-    }
-
-    /// Uniform integer in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u32() as u64 * n as u64) >> 32) as usize
-    }
-
-    /// `n` values uniform in `[lo, hi)`.
-    pub fn fill(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(lo, hi)).collect()
-    }
-}
+pub use ss2d_testsupport::*;
 
 // ---------------------------------------------------------------------------------------------
 // Layout helpers

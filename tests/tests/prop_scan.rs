@@ -12,7 +12,7 @@ use ss2d_conformance::{
 use ss2d_core::{BcLayout, Layout, ScanPlan};
 
 /// Kernel vs f64 reference: `max|err| <= REL * max|ref| + ABS`.
-const REL: f64 = 1e-4;
+const REL: f64 = 1e-5;
 const ABS: f64 = 1e-8;
 
 /// Lengths around the chunk (64) and lane boundaries, mixed into the uniform draws.

@@ -1,104 +1,13 @@
-//! Shared helpers for the C ABI tests: golden files, tensor descriptors (dense and strided),
-//! a host `parallel_for` on scoped threads, and comparisons.
-#![allow(dead_code)]
+//! Shared helpers for the C ABI tests: tensor descriptors (dense and strided) and a host
+//! `parallel_for` on scoped threads; golden files, comparisons and the generator come from
+//! `ss2d-testsupport`.
+#![allow(dead_code, unused_imports)]
 
-use std::collections::HashMap;
 use std::ffi::{c_void, CStr};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use safetensors::SafeTensors;
 use ss2d_capi::*;
-
-pub const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
-
-/// A golden file: tensors (shape, row-major data) and metadata.
-pub struct Golden {
-    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    pub meta: HashMap<String, String>,
-}
-
-impl Golden {
-    pub fn load(path: &Path) -> Golden {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, md) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
-        let meta = md.metadata().clone().unwrap_or_default();
-        let st = SafeTensors::deserialize(&bytes).expect("safetensors");
-        let mut tensors = HashMap::new();
-        for (name, t) in st.tensors() {
-            assert_eq!(t.dtype(), safetensors::Dtype::F32);
-            let data = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            tensors.insert(name, (t.shape().to_vec(), data));
-        }
-        Golden { tensors, meta }
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    pub fn t(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("tensor {name}"))
-    }
-
-    pub fn data(&self, name: &str) -> &[f32] {
-        &self.t(name).1
-    }
-
-    pub fn shape(&self, name: &str) -> &[usize] {
-        &self.t(name).0
-    }
-
-    pub fn meta(&self, key: &str) -> &str {
-        self.meta
-            .get(key)
-            .unwrap_or_else(|| panic!("metadata {key}"))
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        self.meta(key) == "true"
-    }
-
-    pub fn usize(&self, key: &str) -> usize {
-        self.meta(key).parse().unwrap()
-    }
-}
-
-pub fn golden_files(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(GOLDEN).join(dir))
-        .expect("golden directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    v.sort();
-    v
-}
-
-pub fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// max|a - b| / max|ref|.
-pub fn rel_err(a: &[f32], reference: &[f32]) -> f32 {
-    assert_eq!(a.len(), reference.len());
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = a
-        .iter()
-        .zip(reference)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    if scale == 0.0 {
-        err
-    } else {
-        err / scale
-    }
-}
+pub use ss2d_testsupport::{bits, golden_cases, rel_err, Golden, Lcg};
 
 pub fn last_error() -> String {
     // SAFETY: the library returns a valid NUL-terminated string, never NULL.
@@ -338,17 +247,9 @@ pub fn all_execs() -> Vec<(&'static str, ss2d_exec)> {
     ]
 }
 
-/// A deterministic pseudo-random vector.
+/// `n` values uniform in `[lo, hi)` from the test generator seeded with `seed`.
 pub fn rand_vec(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
+    Lcg::new(seed).fill(n, lo, hi)
 }
 
 pub fn silu(x: f32) -> f32 {

@@ -1,6 +1,6 @@
 //! Helpers shared by the `ss2d` binary's integration tests (each test file compiles this
 //! module on its own and uses part of it).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ss2d");
-/// The golden data of the reference code.
-pub const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+pub use ss2d_testsupport::{assert_close, bits, golden_cases, golden_dir, rel_err};
 
 /// A fresh, unique temporary directory, removed on drop.
 pub struct TempDir(pub PathBuf);

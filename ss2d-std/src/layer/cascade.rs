@@ -1,5 +1,5 @@
 //! `cascade2d` (`v052dc`), following upstream `forward_corev2` with `scan_mode="cascade2d"`
-//! exactly (semantics.md section 3.3), channel-first `(B, D, H, W)`:
+//! exactly (docs/semantics.md section 3.3), channel-first `(B, D, H, W)`:
 //!
 //! ```text
 //! x     = layer_norm(x over channels, no affine, eps 1e-5)

@@ -1,6 +1,6 @@
 //! Deterministic VMamba-like weights and inputs (a seeded LCG), for demos, benches and tests.
 //!
-//! Follows VMamba's init inside `VSSM` (semantics.md section 2, "Initialization"):
+//! Follows VMamba's init inside `VSSM` (docs/semantics.md section 2, "Initialization"):
 //! `in_proj` / `out_proj` trunc_normal(std 0.02) (as `VSSM._init_weights` re-initializes every
 //! linear), conv2d PyTorch's default `U(+-1/sqrt(k*k))` for weight and bias, `x_proj_weight`
 //! `U(+-1/sqrt(d_inner))`, `dt_projs_weight` `U(+-R^-0.5)`, `dt_projs_bias` the inverse
