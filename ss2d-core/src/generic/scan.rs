@@ -1,6 +1,8 @@
 //! The 1D selective scan at one level: packing, preparation, kernel and unpacking of a work
 //! unit (the driver, validation and work items are in `crate::scan`).
 
+#[cfg(feature = "compact")]
+use super::kernel::AnyBc;
 use super::kernel::{self, PerLane, Rows};
 use super::math::{silu, softplus_exp, softplus_finish};
 use super::pack::{pack_rows, pack_rows_run, LanesOps};
@@ -101,7 +103,13 @@ fn run_unit(
     };
     let (brow, crow) = (bc_row(s.b), bc_row(s.c));
 
-    let lin = linear_walk(&plan.walk);
+    // With `compact`, every walk takes the positions path (the same values, moved by one copy
+    // of the packers instead of two).
+    let lin = if cfg!(feature = "compact") {
+        None
+    } else {
+        linear_walk(&plan.walk)
+    };
     let mut pos = [0usize; CHUNK];
     let mut s0 = 0;
     while s0 < l {
@@ -137,8 +145,8 @@ fn run_unit(
             }
             None => {
                 plan.walk.positions(s0, pos);
-                lanes.gather(plan.args.u, pos, up);
-                lanes.gather(plan.args.delta, pos, dt);
+                gather(&lanes, plan.args.u, pos, up);
+                gather(&lanes, plan.args.delta, pos, dt);
                 if let BcLayout::Grouped(_) = s.b {
                     pack_rows(plan.args.b, brow, l, n, pos, bp);
                 }
@@ -148,17 +156,42 @@ fn run_unit(
             }
         }
         // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
+        #[cfg(not(feature = "compact"))]
         match (plan.args.delta_softplus, dskip) {
-            (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
-            (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
-            (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
-            (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
+            (true, Some(d)) => prep(true, true, bias, d, up, dt, dtu, y),
+            (true, None) => prep(true, false, bias, splat(0.0), up, dt, dtu, y),
+            (false, Some(d)) => prep(false, true, bias, d, up, dt, dtu, y),
+            (false, None) => prep(false, false, bias, splat(0.0), up, dt, dtu, y),
         }
+        #[cfg(feature = "compact")]
+        prep_compact(
+            plan.args.delta_softplus,
+            dskip.is_some(),
+            bias,
+            dskip.unwrap_or(splat(0.0)),
+            up,
+            dt,
+            dtu,
+            y,
+        );
         // Kernel.
         let bpk = Rows { p: bp };
         let cpk = Rows { p: cp };
         let bpl = PerLane { v: bconst };
         let cpl = PerLane { v: cconst };
+        #[cfg(feature = "compact")]
+        {
+            let bk = match s.b {
+                BcLayout::Grouped(_) => AnyBc::Rows(bpk),
+                BcLayout::Constant => AnyBc::PerLane(bpl),
+            };
+            let ck = match s.c {
+                BcLayout::Grouped(_) => AnyBc::Rows(cpk),
+                BcLayout::Constant => AnyBc::PerLane(cpl),
+            };
+            kernel::chunk(h, a2, bk, ck, dt, dtu, y);
+        }
+        #[cfg(not(feature = "compact"))]
         match (s.b, s.c) {
             (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
                 kernel::chunk(h, a2, bpk, cpk, dt, dtu, y)
@@ -177,15 +210,13 @@ fn run_unit(
         if let Some(z) = plan.args.z {
             match run {
                 Some(run) => lanes.gather_run(z, run, up),
-                None => lanes.gather(z, pos, up),
+                None => gather(&lanes, z, pos, up),
             }
-            for (yi, &zi) in y.iter_mut().zip(up.iter()) {
-                *yi *= silu(zi);
-            }
+            gate(y, up);
         }
         match run {
             Some(run) => lanes.scatter_run::<false>(y, run, out),
-            None => lanes.scatter::<false>(y, pos, out),
+            None => scatter(&lanes, y, pos, out),
         }
         s0 += len;
     }
@@ -200,17 +231,72 @@ fn run_unit(
 }
 }
 
+/// Defines a function of the driver that is inlined where it is called (`#[inline(always)]`),
+/// or with the `compact` feature one out-of-line copy with the level's target features.
+macro_rules! driver_fn {
+    ($(#[$m:meta])* fn $($rest:tt)*) => {
+        #[cfg(not(feature = "compact"))]
+        $(#[$m])*
+        #[inline(always)]
+        fn $($rest)*
+
+        #[cfg(feature = "compact")]
+        level_fn! {
+            $(#[$m])*
+            #[inline(never)]
+            fn $($rest)*
+        }
+    };
+}
+
+driver_fn! {
+    /// `dst[s]` = the panel's lanes at position `pos[s]` ([`LanesOps::gather`]).
+    fn gather(lanes: &Lanes, t: &[f32], pos: &[usize], dst: &mut [V]) {
+        lanes.gather(t, pos, dst);
+    }
+}
+
+driver_fn! {
+    /// Writes `src[s]` to the panel's lanes at position `pos[s]` ([`LanesOps::scatter`]).
+    fn scatter(lanes: &Lanes, src: &[V], pos: &[usize], out: &Sink<'_>) {
+        lanes.scatter::<false>(src, pos, out);
+    }
+}
+
+driver_fn! {
+    /// The gate: `y *= silu(z)`.
+    fn gate(y: &mut [V], z: &[V]) {
+        for (yi, &zi) in y.iter_mut().zip(z.iter()) {
+            *yi *= silu(zi);
+        }
+    }
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// [`prep`] as one out-of-line copy for every `SP` / `DS` (the `compact` feature).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn prep_compact(
+        sp: bool,
+        ds: bool,
+        bias: V,
+        d: V,
+        up: &[V],
+        dt: &mut [V],
+        dtu: &mut [V],
+        y: &mut [V],
+    ) {
+        prep(sp, ds, bias, d, up, dt, dtu, y);
+    }
+}
+
 /// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
-/// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
+/// `dt = softplus(delta + bias)` (`sp`), `dtu = dt * u`, `y = D * u` (`ds`) or 0. Called with
+/// constant flags (one specialized copy each) except with the `compact` feature.
 #[inline(always)]
-fn prep<const SP: bool, const DS: bool>(
-    bias: V,
-    d: V,
-    up: &[V],
-    dt: &mut [V],
-    dtu: &mut [V],
-    y: &mut [V],
-) {
+#[allow(clippy::too_many_arguments)]
+fn prep(sp: bool, ds: bool, bias: V, d: V, up: &[V], dt: &mut [V], dtu: &mut [V], y: &mut [V]) {
     let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
     if n == 0 {
         return;
@@ -219,7 +305,7 @@ fn prep<const SP: bool, const DS: bool>(
     // Two passes when the softplus is on: each half of it is a long dependency chain (~50
     // cycles for ~15 operations), and a single loop over both would need more operations in
     // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
-    if SP {
+    if sp {
         for i in 0..n {
             let x = dt[i] + bias;
             dt[i] = x;
@@ -227,13 +313,13 @@ fn prep<const SP: bool, const DS: bool>(
         }
     }
     for i in 0..n {
-        let t = if SP {
+        let t = if sp {
             softplus_finish(dt[i], dtu[i])
         } else {
             dt[i] + bias
         };
         dtu[i] = t * up[i];
         dt[i] = t;
-        y[i] = if DS { d * up[i] } else { splat(0.0) };
+        y[i] = if ds { d * up[i] } else { splat(0.0) };
     }
 }
