@@ -222,7 +222,7 @@ fn block<const NB: usize, B: Bc, C: Bc>(
 
 #[cfg(feature = "compact")]
 level_fn! {
-/// [`block`] with the states in a loop (the `compact` feature): `nb` states `n0 .. n0 + nb`,
+/// `block` with the states in a loop (the `compact` feature): `nb` states `n0 .. n0 + nb`,
 /// read from and written back to `h` at every step instead of kept in registers, in the same
 /// order of operations as `block::<nb>` (even states onto `y[s]`, odd states in a second chain
 /// from 0 when `nb >= 4`, added at the end), so the results are bitwise the same.

@@ -103,12 +103,15 @@ fn run_unit(
     };
     let (brow, crow) = (bc_row(s.b), bc_row(s.c));
 
-    // With `compact`, every walk takes the positions path (the same values, moved by one copy
-    // of the packers instead of two).
-    let lin = if cfg!(feature = "compact") {
+    #[cfg(not(feature = "compact"))]
+    let lin = linear_walk(&plan.walk);
+    // With `compact`, every walk takes the positions path: the same values, moved by one copy
+    // of the packers instead of two.
+    // (`linear_walk` picks the path in default builds only.)
+    #[cfg(feature = "compact")]
+    let lin: Option<bool> = {
+        let _ = linear_walk;
         None
-    } else {
-        linear_walk(&plan.walk)
     };
     let mut pos = [0usize; CHUNK];
     let mut s0 = 0;
@@ -145,7 +148,13 @@ fn run_unit(
             }
             None => {
                 plan.walk.positions(s0, pos);
+                #[cfg(not(feature = "compact"))]
+                lanes.gather(plan.args.u, pos, up);
+                #[cfg(not(feature = "compact"))]
+                lanes.gather(plan.args.delta, pos, dt);
+                #[cfg(feature = "compact")]
                 gather(&lanes, plan.args.u, pos, up);
+                #[cfg(feature = "compact")]
                 gather(&lanes, plan.args.delta, pos, dt);
                 if let BcLayout::Grouped(_) = s.b {
                     pack_rows(plan.args.b, brow, l, n, pos, bp);
@@ -158,10 +167,10 @@ fn run_unit(
         // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
         #[cfg(not(feature = "compact"))]
         match (plan.args.delta_softplus, dskip) {
-            (true, Some(d)) => prep(true, true, bias, d, up, dt, dtu, y),
-            (true, None) => prep(true, false, bias, splat(0.0), up, dt, dtu, y),
-            (false, Some(d)) => prep(false, true, bias, d, up, dt, dtu, y),
-            (false, None) => prep(false, false, bias, splat(0.0), up, dt, dtu, y),
+            (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
+            (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
+            (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
+            (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
         }
         #[cfg(feature = "compact")]
         prep_compact(
@@ -179,6 +188,7 @@ fn run_unit(
         let cpk = Rows { p: cp };
         let bpl = PerLane { v: bconst };
         let cpl = PerLane { v: cconst };
+        // With `compact`: one kernel instance, B/C access chosen at run time.
         #[cfg(feature = "compact")]
         {
             let bk = match s.b {
@@ -210,12 +220,23 @@ fn run_unit(
         if let Some(z) = plan.args.z {
             match run {
                 Some(run) => lanes.gather_run(z, run, up),
+                #[cfg(not(feature = "compact"))]
+                None => lanes.gather(z, pos, up),
+                #[cfg(feature = "compact")]
                 None => gather(&lanes, z, pos, up),
             }
+            #[cfg(not(feature = "compact"))]
+            for (yi, &zi) in y.iter_mut().zip(up.iter()) {
+                *yi *= silu(zi);
+            }
+            #[cfg(feature = "compact")]
             gate(y, up);
         }
         match run {
             Some(run) => lanes.scatter_run::<false>(y, run, out),
+            #[cfg(not(feature = "compact"))]
+            None => lanes.scatter::<false>(y, pos, out),
+            #[cfg(feature = "compact")]
             None => scatter(&lanes, y, pos, out),
         }
         s0 += len;
@@ -231,50 +252,56 @@ fn run_unit(
 }
 }
 
-/// Defines a function of the driver that is inlined where it is called (`#[inline(always)]`),
-/// or with the `compact` feature one out-of-line copy with the level's target features.
-macro_rules! driver_fn {
-    ($(#[$m:meta])* fn $($rest:tt)*) => {
-        #[cfg(not(feature = "compact"))]
-        $(#[$m])*
-        #[inline(always)]
-        fn $($rest)*
-
-        #[cfg(feature = "compact")]
-        level_fn! {
-            $(#[$m])*
-            #[inline(never)]
-            fn $($rest)*
+/// The body of `prep` with the flags `$sp` (softplus) and `$ds` (D skip): constants there,
+/// run-time values in `prep_compact`.
+macro_rules! prep_body {
+    ($sp:expr, $ds:expr, $bias:ident, $d:ident, $up:ident, $dt:ident, $dtu:ident, $y:ident) => {{
+        let n = $up.len().min($dt.len()).min($dtu.len()).min($y.len());
+        if n == 0 {
+            return;
         }
-    };
-}
-
-driver_fn! {
-    /// `dst[s]` = the panel's lanes at position `pos[s]` ([`LanesOps::gather`]).
-    fn gather(lanes: &Lanes, t: &[f32], pos: &[usize], dst: &mut [V]) {
-        lanes.gather(t, pos, dst);
-    }
-}
-
-driver_fn! {
-    /// Writes `src[s]` to the panel's lanes at position `pos[s]` ([`LanesOps::scatter`]).
-    fn scatter(lanes: &Lanes, src: &[V], pos: &[usize], out: &Sink<'_>) {
-        lanes.scatter::<false>(src, pos, out);
-    }
-}
-
-driver_fn! {
-    /// The gate: `y *= silu(z)`.
-    fn gate(y: &mut [V], z: &[V]) {
-        for (yi, &zi) in y.iter_mut().zip(z.iter()) {
-            *yi *= silu(zi);
+        let (up, dt, dtu, y) = (&$up[..n], &mut $dt[..n], &mut $dtu[..n], &mut $y[..n]);
+        // Two passes when the softplus is on: each half of it is a long dependency chain (~50
+        // cycles for ~15 operations), and a single loop over both would need more operations in
+        // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
+        if $sp {
+            for i in 0..n {
+                let x = dt[i] + $bias;
+                dt[i] = x;
+                dtu[i] = softplus_exp(x);
+            }
         }
-    }
+        for i in 0..n {
+            let t = if $sp {
+                softplus_finish(dt[i], dtu[i])
+            } else {
+                dt[i] + $bias
+            };
+            dtu[i] = t * up[i];
+            dt[i] = t;
+            y[i] = if $ds { $d * up[i] } else { splat(0.0) };
+        }
+    }};
+}
+
+/// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
+/// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
+#[cfg(not(feature = "compact"))]
+#[inline(always)]
+fn prep<const SP: bool, const DS: bool>(
+    bias: V,
+    d: V,
+    up: &[V],
+    dt: &mut [V],
+    dtu: &mut [V],
+    y: &mut [V],
+) {
+    prep_body!(SP, DS, bias, d, up, dt, dtu, y)
 }
 
 #[cfg(feature = "compact")]
 level_fn! {
-    /// [`prep`] as one out-of-line copy for every `SP` / `DS` (the `compact` feature).
+    /// `prep` as one out-of-line copy for every flag combination (the `compact` feature).
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn prep_compact(
@@ -287,39 +314,37 @@ level_fn! {
         dtu: &mut [V],
         y: &mut [V],
     ) {
-        prep(sp, ds, bias, d, up, dt, dtu, y);
+        prep_body!(sp, ds, bias, d, up, dt, dtu, y)
     }
 }
 
-/// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
-/// `dt = softplus(delta + bias)` (`sp`), `dtu = dt * u`, `y = D * u` (`ds`) or 0. Called with
-/// constant flags (one specialized copy each) except with the `compact` feature.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn prep(sp: bool, ds: bool, bias: V, d: V, up: &[V], dt: &mut [V], dtu: &mut [V], y: &mut [V]) {
-    let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
-    if n == 0 {
-        return;
+#[cfg(feature = "compact")]
+level_fn! {
+    /// `dst[s]` = the panel's lanes at position `pos[s]`: one out-of-line copy of
+    /// [`LanesOps::gather`] (the `compact` feature).
+    #[inline(never)]
+    fn gather(lanes: &Lanes, t: &[f32], pos: &[usize], dst: &mut [V]) {
+        lanes.gather(t, pos, dst);
     }
-    let (up, dt, dtu, y) = (&up[..n], &mut dt[..n], &mut dtu[..n], &mut y[..n]);
-    // Two passes when the softplus is on: each half of it is a long dependency chain (~50
-    // cycles for ~15 operations), and a single loop over both would need more operations in
-    // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
-    if sp {
-        for i in 0..n {
-            let x = dt[i] + bias;
-            dt[i] = x;
-            dtu[i] = softplus_exp(x);
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// Writes `src[s]` to the panel's lanes at position `pos[s]`: one out-of-line copy of
+    /// [`LanesOps::scatter`] (the `compact` feature).
+    #[inline(never)]
+    fn scatter(lanes: &Lanes, src: &[V], pos: &[usize], out: &Sink<'_>) {
+        lanes.scatter::<false>(src, pos, out);
+    }
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// The gate `y *= silu(z)` out of line (the `compact` feature).
+    #[inline(never)]
+    fn gate(y: &mut [V], z: &[V]) {
+        for (yi, &zi) in y.iter_mut().zip(z.iter()) {
+            *yi *= silu(zi);
         }
-    }
-    for i in 0..n {
-        let t = if sp {
-            softplus_finish(dt[i], dtu[i])
-        } else {
-            dt[i] + bias
-        };
-        dtu[i] = t * up[i];
-        dt[i] = t;
-        y[i] = if ds { d * up[i] } else { splat(0.0) };
     }
 }
