@@ -7,7 +7,10 @@ Sums the sizes of the code symbols (t/T/w/W) by owner, demangled (the firmware i
 v0 symbol mangling, so generic kernel instances carry their const N):
   scan code  = every ss2d_core function (kernel, packing, math, validation) except
                `core::fmt` impls (Display of errors: formatting, not the scan)
-  per-N      = ss2d_core::kernel::block::<N, ..> instances (4 B/C access variants each)
+  kernel     = ss2d_core::..::kernel:: functions (the micro-kernel; its module is
+               platform::<level>::g::kernel since the per-level rewrite)
+  per-N      = kernel::block::<N, ..> instances (4 B/C access variants each; none with the
+               `compact` feature, whose kernel is one rolled block_rolled)
 and, for context, libm/compiler-builtins, core (panics, formatting), the firmware with
 cortex-m(-rt) and semihosting. Exit status 1 when BUDGET_BYTES is given and the scan code
 exceeds it.
@@ -32,8 +35,8 @@ def main():
             continue
         size, name = int(parts[0]), parts[2]
         if "ss2d_core::" in name and "core::fmt::" not in name:
-            group = "scan: kernel" if "ss2d_core::kernel::" in name else "scan: driver, packing, math, validation"
-            m = re.match(r"ss2d_core::kernel::block::<(\d+),", name)
+            group = "scan: kernel" if re.search(r"ss2d_core::(\S+::)?kernel::", name) else "scan: driver, packing, math, validation"
+            m = re.search(r"ss2d_core::(?:\S+::)?kernel::block::<(\d+),", name)
             if m:
                 per_n[int(m.group(1))] = per_n.get(int(m.group(1)), 0) + size
         elif "ss2d_core::" in name:

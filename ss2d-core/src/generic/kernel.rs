@@ -123,6 +123,7 @@ impl Bc for PerLane<'_> {
 pub(crate) const MAX_BLOCK: usize = 16;
 
 /// Calls `$m!(i)` for i in 0..16.
+#[cfg(not(feature = "compact"))]
 macro_rules! unroll16 {
     ($m:ident) => {
         $m!(0);
@@ -144,6 +145,7 @@ macro_rules! unroll16 {
     };
 }
 
+#[cfg(not(feature = "compact"))]
 level_fn! {
 /// One block of `NB` states `n0 .. n0 + NB` over `dt.len()` steps.
 ///
@@ -218,6 +220,96 @@ fn block<const NB: usize, B: Bc, C: Bc>(
 }
 }
 
+#[cfg(feature = "compact")]
+level_fn! {
+/// `block` with the states in a loop (the `compact` feature): `nb` states `n0 .. n0 + nb`,
+/// read from and written back to `h` at every step instead of kept in registers, in the same
+/// order of operations as `block::<nb>` (even states onto `y[s]`, odd states in a second chain
+/// from 0 when `nb >= 4`, added at the end), so the results are bitwise the same.
+/// One function per B/C access type instead of sixteen.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn block_rolled<B: Bc, C: Bc>(
+    h: &mut [V],
+    a2: &[V],
+    n0: usize,
+    nb: usize,
+    b: B,
+    c: C,
+    dt: &[V],
+    dtu: &[V],
+    y: &mut [V],
+) {
+    let zero = splat(0.0);
+    let hb = &mut h[n0..n0 + nb];
+    let ab = &a2[n0..n0 + nb];
+    let two = nb >= 4;
+    let steps = dt.len().min(dtu.len()).min(y.len());
+    for s in 0..steps {
+        let t = dt[s];
+        let x = dtu[s];
+        let mut acc = y[s];
+        let mut acc1 = zero;
+        let br = b.row(s, n0, nb);
+        let cr = c.row(s, n0, nb);
+        for (i, (hi, &ai)) in hb.iter_mut().zip(ab).enumerate() {
+            let da = exp2_kernel(t * ai);
+            let v = fma(da, *hi, x * B::at(br, i));
+            *hi = v;
+            if two && i % 2 == 1 {
+                acc1 = if i == 1 {
+                    v * C::at(cr, i)
+                } else {
+                    fma(v, C::at(cr, i), acc1)
+                };
+            } else {
+                acc = fma(v, C::at(cr, i), acc);
+            }
+        }
+        y[s] = if two { acc + acc1 } else { acc };
+    }
+}
+}
+
+/// B or C as either of the 1D driver's access types, chosen at run time (the `compact`
+/// feature: one kernel instance instead of one per B/C combination).
+#[cfg(feature = "compact")]
+#[derive(Clone, Copy)]
+pub(crate) enum AnyBc<'a> {
+    Rows(Rows<'a>),
+    PerLane(PerLane<'a>),
+}
+
+/// A step's values of [`AnyBc`].
+#[cfg(feature = "compact")]
+#[derive(Clone, Copy)]
+pub(crate) enum AnyRow<'r> {
+    Rows(RowsAt<'r>),
+    PerLane(&'r [V]),
+}
+
+#[cfg(feature = "compact")]
+impl Bc for AnyBc<'_> {
+    type Row<'r>
+        = AnyRow<'r>
+    where
+        Self: 'r;
+    #[inline(always)]
+    fn row(&self, s: usize, n0: usize, nb: usize) -> AnyRow<'_> {
+        match self {
+            AnyBc::Rows(r) => AnyRow::Rows(r.row(s, n0, nb)),
+            AnyBc::PerLane(p) => AnyRow::PerLane(p.row(s, n0, nb)),
+        }
+    }
+    #[inline(always)]
+    fn at(row: AnyRow<'_>, i: usize) -> V {
+        match row {
+            AnyRow::Rows(r) => Rows::at(r, i),
+            AnyRow::PerLane(p) => PerLane::at(p, i),
+        }
+    }
+}
+
 level_fn! {
 /// Runs all `h.len()` states over the chunk, in blocks of at most [`MAX_BLOCK`] states, block
 /// after block (the sum over `n` stays in order `0..N`).
@@ -235,6 +327,9 @@ pub(crate) fn chunk<B: Bc, C: Bc>(
     let mut n0 = 0;
     while n0 < n {
         let nb = (n - n0).min(MAX_BLOCK);
+        #[cfg(feature = "compact")]
+        block_rolled(h, a2, n0, nb, b, c, dt, dtu, y);
+        #[cfg(not(feature = "compact"))]
         macro_rules! go {
             ($($k:literal)*) => {
                 match nb {
@@ -243,6 +338,7 @@ pub(crate) fn chunk<B: Bc, C: Bc>(
                 }
             };
         }
+        #[cfg(not(feature = "compact"))]
         go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
         n0 += nb;
     }

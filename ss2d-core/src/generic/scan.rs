@@ -1,6 +1,8 @@
 //! The 1D selective scan at one level: packing, preparation, kernel and unpacking of a work
 //! unit (the driver, validation and work items are in `crate::scan`).
 
+#[cfg(feature = "compact")]
+use super::kernel::AnyBc;
 use super::kernel::{self, PerLane, Rows};
 use super::math::{silu, softplus_exp, softplus_finish};
 use super::pack::{pack_rows, pack_rows_run, LanesOps};
@@ -101,7 +103,16 @@ fn run_unit(
     };
     let (brow, crow) = (bc_row(s.b), bc_row(s.c));
 
+    #[cfg(not(feature = "compact"))]
     let lin = linear_walk(&plan.walk);
+    // With `compact`, every walk takes the positions path: the same values, moved by one copy
+    // of the packers instead of two.
+    // (`linear_walk` picks the path in default builds only.)
+    #[cfg(feature = "compact")]
+    let lin: Option<bool> = {
+        let _ = linear_walk;
+        None
+    };
     let mut pos = [0usize; CHUNK];
     let mut s0 = 0;
     while s0 < l {
@@ -137,8 +148,14 @@ fn run_unit(
             }
             None => {
                 plan.walk.positions(s0, pos);
+                #[cfg(not(feature = "compact"))]
                 lanes.gather(plan.args.u, pos, up);
+                #[cfg(not(feature = "compact"))]
                 lanes.gather(plan.args.delta, pos, dt);
+                #[cfg(feature = "compact")]
+                gather(&lanes, plan.args.u, pos, up);
+                #[cfg(feature = "compact")]
+                gather(&lanes, plan.args.delta, pos, dt);
                 if let BcLayout::Grouped(_) = s.b {
                     pack_rows(plan.args.b, brow, l, n, pos, bp);
                 }
@@ -148,17 +165,43 @@ fn run_unit(
             }
         }
         // dt = softplus(delta + bias), dtu = dt * u, y = D * u.
+        #[cfg(not(feature = "compact"))]
         match (plan.args.delta_softplus, dskip) {
             (true, Some(d)) => prep::<true, true>(bias, d, up, dt, dtu, y),
             (true, None) => prep::<true, false>(bias, splat(0.0), up, dt, dtu, y),
             (false, Some(d)) => prep::<false, true>(bias, d, up, dt, dtu, y),
             (false, None) => prep::<false, false>(bias, splat(0.0), up, dt, dtu, y),
         }
+        #[cfg(feature = "compact")]
+        prep_compact(
+            plan.args.delta_softplus,
+            dskip.is_some(),
+            bias,
+            dskip.unwrap_or(splat(0.0)),
+            up,
+            dt,
+            dtu,
+            y,
+        );
         // Kernel.
         let bpk = Rows { p: bp };
         let cpk = Rows { p: cp };
         let bpl = PerLane { v: bconst };
         let cpl = PerLane { v: cconst };
+        // With `compact`: one kernel instance, B/C access chosen at run time.
+        #[cfg(feature = "compact")]
+        {
+            let bk = match s.b {
+                BcLayout::Grouped(_) => AnyBc::Rows(bpk),
+                BcLayout::Constant => AnyBc::PerLane(bpl),
+            };
+            let ck = match s.c {
+                BcLayout::Grouped(_) => AnyBc::Rows(cpk),
+                BcLayout::Constant => AnyBc::PerLane(cpl),
+            };
+            kernel::chunk(h, a2, bk, ck, dt, dtu, y);
+        }
+        #[cfg(not(feature = "compact"))]
         match (s.b, s.c) {
             (BcLayout::Grouped(_), BcLayout::Grouped(_)) => {
                 kernel::chunk(h, a2, bpk, cpk, dt, dtu, y)
@@ -177,15 +220,24 @@ fn run_unit(
         if let Some(z) = plan.args.z {
             match run {
                 Some(run) => lanes.gather_run(z, run, up),
+                #[cfg(not(feature = "compact"))]
                 None => lanes.gather(z, pos, up),
+                #[cfg(feature = "compact")]
+                None => gather(&lanes, z, pos, up),
             }
+            #[cfg(not(feature = "compact"))]
             for (yi, &zi) in y.iter_mut().zip(up.iter()) {
                 *yi *= silu(zi);
             }
+            #[cfg(feature = "compact")]
+            gate(y, up);
         }
         match run {
             Some(run) => lanes.scatter_run::<false>(y, run, out),
+            #[cfg(not(feature = "compact"))]
             None => lanes.scatter::<false>(y, pos, out),
+            #[cfg(feature = "compact")]
+            None => scatter(&lanes, y, pos, out),
         }
         s0 += len;
     }
@@ -200,8 +252,41 @@ fn run_unit(
 }
 }
 
+/// The body of `prep` with the flags `$sp` (softplus) and `$ds` (D skip): constants there,
+/// run-time values in `prep_compact`.
+macro_rules! prep_body {
+    ($sp:expr, $ds:expr, $bias:ident, $d:ident, $up:ident, $dt:ident, $dtu:ident, $y:ident) => {{
+        let n = $up.len().min($dt.len()).min($dtu.len()).min($y.len());
+        if n == 0 {
+            return;
+        }
+        let (up, dt, dtu, y) = (&$up[..n], &mut $dt[..n], &mut $dtu[..n], &mut $y[..n]);
+        // Two passes when the softplus is on: each half of it is a long dependency chain (~50
+        // cycles for ~15 operations), and a single loop over both would need more operations in
+        // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
+        if $sp {
+            for i in 0..n {
+                let x = dt[i] + $bias;
+                dt[i] = x;
+                dtu[i] = softplus_exp(x);
+            }
+        }
+        for i in 0..n {
+            let t = if $sp {
+                softplus_finish(dt[i], dtu[i])
+            } else {
+                dt[i] + $bias
+            };
+            dtu[i] = t * up[i];
+            dt[i] = t;
+            y[i] = if $ds { $d * up[i] } else { splat(0.0) };
+        }
+    }};
+}
+
 /// The per-step inputs of the kernel from raw `u` (in `up`) and `delta` (in `dt`):
 /// `dt = softplus(delta + bias)`, `dtu = dt * u`, `y = D * u` (or 0).
+#[cfg(not(feature = "compact"))]
 #[inline(always)]
 fn prep<const SP: bool, const DS: bool>(
     bias: V,
@@ -211,29 +296,55 @@ fn prep<const SP: bool, const DS: bool>(
     dtu: &mut [V],
     y: &mut [V],
 ) {
-    let n = up.len().min(dt.len()).min(dtu.len()).min(y.len());
-    if n == 0 {
-        return;
+    prep_body!(SP, DS, bias, d, up, dt, dtu, y)
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// `prep` as one out-of-line copy for every flag combination (the `compact` feature).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn prep_compact(
+        sp: bool,
+        ds: bool,
+        bias: V,
+        d: V,
+        up: &[V],
+        dt: &mut [V],
+        dtu: &mut [V],
+        y: &mut [V],
+    ) {
+        prep_body!(sp, ds, bias, d, up, dt, dtu, y)
     }
-    let (up, dt, dtu, y) = (&up[..n], &mut dt[..n], &mut dtu[..n], &mut y[..n]);
-    // Two passes when the softplus is on: each half of it is a long dependency chain (~50
-    // cycles for ~15 operations), and a single loop over both would need more operations in
-    // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
-    if SP {
-        for i in 0..n {
-            let x = dt[i] + bias;
-            dt[i] = x;
-            dtu[i] = softplus_exp(x);
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// `dst[s]` = the panel's lanes at position `pos[s]`: one out-of-line copy of
+    /// [`LanesOps::gather`] (the `compact` feature).
+    #[inline(never)]
+    fn gather(lanes: &Lanes, t: &[f32], pos: &[usize], dst: &mut [V]) {
+        lanes.gather(t, pos, dst);
+    }
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// Writes `src[s]` to the panel's lanes at position `pos[s]`: one out-of-line copy of
+    /// [`LanesOps::scatter`] (the `compact` feature).
+    #[inline(never)]
+    fn scatter(lanes: &Lanes, src: &[V], pos: &[usize], out: &Sink<'_>) {
+        lanes.scatter::<false>(src, pos, out);
+    }
+}
+
+#[cfg(feature = "compact")]
+level_fn! {
+    /// The gate `y *= silu(z)` out of line (the `compact` feature).
+    #[inline(never)]
+    fn gate(y: &mut [V], z: &[V]) {
+        for (yi, &zi) in y.iter_mut().zip(z.iter()) {
+            *yi *= silu(zi);
         }
-    }
-    for i in 0..n {
-        let t = if SP {
-            softplus_finish(dt[i], dtu[i])
-        } else {
-            dt[i] + bias
-        };
-        dtu[i] = t * up[i];
-        dt[i] = t;
-        y[i] = if DS { d * up[i] } else { splat(0.0) };
     }
 }
