@@ -1,4 +1,4 @@
-//! Vector `exp`, `softplus` and `silu` on [`V`] lanes, with their error bounds.
+//! Vector `exp`, `softplus` and `silu` on every SIMD level's lanes, with their error bounds.
 //!
 //! `exp2(x) = 2^k * p(f)`, `k = round(x)`, `f = x - k` in `[-0.5, 0.5]`, and
 //! `p(f) = 1 + f * q(f)` with `q` a degree-4 minimax polynomial (Lawson-fitted for *relative*

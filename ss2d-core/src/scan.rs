@@ -22,7 +22,7 @@ use crate::walk::Walk;
 /// with 16 lanes) plus the packed B/C rows (`CHUNK * 2N` floats, 8 KiB at N = 16) stay in L1.
 pub const CHUNK: usize = 64;
 
-/// Inputs of a selective scan, under the reference's names (semantics.md section 1).
+/// Inputs of a selective scan, under the reference's names (`docs/semantics.md` section 1).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ScanArgs<'a> {
     /// `u`: (batch, dim, seqlen) or (batch, seqlen, dim) per the shape's layout.

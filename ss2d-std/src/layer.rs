@@ -1,4 +1,4 @@
-//! The SS2D layer: VMamba's `SS2D` module (semantics.md sections 2, 3 and 5) with its weights,
+//! The SS2D layer: VMamba's `SS2D` module (`docs/semantics.md` sections 2, 3 and 5) with its weights,
 //! forward on a `(B, C, H, W)` or `(B, H, W, C)` grid.
 //!
 //! ```text

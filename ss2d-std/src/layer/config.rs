@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// The core of a forward type: which `forward_core` upstream runs (semantics.md section 2).
+/// The core of a forward type: which `forward_core` upstream runs (`docs/semantics.md` section 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CoreType {
     /// `v0`: `SS2Dv0` (vanilla VMamba), channel-last, conv bias, z.
@@ -297,7 +297,7 @@ impl fmt::Display for DtRank {
     }
 }
 
-/// The constructor arguments of VMamba's `SS2D` that change the forward (semantics.md
+/// The constructor arguments of VMamba's `SS2D` that change the forward (`docs/semantics.md`
 /// section 2). `bias` is not here: `in_proj.bias` / `out_proj.bias` are used when present.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ss2dConfig {

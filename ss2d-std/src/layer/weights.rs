@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// The weights of one SS2D module, owned, row-major, under VMamba's names (semantics.md
+/// The weights of one SS2D module, owned, row-major, under VMamba's names (`docs/semantics.md`
 /// section 5). Linear weights are stored `(O, I)` whatever the checkpoint held
 /// (`(O, I)` or `(O, I, 1, 1)`).
 #[derive(Clone, Debug, PartialEq, Default)]
