@@ -533,10 +533,10 @@ mod tests {
         }
     }
 
-    /// The one-state channel-first path (time in the lanes, `generic/scan1.rs`): lengths with
-    /// and without a tail vector, forward and reversed, initial and final state, constant and
-    /// grouped B/C, softplus on and off; against the f64 reference at every level, and bitwise
-    /// the same for every split of the work.
+    /// One state (VMamba's released models), channel-first: lengths with and without a tail
+    /// vector, forward and reversed, initial and final state, constant and grouped B/C,
+    /// softplus on and off; against the f64 reference at every level, and bitwise the same for
+    /// every split of the work.
     #[test]
     fn one_state_time_in_lanes_matches_reference_and_splits() {
         let mut cases = 0;
@@ -649,13 +649,14 @@ mod tests {
             for count in 1..=plan.units() {
                 let mut o2 = [f32::NAN; BUF];
                 let mut s2 = [f32::NAN; 64];
-                let mut items = plan
-                    .split(&mut o2[..bdl], Some(&mut s2[..sl]), count)
-                    .unwrap();
-                for item in items.items() {
-                    item.run(&mut scratch[..need]).unwrap();
+                {
+                    let mut items = plan
+                        .split(&mut o2[..bdl], Some(&mut s2[..sl]), count)
+                        .unwrap();
+                    for item in items.items() {
+                        item.run(&mut scratch[..need]).unwrap();
+                    }
                 }
-                drop(items);
                 for i in 0..bdl {
                     assert_eq!(
                         o2[i].to_bits(),

@@ -5,13 +5,12 @@
 //!
 //! Entry points (called through `platform::dispatch!`): `scan::run_units`,
 //! `fused::run_units`, `transpose::transpose_cols`, `math::map_slice`, `conv::depthwise_row`,
-//! `peak::fma_chains` (`scan::run_units` hands one-state channel-first runs to `scan1`).
+//! `peak::fma_chains`.
 
 #[allow(unused_imports)]
 pub(crate) use super::{
-    abs, bcast_last, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse,
-    round_nearest, scale, shift_up, splat, store_at, to_arr, transpose, FAST_SHIFT, HAS_REDUCE,
-    K_MIN, LANES, LEVEL, V,
+    abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse, round_nearest,
+    scale, splat, store_at, to_arr, transpose, HAS_REDUCE, K_MIN, LANES, LEVEL, V,
 };
 
 pub(crate) mod fused;
@@ -20,6 +19,5 @@ pub(crate) mod math;
 pub(crate) mod pack;
 pub(crate) mod peak;
 pub(crate) mod scan;
-pub(crate) mod scan1;
 pub(crate) mod slices;
 pub(crate) mod vecs;

@@ -23,7 +23,7 @@ level_fn! {
         }
         let mut s = splat(0.0);
         for a in acc {
-            s = s + a;
+            s += a;
         }
         let mut t = 0.0;
         for v in to_arr(s) {

@@ -20,12 +20,6 @@ level_fn! {
         scratch: &mut [f32],
     ) {
         debug_assert_eq!(plan.level(), super::LEVEL);
-        if super::scan1::applies(plan) {
-            for u in units {
-                super::scan1::run_unit(plan, u, out, state, scratch);
-            }
-            return;
-        }
         for u in units {
             run_unit(plan, u, out, state, scratch);
         }

@@ -7,9 +7,8 @@
 //! the number); the math tests check NaN propagation at every level.
 
 pub(crate) use super::portable::{
-    abs, bcast_last, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse,
-    round_nearest, scale, shift_up, splat, store_at, to_arr, transpose, FAST_SHIFT, HAS_REDUCE,
-    K_MIN, LANES, V,
+    abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse, round_nearest,
+    scale, splat, store_at, to_arr, transpose, HAS_REDUCE, K_MIN, LANES, V,
 };
 use crate::SimdLevel;
 

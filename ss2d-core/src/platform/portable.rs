@@ -121,26 +121,6 @@ pub(crate) fn transpose(m: &mut [V; LANES]) {
     *m = V::transpose(*m);
 }
 
-/// Lane `i` of `v` moved to lane `i + k`, lanes below `k` from `fill` (through arrays).
-#[inline(always)]
-pub(crate) fn shift_up(v: V, k: usize, fill: V) -> V {
-    let a = to_arr(v);
-    let mut r = to_arr(fill);
-    for i in k.min(LANES)..LANES {
-        r[i] = a[i - k];
-    }
-    from_arr(r)
-}
-
-/// The last lane of `v` in every lane.
-#[inline(always)]
-pub(crate) fn bcast_last(v: V) -> V {
-    splat(to_arr(v)[LANES - 1])
-}
-
-/// `shift_up` goes through memory here: the one-state time-in-lanes path is not used.
-pub(crate) const FAST_SHIFT: bool = false;
-
 /// Hints that the line holding `p` will be read soon (into L2); any address is fine.
 #[inline(always)]
 pub(crate) fn prefetch(p: *const f32) {

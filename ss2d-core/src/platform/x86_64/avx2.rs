@@ -184,41 +184,6 @@ pub(crate) fn transpose(m: &mut [V; LANES]) {
     }
 }
 
-/// Lane `i` of `v` moved to lane `i + k`, lanes below `k` from `fill` (`k` in 1, 2, 4;
-/// `fill` for any other `k`): a lane permute and a blend.
-#[inline(always)]
-pub(crate) fn shift_up(v: V, k: usize, fill: V) -> V {
-    // SAFETY: lane values exist only at their level; register shuffles only.
-    unsafe {
-        match k {
-            1 => {
-                let p = _mm256_permutevar8x32_ps(v.0, _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6));
-                V(_mm256_blend_ps::<0b1>(p, fill.0))
-            }
-            2 => {
-                let p = _mm256_permutevar8x32_ps(v.0, _mm256_setr_epi32(0, 0, 0, 1, 2, 3, 4, 5));
-                V(_mm256_blend_ps::<0b11>(p, fill.0))
-            }
-            4 => {
-                let p = _mm256_permutevar8x32_ps(v.0, _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 2, 3));
-                V(_mm256_blend_ps::<0b1111>(p, fill.0))
-            }
-            _ => fill,
-        }
-    }
-}
-
-/// The last lane of `v` in every lane.
-#[inline(always)]
-pub(crate) fn bcast_last(v: V) -> V {
-    // SAFETY: lane values exist only at their level; register shuffles only.
-    V(unsafe { _mm256_permutevar8x32_ps(v.0, _mm256_set1_epi32(7)) })
-}
-
-/// The one-state channel-first scan keeps the transposing path here: with 8 lanes the prefix
-/// (a permute and a blend per shift) measured slower than the transposes.
-pub(crate) const FAST_SHIFT: bool = false;
-
 /// Hints that the line holding `p` will be read soon (into L2); any address is fine.
 #[inline(always)]
 pub(crate) fn prefetch(p: *const f32) {

@@ -210,34 +210,6 @@ pub(crate) fn transpose(m: &mut [V; LANES]) {
     }
 }
 
-/// Lane `i` of `v` moved to lane `i + k`, lanes below `k` from `fill` (`k` in 1, 2, 4, 8;
-/// `fill` for any other `k`): one `valignd`.
-#[inline(always)]
-pub(crate) fn shift_up(v: V, k: usize, fill: V) -> V {
-    // SAFETY: lane values exist only at their level; register shuffles only.
-    unsafe {
-        let (a, f) = (_mm512_castps_si512(v.0), _mm512_castps_si512(fill.0));
-        V(_mm512_castsi512_ps(match k {
-            1 => _mm512_alignr_epi32::<15>(a, f),
-            2 => _mm512_alignr_epi32::<14>(a, f),
-            4 => _mm512_alignr_epi32::<12>(a, f),
-            8 => _mm512_alignr_epi32::<8>(a, f),
-            _ => f,
-        }))
-    }
-}
-
-/// The last lane of `v` in every lane.
-#[inline(always)]
-pub(crate) fn bcast_last(v: V) -> V {
-    // SAFETY: lane values exist only at their level; register shuffles only.
-    V(unsafe { _mm512_permutexvar_ps(_mm512_set1_epi32(15), v.0) })
-}
-
-/// The one-state channel-first scan runs with time in the lanes (`generic/scan1.rs`): measured
-/// faster than the transposing path here (one `valignd` per shift).
-pub(crate) const FAST_SHIFT: bool = true;
-
 /// Hints that the line holding `p` will be read soon (into L2); any address is fine.
 #[inline(always)]
 pub(crate) fn prefetch(p: *const f32) {
