@@ -15,7 +15,10 @@
 //! - norm and gate: per 16 elements 4 operations (LayerNorm), + 20 (GELU), + 12 (SiLU gate)
 //!   or 1 (plain gate).
 //!
-//! The share printed is `limit / measured` (100% = at the model's limit).
+//! The share printed is `limit / measured` (100% = at the model's limit). The layer's GEMM
+//! stages run the `gemm` crate, which picks its own instructions at run time whatever `--isa`
+//! says: against the peak of a lower level (e.g. `x86-64`, no FMA) their share can exceed
+//! 100%.
 
 use std::time::Instant;
 
