@@ -16,6 +16,7 @@ use clap::ValueEnum;
 use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, SimdLevel, Walk};
 
 use crate::error::{zeros, Error};
+use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, scan_flops, Peak};
 use crate::scan::{execute, Backend};
 
 /// The operation a bench times.
@@ -382,6 +383,9 @@ pub struct BenchResult {
     pub reference: Timing,
     /// `max |kernel - ref| / max |ref|`.
     pub max_rel_diff: f64,
+    /// The kernel's work in flop-equivalents of the roofline model
+    /// ([`crate::roofline::scan_flops`]).
+    pub limit_flops: f64,
 }
 
 fn json_num(x: f64) -> String {
@@ -395,14 +399,20 @@ impl BenchResult {
         self.reference.median_s / self.kernel.median_s
     }
 
-    /// One line of JSON, keys in the documented order.
-    pub fn to_json(&self) -> String {
+    /// The kernel's time at the model's limit on `peak`.
+    pub fn limit_s(&self, peak: &Peak) -> f64 {
+        peak.secs(self.limit_flops)
+    }
+
+    /// One line of JSON, keys in the documented order (the kernel's `limit_s` and `roofline`
+    /// share, and the measured `peak`, last).
+    pub fn to_json(&self, peak: &Peak) -> String {
         let s = &self.shape;
         format!(
             "{{\"op\":\"{}\",\"shape\":{{\"B\":{},\"D\":{},\"L\":{},\"N\":{},\"G\":{}}},\
              \"threads\":{},\"isa\":\"{}\",\
-             \"kernel\":{{\"median_s\":{},\"elements_per_s\":{}}},\
-             \"reference\":{{\"median_s\":{},\"elements_per_s\":{}}},\"speedup\":{}}}",
+             \"kernel\":{{\"median_s\":{},\"elements_per_s\":{},{}}},\
+             \"reference\":{{\"median_s\":{},\"elements_per_s\":{}}},\"speedup\":{},{}}}",
             self.op.name(),
             s.b,
             s.d,
@@ -413,9 +423,11 @@ impl BenchResult {
             self.isa,
             json_num(self.kernel.median_s),
             json_num(self.kernel.elements_per_s),
+            limit_json(self.limit_s(peak), self.kernel.median_s),
             json_num(self.reference.median_s),
             json_num(self.reference.elements_per_s),
             json_num(self.speedup()),
+            peak_json(peak),
         )
     }
 }
@@ -488,6 +500,7 @@ pub fn bench_scan(
             elements_per_s: per_s(r_med),
         },
         max_rel_diff: rel,
+        limit_flops: scan_flops(shape.b * shape.d * shape.l, shape.n),
     })
 }
 
@@ -516,18 +529,20 @@ pub(crate) fn dur(s: f64) -> String {
     }
 }
 
-fn table_header(threads: usize) -> String {
+fn table_header(threads: usize, peak: &Peak) -> String {
     format!(
         "ss2d bench --op scan: isa {} ({} lanes), kernel on {threads} thread(s), scalar f32 \
-         reference on 1; element = one (b,d,l,n) state update\n\
-         {:<30} {:>10} {:>12} {:>6} {:>14} {:>12} {:>5} {:>14} {:>9} {:>10}",
+         reference on 1; element = one (b,d,l,n) state update\n{}\n\
+         {:<30} {:>10} {:>12} {:>6} {:>14} {:>5} {:>12} {:>5} {:>14} {:>9} {:>10}",
         SimdLevel::current().name(),
         SimdLevel::current().lanes(),
+        peak_line(peak),
         "shape",
         "elements",
         "kernel",
         "reps",
         "kernel elem/s",
+        "roof",
         "reference",
         "reps",
         "ref elem/s",
@@ -536,14 +551,15 @@ fn table_header(threads: usize) -> String {
     )
 }
 
-fn table_row(r: &BenchResult) -> String {
+fn table_row(r: &BenchResult, peak: &Peak) -> String {
     format!(
-        "{:<30} {:>10} {:>12} {:>6} {:>14} {:>12} {:>5} {:>14} {:>8.1}x {:>10.2e}",
+        "{:<30} {:>10} {:>12} {:>6} {:>14} {:>5} {:>12} {:>5} {:>14} {:>8.1}x {:>10.2e}",
         r.shape.to_string(),
         si(r.elements as f64),
         dur(r.kernel.median_s),
         r.kernel.reps,
         si(r.kernel.elements_per_s),
+        pct(Peak::share(r.limit_s(peak), r.kernel.median_s)),
         dur(r.reference.median_s),
         r.reference.reps,
         si(r.reference.elements_per_s),
@@ -612,12 +628,17 @@ fn command_at_level(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<()
     }
     let threads = a.threads as usize;
     let reps = a.reps.map(|k| k as usize);
+    let peak = measure_peak(threads)?;
     if !a.json {
-        writeln!(out, "{}", table_header(threads)).map_err(Error::Stdout)?;
+        writeln!(out, "{}", table_header(threads, &peak)).map_err(Error::Stdout)?;
     }
     for s in shapes {
         let r = bench_scan(s, threads, reps)?;
-        let line = if a.json { r.to_json() } else { table_row(&r) };
+        let line = if a.json {
+            r.to_json(&peak)
+        } else {
+            table_row(&r, &peak)
+        };
         writeln!(out, "{line}").map_err(Error::Stdout)?;
         out.flush().map_err(Error::Stdout)?;
     }
@@ -681,8 +702,19 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         let r = bench_scan(&"B=1,D=16,L=64,N=4,G=2".parse().unwrap(), 2, Some(2)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let peak = Peak {
+            level: SimdLevel::current(),
+            flops_per_s: 1e9,
+            cores: 1,
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["shape"]["G"], 2);
+        // 16 x 64 positions, N = 4: (19 + 44) x 32 flops per 16 positions, at 1 GFLOP/s.
+        let limit = 64.0 * 63.0 * 32.0 / 1e9;
+        assert!((v["kernel"]["limit_s"].as_f64().unwrap() - limit).abs() < 1e-12);
+        let share = v["kernel"]["roofline"].as_f64().unwrap();
+        assert!((share - limit / r.kernel.median_s).abs() < 1e-9 * share);
+        assert_eq!(v["peak"]["flops_per_s_per_core"], 1e9);
         assert_eq!(v["threads"], 2);
         assert!(v["speedup"].as_f64().unwrap() > 0.0);
         assert_eq!(r.kernel.reps, 2);

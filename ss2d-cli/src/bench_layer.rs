@@ -18,13 +18,18 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use ss2d_core::SimdLevel;
 use ss2d_std::layer::{
-    init, Backend, DtRank, ForwardOptions, Grid, Ss2dConfig, StageTimes, STAGES,
+    init, Backend, DtRank, ForwardOptions, Grid, OutNorm, Ss2dConfig, Ss2dDims, StageTimes,
+    ZBranch, STAGES,
 };
 use ss2d_std::Parallelism;
 
 use crate::bench::{dur, si};
 use crate::demo::max_diff;
 use crate::error::Error;
+use crate::roofline::{
+    conv_flops, gemm_flops, limit_json, measure_peak, norm_gate_flops, pct, peak_json, peak_line,
+    ss2d_flops, Peak,
+};
 
 /// The built-in layer configurations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -256,6 +261,36 @@ pub struct LayerBenchResult {
     pub param_count: usize,
     /// `max |fast - ref| / max |ref|` against the scalar reference path.
     pub max_rel_diff: f64,
+    /// Each stage's work in flop-equivalents of the roofline model ([`stage_flops`]).
+    pub stage_flops: [f64; 5],
+}
+
+/// The work of each stage ([`STAGES`] order) in flop-equivalents of the roofline model
+/// ([`crate::roofline`]): `in_proj` and `out_proj` GEMMs over the `B*H*W` positions, the
+/// depthwise conv, the fused scan with its projections, the norm and gate.
+pub fn stage_flops(dims: &Ss2dDims, grid: Grid) -> [f64; 5] {
+    let p = grid.batch * grid.h * grid.w;
+    let f = &dims.forward;
+    [
+        gemm_flops(p, dims.d_model, dims.d_proj()),
+        if dims.with_conv() {
+            conv_flops(dims.d_conv, p, dims.d_inner)
+        } else {
+            0.0
+        },
+        ss2d_flops(p, dims.d_inner, dims.d_state, dims.dt_rank),
+        norm_gate_flops(
+            p * dims.d_inner,
+            f.out_norm == OutNorm::LayerNorm,
+            f.out_gelu,
+            match f.z {
+                ZBranch::None => None,
+                ZBranch::Silu => Some(true),
+                ZBranch::Identity => Some(false),
+            },
+        ),
+        gemm_flops(p, dims.d_inner, dims.d_model),
+    ]
 }
 
 fn json_num(x: f64) -> String {
@@ -272,13 +307,26 @@ impl LayerBenchResult {
         self.elements as f64 / self.total_s
     }
 
-    /// One line of JSON: `op`, `config`, `threads`, `isa`, `total`, `stages`, then `params`
-    /// (the swept values), `grid`, `elements`, `param_count`, `reps`, `max_rel_diff`.
-    pub fn to_json(&self) -> String {
+    /// The whole forward's time at the model's limit on `peak` (the sum of the stages').
+    pub fn limit_s(&self, peak: &Peak) -> f64 {
+        peak.secs(self.stage_flops.iter().sum())
+    }
+
+    /// One line of JSON: `op`, `config`, `threads`, `isa`, `total`, `stages` (each with its
+    /// `limit_s` and `roofline` share, as `total`), then `params` (the swept values), `grid`,
+    /// `elements`, `param_count`, `reps`, `max_rel_diff`, `peak`.
+    pub fn to_json(&self, peak: &Peak) -> String {
         let stages: Vec<String> = STAGES
             .iter()
             .zip(self.stages_s)
-            .map(|(n, s)| format!("\"{n}\":{{\"median_s\":{}}}", json_num(s)))
+            .zip(self.stage_flops)
+            .map(|((n, s), f)| {
+                format!(
+                    "\"{n}\":{{\"median_s\":{},{}}}",
+                    json_num(s),
+                    limit_json(peak.secs(f), s)
+                )
+            })
             .collect();
         let params: Vec<String> = self
             .case
@@ -289,14 +337,15 @@ impl LayerBenchResult {
         let g = self.case.grid;
         format!(
             "{{\"op\":\"layer\",\"config\":{},\"threads\":{},\"isa\":\"{}\",\
-             \"total\":{{\"median_s\":{},\"elements_per_s\":{}}},\"stages\":{{{}}},\
+             \"total\":{{\"median_s\":{},\"elements_per_s\":{},{}}},\"stages\":{{{}}},\
              \"params\":{{{}}},\"forward_type\":{},\"grid\":{{\"batch\":{},\"h\":{},\"w\":{}}},\
-             \"elements\":{},\"param_count\":{},\"reps\":{},\"max_rel_diff\":{}}}",
+             \"elements\":{},\"param_count\":{},\"reps\":{},\"max_rel_diff\":{},{}}}",
             json_str(self.case.preset.name()),
             self.threads,
             self.isa,
             json_num(self.total_s),
             json_num(self.elements_per_s()),
+            limit_json(self.limit_s(peak), self.total_s),
             stages.join(","),
             params.join(","),
             json_str(&self.case.config.forward_type),
@@ -307,6 +356,7 @@ impl LayerBenchResult {
             self.param_count,
             self.reps,
             json_num(self.max_rel_diff),
+            peak_json(peak),
         )
     }
 }
@@ -392,38 +442,42 @@ pub fn bench_case(
         elements: 4 * dims.d_inner * l * dims.d_state * case.grid.batch,
         param_count: layer.param_count(),
         max_rel_diff: rel,
+        stage_flops: stage_flops(&dims, case.grid),
     })
 }
 
-fn table_header(threads: usize, label_width: usize) -> String {
+fn table_header(threads: usize, label_width: usize, peak: &Peak) -> String {
     let mut s = format!(
         "ss2d bench --op layer: isa {} ({} lanes), {threads} thread(s), d_model 96, batch 1, \
-         56x56 unless swept; element = one of 4 x d_inner x L x d_state state updates\n",
+         56x56 unless swept; element = one of 4 x d_inner x L x d_state state updates; each \
+         time is followed by its roofline share\n{}\n",
         SimdLevel::current().name(),
         SimdLevel::current().lanes(),
+        peak_line(peak),
     );
     s.push_str(&format!(
-        "{:<label_width$} {:>11} {:>5} {:>12} {:>9}",
+        "{:<label_width$} {:>16} {:>5} {:>12} {:>9}",
         "config", "forward", "reps", "elem/s", "params"
     ));
     for n in STAGES {
-        s.push_str(&format!(" {n:>10}"));
+        s.push_str(&format!(" {n:>15}"));
     }
     s.push_str(&format!(" {:>9}", "max rel"));
     s
 }
 
-fn table_row(r: &LayerBenchResult, label_width: usize) -> String {
+fn table_row(r: &LayerBenchResult, label_width: usize, peak: &Peak) -> String {
+    let cell = |t: f64, limit: f64| format!("{} {:>4}", dur(t), pct(Peak::share(limit, t)));
     let mut s = format!(
-        "{:<label_width$} {:>11} {:>5} {:>12} {:>9}",
+        "{:<label_width$} {:>16} {:>5} {:>12} {:>9}",
         r.case.label(),
-        dur(r.total_s),
+        cell(r.total_s, r.limit_s(peak)),
         r.reps,
         si(r.elements_per_s()),
         r.param_count
     );
-    for t in r.stages_s {
-        s.push_str(&format!(" {:>10}", dur(t)));
+    for (t, f) in r.stages_s.iter().zip(r.stage_flops) {
+        s.push_str(&format!(" {:>15}", cell(*t, peak.secs(f))));
     }
     s.push_str(&format!(" {:>9.2e}", r.max_rel_diff));
     s
@@ -450,15 +504,16 @@ pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Err
         .max()
         .unwrap_or(6)
         .max(6);
+    let peak = measure_peak(threads)?;
     if !a.json {
-        writeln!(out, "{}", table_header(threads, label_width)).map_err(Error::Stdout)?;
+        writeln!(out, "{}", table_header(threads, label_width, &peak)).map_err(Error::Stdout)?;
     }
     for c in &cases {
         let r = bench_case(c, threads, reps)?;
         let line = if a.json {
-            r.to_json()
+            r.to_json(&peak)
         } else {
-            table_row(&r, label_width)
+            table_row(&r, label_width, &peak)
         };
         writeln!(out, "{line}").map_err(Error::Stdout)?;
         out.flush().map_err(Error::Stdout)?;
@@ -504,8 +559,24 @@ mod tests {
         .unwrap()
         .remove(0);
         let r = bench_case(&case, 2, Some(2)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        let peak = Peak {
+            level: SimdLevel::current(),
+            flops_per_s: 1e9,
+            cores: 1,
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["op"], "layer");
+        // s2l5: d_inner 192, no z, a 3 x 3 conv; 9 x 7 = 63 positions.
+        let gemm_in = 2.0 * 63.0 * 96.0 * 192.0 / 1e9;
+        assert!((v["stages"]["gemm_in"]["limit_s"].as_f64().unwrap() - gemm_in).abs() < 1e-12);
+        let conv = 2.0 * 9.0 * 63.0 * 192.0 / 1e9;
+        assert!((v["stages"]["conv"]["limit_s"].as_f64().unwrap() - conv).abs() < 1e-12);
+        let total: f64 = STAGES
+            .iter()
+            .map(|s| v["stages"][s]["limit_s"].as_f64().unwrap())
+            .sum();
+        assert!((v["total"]["limit_s"].as_f64().unwrap() - total).abs() < 1e-12);
+        assert!(v["total"]["roofline"].as_f64().unwrap() > 0.0);
         assert_eq!(v["config"], "s2l5");
         assert_eq!(v["threads"], 2);
         assert!(v["total"]["median_s"].as_f64().unwrap() > 0.0);

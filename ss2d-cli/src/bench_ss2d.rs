@@ -29,6 +29,7 @@ use crate::bench::{
     dur, fill, measure, rel_diff, si, Lcg, RepPolicy, Timing, CHECK_REL, MAX_BENCH_BYTES,
 };
 use crate::error::{zeros, Error};
+use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, ss2d_flops, Peak};
 
 /// `--layout` of `bench --op ss2d`: of `x` and `y`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -304,6 +305,9 @@ pub struct Ss2dBenchResult {
     pub unfused: Timing,
     /// `max |fused - unfused| / max |unfused|`.
     pub max_rel_diff: f64,
+    /// The fused scan's work in flop-equivalents of the roofline model
+    /// ([`crate::roofline::ss2d_flops`]: `x_proj`, `dt_proj` and the scan).
+    pub limit_flops: f64,
 }
 
 fn json_num(x: f64) -> String {
@@ -316,14 +320,20 @@ impl Ss2dBenchResult {
         self.unfused.median_s / self.fused.median_s
     }
 
-    /// One line of JSON, keys in the documented order.
-    pub fn to_json(&self) -> String {
+    /// The fused scan's time at the model's limit on `peak`.
+    pub fn limit_s(&self, peak: &Peak) -> f64 {
+        peak.secs(self.limit_flops)
+    }
+
+    /// One line of JSON, keys in the documented order (the fused scan's `limit_s` and
+    /// `roofline` share, and the measured `peak`, last).
+    pub fn to_json(&self, peak: &Peak) -> String {
         let s = &self.shape;
         format!(
             "{{\"op\":\"ss2d\",\"shape\":{{\"B\":{},\"D\":{},\"H\":{},\"W\":{},\"N\":{},\"R\":{}}},\
              \"mode\":\"{}\",\"layout\":\"{}\",\"threads\":{},\"isa\":\"{}\",\
-             \"fused\":{{\"median_s\":{},\"elements_per_s\":{}}},\
-             \"unfused\":{{\"median_s\":{},\"elements_per_s\":{}}},\"speedup\":{}}}",
+             \"fused\":{{\"median_s\":{},\"elements_per_s\":{},{}}},\
+             \"unfused\":{{\"median_s\":{},\"elements_per_s\":{}}},\"speedup\":{},{}}}",
             s.b,
             s.d,
             s.h,
@@ -336,9 +346,11 @@ impl Ss2dBenchResult {
             self.isa,
             json_num(self.fused.median_s),
             json_num(self.fused.elements_per_s),
+            limit_json(self.limit_s(peak), self.fused.median_s),
             json_num(self.unfused.median_s),
             json_num(self.unfused.elements_per_s),
             json_num(self.speedup()),
+            peak_json(peak),
         )
     }
 }
@@ -407,16 +419,18 @@ pub fn bench_ss2d(
             elements_per_s: per_s(u_med),
         },
         max_rel_diff: rel,
+        limit_flops: ss2d_flops(shape.b * shape.h * shape.w, shape.d, shape.n, shape.r),
     })
 }
 
-fn table_header(threads: usize) -> String {
+fn table_header(threads: usize, peak: &Peak) -> String {
     format!(
         "ss2d bench --op ss2d: isa {} ({} lanes), {threads} thread(s); fused scan vs unfused \
-         composition; element = one (b,k,d,l,n) state update (4*D*H*W*N per batch item)\n\
-         {:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>11} {:>5} {:>13} {:>8} {:>9}",
+         composition; element = one (b,k,d,l,n) state update (4*D*H*W*N per batch item)\n{}\n\
+         {:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>5} {:>11} {:>5} {:>13} {:>8} {:>9}",
         SimdLevel::current().name(),
         SimdLevel::current().lanes(),
+        peak_line(peak),
         "shape",
         "mode",
         "lay",
@@ -424,6 +438,7 @@ fn table_header(threads: usize) -> String {
         "fused",
         "reps",
         "fused elem/s",
+        "roof",
         "unfused",
         "reps",
         "unfus elem/s",
@@ -432,9 +447,9 @@ fn table_header(threads: usize) -> String {
     )
 }
 
-fn table_row(r: &Ss2dBenchResult) -> String {
+fn table_row(r: &Ss2dBenchResult, peak: &Peak) -> String {
     format!(
-        "{:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>11} {:>5} {:>13} {:>7.2}x {:>9.1e}",
+        "{:<30} {:>7} {:>3} {:>10} {:>11} {:>5} {:>13} {:>5} {:>11} {:>5} {:>13} {:>7.2}x {:>9.1e}",
         r.shape.to_string(),
         r.mode.name(),
         r.layout.name(),
@@ -442,6 +457,7 @@ fn table_row(r: &Ss2dBenchResult) -> String {
         dur(r.fused.median_s),
         r.fused.reps,
         si(r.fused.elements_per_s),
+        pct(Peak::share(r.limit_s(peak), r.fused.median_s)),
         dur(r.unfused.median_s),
         r.unfused.reps,
         si(r.unfused.elements_per_s),
@@ -479,12 +495,17 @@ pub fn command(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<(), Err
     }
     let threads = a.threads as usize;
     let reps = a.reps.map(|k| k as usize);
+    let peak = measure_peak(threads)?;
     if !a.json {
-        writeln!(out, "{}", table_header(threads)).map_err(Error::Stdout)?;
+        writeln!(out, "{}", table_header(threads, &peak)).map_err(Error::Stdout)?;
     }
     for (s, layout) in &cases {
         let r = bench_ss2d(s, mode, *layout, threads, reps)?;
-        let line = if a.json { r.to_json() } else { table_row(&r) };
+        let line = if a.json {
+            r.to_json(&peak)
+        } else {
+            table_row(&r, &peak)
+        };
         writeln!(out, "{line}").map_err(Error::Stdout)?;
         out.flush().map_err(Error::Stdout)?;
     }
@@ -538,8 +559,19 @@ mod tests {
         }
         for layout in [BenchLayout::Cf, BenchLayout::Cl] {
             let r = bench_ss2d(&s, ScanMode::Bidi, layout, 2, Some(2)).unwrap();
-            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            let peak = Peak {
+                level: SimdLevel::current(),
+                flops_per_s: 1e9,
+                cores: 1,
+            };
+            let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
             assert_eq!(v["shape"]["W"], 7);
+            // 4 x 70 positions x 16 channels: scan (19 + 22) x 32 per 16, x_proj 2 x 5 and
+            // dt_proj 2 x 1 flops per position and channel.
+            let flops = 4.0 * 70.0 * 16.0 * (41.0 * 2.0 + 10.0 + 2.0);
+            let limit = v["fused"]["limit_s"].as_f64().unwrap();
+            assert!((limit - flops / 1e9).abs() < 1e-12, "{limit}");
+            assert!(v["fused"]["roofline"].as_f64().unwrap() > 0.0);
             assert_eq!(v["mode"], "bidi");
             assert_eq!(v["layout"], layout.name());
             assert_eq!(r.elements, 2 * 4 * 16 * 35 * 2);

@@ -17,6 +17,7 @@ pub mod error;
 pub mod io;
 pub mod isa;
 pub mod layer;
+pub mod roofline;
 pub mod scan;
 
 pub use error::Error;

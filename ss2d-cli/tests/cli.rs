@@ -387,7 +387,17 @@ fn bench_json() {
     }
     assert!(v["speedup"].as_f64().unwrap() > 0.0);
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 7, "{keys:?}");
+    assert_eq!(keys.len(), 8, "{keys:?}");
+    // The roofline: the kernel's time at the model's limit on the measured peak, its share.
+    let peak = v["peak"]["flops_per_s_per_core"].as_f64().unwrap();
+    assert!(peak > 1e6, "{peak}");
+    assert_eq!(v["peak"]["isa"], v["isa"]);
+    let limit = v["kernel"]["limit_s"].as_f64().unwrap();
+    let want = 16.0 * 64.0 / 16.0 * (19.0 + 11.0 * 4.0) * 32.0 / peak;
+    assert!((limit / want - 1.0).abs() < 1e-9, "{limit} {want}");
+    let share = v["kernel"]["roofline"].as_f64().unwrap();
+    let t = v["kernel"]["median_s"].as_f64().unwrap();
+    assert!((share * t / limit - 1.0).abs() < 1e-9, "{share}");
 
     // Two shapes: two lines; the table form has a header and one row per shape.
     let o = ss2d(&[
@@ -415,6 +425,8 @@ fn bench_json() {
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("B=1,D=8,L=16,N=2,G=1"), "{text}");
     assert!(text.contains("2 thread"), "{text}");
+    assert!(text.contains("FMA peak at"), "{text}");
+    assert!(text.contains(" roof "), "{text}");
 }
 
 /// The writer used by the command round-trips through the reader the tests use.

@@ -513,13 +513,19 @@ fn bench_ss2d_json() {
     let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want_keys = vec![
-        "op", "shape", "mode", "layout", "threads", "isa", "fused", "unfused", "speedup",
+        "op", "shape", "mode", "layout", "threads", "isa", "fused", "unfused", "speedup", "peak",
     ];
     want_keys.sort();
     let mut keys_sorted = keys.clone();
     keys_sorted.sort();
     assert_eq!(keys_sorted, want_keys);
     assert_eq!(v["op"], "ss2d");
+    // The roofline of the fused scan against the measured peak.
+    let peak = v["peak"]["flops_per_s_per_core"].as_f64().unwrap();
+    assert!(peak > 1e6, "{peak}");
+    let limit = v["fused"]["limit_s"].as_f64().unwrap();
+    let t = v["fused"]["median_s"].as_f64().unwrap();
+    assert!((v["fused"]["roofline"].as_f64().unwrap() * t / limit - 1.0).abs() < 1e-9);
     let shape: BTreeMap<String, u64> = serde_json::from_value(v["shape"].clone()).unwrap();
     let want: BTreeMap<String, u64> = [("B", 1), ("D", 16), ("H", 5), ("W", 7), ("N", 2), ("R", 1)]
         .map(|(k, v)| (k.to_string(), v))

@@ -426,6 +426,17 @@ fn bench_layer_json_and_sweep() {
         assert!(v["total"]["median_s"].as_f64().unwrap() > 0.0);
         assert!(v["stages"]["scan"]["median_s"].as_f64().is_some());
         assert!(v["param_count"].as_u64().unwrap() > 0);
+        // Every stage has its limit on the measured peak; the forward's is their sum.
+        assert!(v["peak"]["flops_per_s_per_core"].as_f64().unwrap() > 1e6);
+        let sum: f64 = ["gemm_in", "conv", "scan", "norm_gate", "gemm_out"]
+            .iter()
+            .map(|k| v["stages"][k]["limit_s"].as_f64().unwrap())
+            .sum();
+        let total = v["total"]["limit_s"].as_f64().unwrap();
+        assert!(
+            total > 0.0 && (sum / total - 1.0).abs() < 1e-9,
+            "{sum} {total}"
+        );
     }
     assert_fails(
         &ss2d(&["bench", "--op", "layer", "--sweep", "d_conv=2"]),

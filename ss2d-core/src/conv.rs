@@ -54,3 +54,64 @@ pub fn depthwise_plane(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Planes wide enough for several groups of vectors plus a partial one, every odd `k`,
+    /// against a naive f64 convolution.
+    #[test]
+    fn depthwise_plane_matches_naive() {
+        let mut cases = 0;
+        for (k, h, w) in [(3, 5, 70), (1, 3, 33), (5, 4, 65), (7, 9, 17), (3, 2, 128)] {
+            let f = |i: usize, s: u32| {
+                (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 500.0 - 1.0
+            };
+            let wk: [f32; 49] = core::array::from_fn(|i| f(i, 3));
+            let wk = &wk[..k * k];
+            let mut inp = [0.0f32; 1152];
+            for (i, x) in inp.iter_mut().enumerate() {
+                *x = f(i, 5);
+            }
+            let inp = &inp[..h * w];
+            let mut out = [f32::NAN; 1152];
+            let mut scratch = [0.0f32; 2048];
+            depthwise_plane(
+                wk,
+                Some(0.25),
+                k,
+                h,
+                w,
+                inp,
+                &mut out[..h * w],
+                &mut scratch[..depthwise_plane_scratch(k, h, w)],
+            )
+            .unwrap();
+            let p = (k / 2) as isize;
+            for y in 0..h {
+                for x in 0..w {
+                    let mut want = 0.25f64;
+                    for i in 0..k {
+                        for j in 0..k {
+                            let (yy, xx) =
+                                (y as isize + i as isize - p, x as isize + j as isize - p);
+                            if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
+                                want += f64::from(wk[i * k + j])
+                                    * f64::from(inp[yy as usize * w + xx as usize]);
+                            }
+                        }
+                    }
+                    let got = f64::from(out[y * w + x]);
+                    // `!(e <= tol)` fails on NaN (an unwritten output) too.
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "k={k} {h}x{w} ({y},{x}): {got} vs {want}"
+                    );
+                }
+            }
+            cases += 1;
+        }
+        assert_eq!(cases, 5);
+    }
+}

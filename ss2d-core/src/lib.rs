@@ -154,6 +154,7 @@ pub mod fused;
 pub mod level;
 pub mod math;
 mod pack;
+pub mod peak;
 mod platform;
 pub mod reference;
 pub mod scan;

@@ -533,6 +533,145 @@ mod tests {
         }
     }
 
+    /// One state (VMamba's released models), channel-first: lengths with and without a tail
+    /// vector, forward and reversed, initial and final state, constant and grouped B/C,
+    /// softplus on and off; against the f64 reference at every level, and bitwise the same for
+    /// every split of the work.
+    #[test]
+    fn one_state_time_in_lanes_matches_reference_and_splits() {
+        let mut cases = 0;
+        for (seqlen, dim, g) in [(1, 3, 1), (15, 5, 1), (16, 4, 2), (17, 6, 3), (100, 18, 2)] {
+            for (bl, cl) in [
+                (BcLayout::Grouped(g), BcLayout::Grouped(g)),
+                (BcLayout::Constant, BcLayout::Constant),
+            ] {
+                let shape = ScanShape {
+                    batch: 2,
+                    dim,
+                    seqlen,
+                    dstate: 1,
+                    b: bl,
+                    c: cl,
+                    layout: Layout::ChannelFirst,
+                };
+                for (walk, softplus) in [
+                    (Walk::forward(seqlen), true),
+                    (Walk::reverse(seqlen), false),
+                ] {
+                    one_state_case(shape, walk, softplus);
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 20);
+    }
+
+    fn one_state_case(shape: ScanShape, walk: Walk, softplus: bool) {
+        let mut g = Lcg(11);
+        let bdl = shape.batch * shape.dim * shape.seqlen;
+        let mut fill = |n: usize, lo: f32, hi: f32| -> [f32; BUF] {
+            let mut a = [0.0; BUF];
+            for x in a.iter_mut().take(n) {
+                *x = g.next(lo, hi);
+            }
+            a
+        };
+        let u = fill(bdl, -1.0, 1.0);
+        // Without the softplus, dt is delta + bias itself: keep it positive (dA < 1).
+        let (lo, hi) = if softplus { (-3.0, 0.5) } else { (1.05, 1.5) };
+        let delta = fill(bdl, lo, hi);
+        let a = fill(shape.dim, -3.0, -0.1);
+        let bl = shape.bc_len(shape.b).unwrap();
+        let cl = shape.bc_len(shape.c).unwrap();
+        let bb = fill(bl, -1.0, 1.0);
+        let cc = fill(cl, -1.0, 1.0);
+        let dd = fill(shape.dim, 0.5, 1.5);
+        let bias = fill(shape.dim, -1.0, 0.0);
+        let h0 = fill(shape.batch * shape.dim, -1.0, 1.0);
+        let z = fill(bdl, -2.0, 2.0);
+        let sl = shape.batch * shape.dim;
+        let args = ScanArgs {
+            u: &u[..bdl],
+            delta: &delta[..bdl],
+            a: &a[..shape.dim],
+            b: &bb[..bl],
+            c: &cc[..cl],
+            d_skip: Some(&dd[..shape.dim]),
+            z: Some(&z[..bdl]),
+            delta_bias: Some(&bias[..shape.dim]),
+            delta_softplus: softplus,
+            initial_state: Some(&h0[..sl]),
+        };
+        let mut want = [0.0f64; BUF];
+        let mut want_st = [0.0f64; 64];
+        reference::selective_scan::<f64>(
+            &shape,
+            &walk,
+            &args,
+            &mut want[..bdl],
+            Some(&mut want_st[..sl]),
+        )
+        .unwrap();
+        let m = want[..bdl].iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let ms = want_st[..sl].iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let mut scratch = [0.0f32; 8192];
+        let mut levels = 0;
+        for level in SimdLevel::available() {
+            levels += 1;
+            let plan = ScanPlan::new(&shape, &walk, args, bdl, Some(sl))
+                .unwrap()
+                .with_level(level)
+                .unwrap();
+            let need = plan.scratch_len();
+            let mut out = [f32::NAN; BUF];
+            let mut st = [f32::NAN; 64];
+            plan.run(&mut out[..bdl], Some(&mut st[..sl]), &mut scratch[..need])
+                .unwrap();
+            for i in 0..bdl {
+                let e = (out[i] as f64 - want[i]).abs();
+                // `!(e <= tol)` fails on NaN too.
+                assert!(
+                    e <= 1e-5 * m + 1e-6,
+                    "{level} {shape:?} {walk:?} i={i} got {} want {}",
+                    out[i],
+                    want[i]
+                );
+            }
+            for i in 0..sl {
+                let e = (st[i] as f64 - want_st[i]).abs();
+                assert!(
+                    e <= 1e-5 * ms + 1e-6,
+                    "{level} state {i}: {} vs {}",
+                    st[i],
+                    want_st[i]
+                );
+            }
+            for count in 1..=plan.units() {
+                let mut o2 = [f32::NAN; BUF];
+                let mut s2 = [f32::NAN; 64];
+                {
+                    let mut items = plan
+                        .split(&mut o2[..bdl], Some(&mut s2[..sl]), count)
+                        .unwrap();
+                    for item in items.items() {
+                        item.run(&mut scratch[..need]).unwrap();
+                    }
+                }
+                for i in 0..bdl {
+                    assert_eq!(
+                        o2[i].to_bits(),
+                        out[i].to_bits(),
+                        "{level} split {count} i={i}"
+                    );
+                }
+                for i in 0..sl {
+                    assert_eq!(s2[i].to_bits(), st[i].to_bits(), "{level} split {count}");
+                }
+            }
+        }
+        assert!(levels >= 1);
+    }
+
     #[test]
     fn kernel_matches_reference_chunks_tails_and_walks() {
         // Several chunks plus a tail, partial panels, state blocks beyond one vector, and

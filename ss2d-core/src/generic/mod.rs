@@ -4,7 +4,8 @@
 //! module) puts the level's `#[target_feature]` list on the functions that are not inlined.
 //!
 //! Entry points (called through `platform::dispatch!`): `scan::run_units`,
-//! `fused::run_units`, `transpose::transpose_cols`, `math::map_slice`, `conv::depthwise_row`.
+//! `fused::run_units`, `transpose::transpose_cols`, `math::map_slice`, `conv::depthwise_row`,
+//! `peak::fma_chains`.
 
 #[allow(unused_imports)]
 pub(crate) use super::{
@@ -16,6 +17,7 @@ pub(crate) mod fused;
 pub(crate) mod kernel;
 pub(crate) mod math;
 pub(crate) mod pack;
+pub(crate) mod peak;
 pub(crate) mod scan;
 pub(crate) mod slices;
 pub(crate) mod vecs;

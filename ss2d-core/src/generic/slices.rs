@@ -2,7 +2,7 @@
 //! depthwise convolution of a plane (public `crate::conv`).
 
 use super::vecs::{load, store};
-use super::{fma, splat, to_arr, transpose as transpose_block, LANES};
+use super::{fma, splat, to_arr, transpose as transpose_block, LANES, V};
 
 level_fn! {
     /// Columns `c0 .. c0 + dst.len() / rows` of `src` (`rows x cols`) as rows of `dst`
@@ -66,25 +66,65 @@ level_fn! {
             buf[o..o + w].copy_from_slice(row);
         }
         let bias = bias.map(splat);
+        let nv = w.div_ceil(LANES);
         for (oh, orow) in out.chunks_exact_mut(w).take(h).enumerate() {
-            for (v, o) in orow.chunks_mut(LANES).enumerate() {
-                let ow = v * LANES;
-                let mut acc = splat(0.0);
-                for i in 0..k {
-                    let row = (oh + i) * pw + ow;
-                    for j in 0..k {
-                        acc = fma(splat(wk[i * k + j]), load(&buf[row + j..]), acc);
-                    }
+            let mut v = 0;
+            while v < nv {
+                // Up to `GROUP` vectors of the row at once: independent accumulator chains
+                // (one chain of k*k FMAs per vector is latency-bound), each with the same
+                // per-element expression as one vector alone.
+                match nv - v {
+                    1 => conv_vectors::<1>(wk, bias, k, pw, oh, v, orow, buf),
+                    2 => conv_vectors::<2>(wk, bias, k, pw, oh, v, orow, buf),
+                    3 => conv_vectors::<3>(wk, bias, k, pw, oh, v, orow, buf),
+                    _ => conv_vectors::<GROUP>(wk, bias, k, pw, oh, v, orow, buf),
                 }
-                if let Some(b) = bias {
-                    acc += b;
-                }
-                if o.len() == LANES {
-                    store(o, acc);
-                } else {
-                    o.copy_from_slice(&to_arr(acc)[..o.len()]);
-                }
+                v += GROUP;
             }
+        }
+    }
+}
+
+/// Output vectors computed together by [`depthwise_plane`].
+const GROUP: usize = 4;
+
+/// Vectors `v .. v + NB` of output row `oh` (`orow`) of [`depthwise_plane`]: for each, the
+/// taps `(i, j)` ascending as FMAs onto 0, then `+ bias`; a row's last partial vector is
+/// computed whole and stored in part.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn conv_vectors<const NB: usize>(
+    wk: &[f32],
+    bias: Option<V>,
+    k: usize,
+    pw: usize,
+    oh: usize,
+    v: usize,
+    orow: &mut [f32],
+    buf: &[f32],
+) {
+    let mut acc = [splat(0.0); NB];
+    for i in 0..k {
+        let row = (oh + i) * pw + v * LANES;
+        for j in 0..k {
+            let wv = splat(wk[i * k + j]);
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = fma(wv, load(&buf[row + j + t * LANES..]), *a);
+            }
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        let mut r = *a;
+        if let Some(b) = bias {
+            r += b;
+        }
+        let lo = (v + t) * LANES;
+        let hi = (lo + LANES).min(orow.len());
+        let o = &mut orow[lo..hi];
+        if o.len() == LANES {
+            store(o, r);
+        } else {
+            o.copy_from_slice(&to_arr(r)[..o.len()]);
         }
     }
 }
