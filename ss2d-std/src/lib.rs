@@ -72,7 +72,6 @@ pub mod unfused;
 
 pub mod cpu;
 mod exec;
-#[cfg(feature = "layer")]
 mod pool;
 mod scan;
 
