@@ -115,6 +115,8 @@ fn std_fused(c: &FusedCase, channel_first: bool, x: &[f32]) -> Vec<f32> {
         ds: c.g.tensor("Ds"),
     };
     let mut y = vec![0.0f32; x.len()];
+    // The C ABI applies SS2D_ISA before its first call; the comparison runs at the same level.
+    ss2d_std::cpu::level_from_env().expect("SS2D_ISA");
     ss2d_std::fused::ss2d_scan(&shape, &wts, x, &mut y, Parallelism::Sequential).unwrap();
     y
 }
@@ -428,6 +430,7 @@ fn large_fused_scan_channel_first_and_last_bitwise_with_ss2d_std() {
                 ds: &ds,
             };
             let mut want = vec![0.0f32; x.len()];
+            ss2d_std::cpu::level_from_env().expect("SS2D_ISA");
             ss2d_std::fused::ss2d_scan(&shape, &wts, &x, &mut want, Parallelism::Threads(2))
                 .unwrap();
             // `x` holds (B, D, H, W) or (B, H, W, D) data; describe it as (B, D, H, W).

@@ -375,7 +375,10 @@ fn bench_json() {
         .into();
     assert_eq!(shape, want);
     assert_eq!(v["threads"], 1);
-    assert_eq!(v["isa"], ss2d_core::SimdLevel::current().name());
+    assert_eq!(
+        v["isa"],
+        ss2d_std::cpu::level_from_env().expect("SS2D_ISA").name()
+    );
     for k in ["kernel", "reference"] {
         let t = v[k]["median_s"].as_f64().unwrap();
         let e = v[k]["elements_per_s"].as_f64().unwrap();

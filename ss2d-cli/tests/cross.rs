@@ -534,7 +534,10 @@ fn bench_ss2d_json() {
     assert_eq!(v["mode"], "cross2d");
     assert_eq!(v["layout"], "cf");
     assert_eq!(v["threads"], 1);
-    assert_eq!(v["isa"], ss2d_core::SimdLevel::current().name());
+    assert_eq!(
+        v["isa"],
+        ss2d_std::cpu::level_from_env().expect("SS2D_ISA").name()
+    );
     let elements = 4.0 * 16.0 * 35.0 * 2.0;
     let mut medians = [0.0; 2];
     for (i, k) in ["fused", "unfused"].into_iter().enumerate() {

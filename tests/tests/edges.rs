@@ -426,6 +426,8 @@ struct Fused {
 
 impl Fused {
     fn new(shape: FusedShape, seed: u64) -> Fused {
+        // SS2D_ISA first: a plan made before another test applies it would run at another level.
+        ss2d_conformance::level();
         let mut g = lcg(seed);
         let (b, d, l) = (shape.batch, shape.dim, shape.h * shape.w);
         let c = shape.dt_rank + 2 * shape.dstate;

@@ -230,6 +230,7 @@ fn model_domain_extremes_stay_finite_and_accurate() {
 
 /// `f` of `x` through the vector path (a whole vector of `x`).
 fn lane0(f: MathFn, x: f32) -> f64 {
+    ss2d_conformance::level();
     let mut a = [x; LANES];
     map(f, &mut a);
     a[0] as f64
@@ -297,6 +298,7 @@ fn scan_with_da_near_float_max_is_finite() {
     let mut out = [0.0f32];
     let need = ss2d_core::scratch_len(&shape.validate().expect("shape"));
     let mut scratch = vec![0.0; need];
+    ss2d_conformance::level();
     ss2d_core::selective_scan(&shape, &walk, &args, &mut out, None, &mut scratch).expect("run");
     assert_eq!(
         out[0],
@@ -338,6 +340,7 @@ fn infinite_a_forgets_the_state_like_the_reference() {
     let mut out = [0.0f32; 2];
     let need = ss2d_core::scratch_len(&shape.validate().expect("shape"));
     let mut scratch = vec![0.0; need];
+    ss2d_conformance::level();
     ss2d_core::selective_scan(&shape, &walk, &args, &mut out, None, &mut scratch).expect("run");
     check_close("A = -inf", &out, &want, TOL, 0.0).unwrap_or_else(|m| panic!("{m}"));
 }
