@@ -437,6 +437,7 @@ pub fn bench_scan(
     shape: &BenchShape,
     threads: usize,
     reps: Option<usize>,
+    reference_reps: Option<usize>,
 ) -> Result<BenchResult, Error> {
     let inputs = ScanInputs::generate(shape, 0x55D2_2024)?;
     // generate() ran check(): the product is representable.
@@ -464,7 +465,7 @@ pub fn bench_scan(
     .map_err(core_err)?;
     let (r_med, r_reps) = measure(
         RepPolicy {
-            fixed: reps,
+            fixed: reference_reps.or(reps),
             target: Duration::from_secs(1),
             min: 1,
             max: 1_000,
@@ -599,6 +600,11 @@ fn command_at_level(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<()
             "--mode and --layout apply to bench --op ss2d only".into(),
         ));
     }
+    if a.reference_reps.is_some() && a.op != Op::Scan {
+        return Err(Error::Usage(
+            "--reference-reps applies to bench --op scan only".into(),
+        ));
+    }
     match a.op {
         Op::Scan => {}
         Op::Layer => return crate::bench_layer::command(a, out),
@@ -628,12 +634,13 @@ fn command_at_level(a: &crate::cli::BenchArgs, out: &mut dyn Write) -> Result<()
     }
     let threads = a.threads as usize;
     let reps = a.reps.map(|k| k as usize);
+    let reference_reps = a.reference_reps.map(|k| k as usize);
     let peak = measure_peak(threads)?;
     if !a.json {
         writeln!(out, "{}", table_header(threads, &peak)).map_err(Error::Stdout)?;
     }
     for s in shapes {
-        let r = bench_scan(s, threads, reps)?;
+        let r = bench_scan(s, threads, reps, reference_reps)?;
         let line = if a.json {
             r.to_json(&peak)
         } else {
@@ -701,7 +708,13 @@ mod tests {
     fn median_and_json() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        let r = bench_scan(&"B=1,D=16,L=64,N=4,G=2".parse().unwrap(), 2, Some(2)).unwrap();
+        let r = bench_scan(
+            &"B=1,D=16,L=64,N=4,G=2".parse().unwrap(),
+            2,
+            Some(2),
+            Some(1),
+        )
+        .unwrap();
         let peak = Peak {
             level: SimdLevel::current(),
             flops_per_s: 1e9,

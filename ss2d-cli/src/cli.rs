@@ -115,6 +115,11 @@ pub struct BenchArgs {
     /// kernel; fewer for the slow reference].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub reps: Option<u32>,
+    /// `--op scan`: timed repetitions of the scalar reference [default: `--reps`, else
+    /// adaptive]. The reference runs single-threaded and is slow on big shapes; a thread-scaling
+    /// run that needs only the kernel's time can give 1 (the kernel is still checked against it).
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub reference_reps: Option<u32>,
     /// SIMD level(s) to time: `all` (every level this CPU runs, lowest first, one after the
     /// other in one run) or a level name (`x86-64`, `x86-64-v3`, `x86-64-v4`, `neon`)
     /// [default: `SS2D_ISA`, else the best level of the CPU].
