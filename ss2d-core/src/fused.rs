@@ -195,6 +195,15 @@ pub fn combine(split: FusedSplit, bufs: &mut [&mut [f32]], range: core::ops::Ran
     }
 }
 
+/// Most channel panels one work unit of the grouped (`d_state = 1`) kernel walks together.
+pub const MAX_GROUP: usize = 4;
+
+/// Vectors of work space (before the `(L, group)` merge buffer) of a grouped unit: the weights
+/// of the dt projection and three per-step arrays, `group` panels each.
+pub(crate) fn grouped_head(group: usize, dt_rank: usize) -> usize {
+    group.saturating_mul(dt_rank.saturating_add(3 * CHUNK))
+}
+
 /// A validated fused scan.
 #[derive(Clone, Copy, Debug)]
 pub struct FusedPlan<'a> {
@@ -205,6 +214,8 @@ pub struct FusedPlan<'a> {
     pub(crate) l: usize,
     pub(crate) c: usize,
     pub(crate) panels: usize,
+    /// Panels per work unit (1..=[`MAX_GROUP`]; more than 1 only where the grouped kernel runs).
+    pub(crate) group: usize,
     out_len: usize,
     /// An available level (checked by `new` / `with_level`).
     pub(crate) level: SimdLevel,
@@ -248,7 +259,7 @@ impl<'a> FusedPlan<'a> {
         check_len("A_logs", alen, weights.a_logs.len())?;
         check_len("Ds", d4, weights.ds.len())?;
         let level = SimdLevel::current();
-        Ok(FusedPlan {
+        let plan = FusedPlan {
             s,
             wts: weights,
             x,
@@ -256,9 +267,45 @@ impl<'a> FusedPlan<'a> {
             l,
             c,
             panels: s.dim.div_ceil(level.lanes()),
+            group: 1,
             out_len: bdl,
             level,
-        })
+        };
+        Ok(plan.with_group(MAX_GROUP))
+    }
+
+    /// True when the grouped kernel runs this plan: `d_state = 1` on channel-last data (the
+    /// released VMamba v2/v3 configurations; `ss2d-std` transposes channel-first data to
+    /// channel-last before the scan).
+    pub(crate) fn grouped_kernel(&self) -> bool {
+        self.s.dstate == 1 && self.s.layout == Layout::ChannelLast
+    }
+
+    /// The same plan with up to `group` channel panels per work unit (clamped to
+    /// `1..=`[`MAX_GROUP`] and to the panel count; always 1 where the grouped kernel does not
+    /// run, see [`FusedPlan::group`]). A unit then walks each direction once for all its panels,
+    /// sharing the walk, the projection row and B/C between them, and the panels' independent
+    /// recurrences overlap. Results do not depend on the group (every lane runs the same
+    /// operations); fewer, larger units leave less to spread over threads, so a threaded host
+    /// picks the largest group that still gives every thread work ([`FusedPlan::units`]).
+    pub fn with_group(self, group: usize) -> Self {
+        let group = if self.grouped_kernel() {
+            group.clamp(1, MAX_GROUP).min(self.panels.max(1))
+        } else {
+            1
+        };
+        FusedPlan { group, ..self }
+    }
+
+    /// Channel panels per work unit ([`FusedPlan::with_group`]); a panel is
+    /// [`SimdLevel::lanes`] channels.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Panel groups per batch item (the units of [`FusedSplit::All`] per batch item).
+    pub(crate) fn groups(&self) -> usize {
+        self.panels.div_ceil(self.group.max(1))
     }
 
     /// The same plan at `level`; its work units ([`FusedPlan::units`]) follow the level's lane
@@ -270,7 +317,8 @@ impl<'a> FusedPlan<'a> {
             panels: self.s.dim.div_ceil(level.lanes()),
             level,
             ..self
-        })
+        }
+        .with_group(self.group))
     }
 
     /// The SIMD level this plan runs at.
@@ -292,7 +340,7 @@ impl<'a> FusedPlan<'a> {
         // At most `4 * B * D`, and `B * D * L` fits: saturation is for form's sake.
         self.s
             .batch
-            .saturating_mul(self.panels)
+            .saturating_mul(self.groups())
             .saturating_mul(split.per_panel())
     }
 
@@ -302,12 +350,18 @@ impl<'a> FusedPlan<'a> {
     /// without units (an empty problem) runs with any scratch.
     pub fn scratch_len(&self, split: FusedSplit) -> usize {
         let n = self.s.dstate;
+        let g = self.group.max(1);
         let tmp = if split == FusedSplit::All {
-            vectors_len(self.l)
+            vectors_len(self.l.saturating_mul(g))
         } else {
             0
         };
-        vectors_len((2 * n + 4 * CHUNK).saturating_add(self.s.dt_rank)).saturating_add(tmp)
+        let head = if self.grouped_kernel() {
+            grouped_head(g, self.s.dt_rank)
+        } else {
+            (2 * n + 4 * CHUNK).saturating_add(self.s.dt_rank)
+        };
+        vectors_len(head).saturating_add(tmp)
     }
 
     /// Runs everything on the calling thread into `out` (`FusedSplit::All`).

@@ -278,6 +278,8 @@ fn fused_shape(s: &Ss2dScanShape) -> FusedShape {
 /// How a fused call is cut and how much scratch it takes.
 struct Sizing {
     split: FusedSplit,
+    /// Channel panels per unit ([`FusedPlan::with_group`]).
+    group: usize,
     count: usize,
     per: usize,
     proj_len: usize,
@@ -285,10 +287,11 @@ struct Sizing {
     total: usize,
 }
 
-/// The cut of a fused scan of `s` on `par`: the direction split (all four directions per item
-/// while batch x panels gives every thread two items, else pairs, else single directions),
-/// the item count and the scratch. Depends on the shape, the weights' lengths and the
-/// executor only (no data).
+/// The cut of a fused scan of `s` on `par`: the panel group and the direction split (the
+/// largest group, then the coarsest split, that gives every thread two units: all four
+/// directions per unit, else pairs, else single directions), the item count and the scratch.
+/// Depends on the shape, the weights' lengths and the executor only (no data); the result bits
+/// depend on none of it.
 fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Result<Sizing, Error> {
     let overflow = || Error::Overflow {
         what: "scratch size",
@@ -297,13 +300,19 @@ fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Resu
     let c4 = 4 * sz.proj_rows;
     let proj_len = (s.batch * sz.seqlen).checked_mul(c4).ok_or_else(overflow)?;
     let out_len = sz.x_len;
-    let fs = fused_shape(s);
-    // Per-item scratch depends on L, N and R only: a plan over no batch sizes it.
+    // The kernel always runs on channel-last data (channel-first data is transposed first).
+    let fs = FusedShape {
+        layout: Layout::ChannelLast,
+        ..fused_shape(s)
+    };
+    // Per-item scratch depends on L, N, R and the group only: a plan over no batch sizes it.
     let per = FusedPlan::new(&FusedShape { batch: 0, ..fs }, fw, &[], &[])?;
-    // Units per batch item: those of a 1x1 grid (a plan over D values and one projection row).
-    let units = if out_len == 0 {
-        [0; 3]
-    } else {
+    let width = par.threads();
+    let splits = [FusedSplit::All, FusedSplit::Pairs, FusedSplit::Dirs];
+    let (mut split, mut group, mut units) = (FusedSplit::Dirs, 1, 0);
+    if out_len != 0 {
+        // Units per batch item: those of a 1x1 grid (a plan over D values and one projection
+        // row).
         let (x1, p1) = (Buf::new(s.dim), Buf::new(c4));
         let one = FusedPlan::new(
             &FusedShape {
@@ -316,19 +325,23 @@ fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Resu
             &x1,
             &p1,
         )?;
-        [FusedSplit::All, FusedSplit::Pairs, FusedSplit::Dirs]
-            .map(|sp| one.units(sp).saturating_mul(s.batch))
-    };
-    let width = par.threads();
-    let (split, units) = if par.is_sequential() || units[0] >= 2 * width {
-        (FusedSplit::All, units[0])
-    } else if units[1] >= 2 * width {
-        (FusedSplit::Pairs, units[1])
-    } else {
-        (FusedSplit::Dirs, units[2])
-    };
+        units = one
+            .with_group(1)
+            .units(FusedSplit::Dirs)
+            .saturating_mul(s.batch);
+        'pick: for g in [ss2d_core::fused::MAX_GROUP, 2, 1] {
+            let plan = one.with_group(g);
+            for sp in splits {
+                let u = plan.units(sp).saturating_mul(s.batch);
+                if par.is_sequential() || u >= 2 * width {
+                    (split, group, units) = (sp, plan.group(), u);
+                    break 'pick;
+                }
+            }
+        }
+    }
     let count = par.items_for(units);
-    let per = per.scratch_len(split);
+    let per = per.with_group(group).scratch_len(split);
     let total = par
         .scratch_slots(count)
         .checked_mul(per)
@@ -337,6 +350,7 @@ fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Resu
         .ok_or_else(overflow)?;
     Ok(Sizing {
         split,
+        group,
         count,
         per,
         proj_len,
@@ -380,7 +394,7 @@ fn ss2d_scan_layout(
         }
     };
     project_into(shape, weights.x_proj_weight, x, proj, par)?;
-    let plan = FusedPlan::new(&fused_shape(shape), fw, x, proj)?;
+    let plan = FusedPlan::new(&fused_shape(shape), fw, x, proj)?.with_group(sz.group);
     let mut bufs: Vec<&mut [f32]> = Vec::with_capacity(4);
     bufs.push(y_out);
     bufs.extend(extra);

@@ -461,7 +461,18 @@ impl Fused {
         fill: &dyn Fn(usize) -> f32,
         off: usize,
     ) -> Vec<f32> {
-        let plan = self.plan();
+        self.run_plan(self.plan(), split, count, fill, off)
+    }
+
+    /// [`Fused::run`] with a given plan (of this problem).
+    fn run_plan(
+        &self,
+        plan: FusedPlan<'_>,
+        split: FusedSplit,
+        count: usize,
+        fill: &dyn Fn(usize) -> f32,
+        off: usize,
+    ) -> Vec<f32> {
         let need = plan.scratch_len(split);
         let mut buf: Vec<f32> = (0..need + off).map(fill).collect();
         let scratch = &mut buf[off..];
@@ -483,6 +494,93 @@ impl Fused {
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// `(B, L, D)` <-> `(B, D, L)`: element `(b, i, j)` of a `(B, rows, cols)` tensor to `(b, j, i)`.
+fn swap_last_two(v: &[f32], batch: usize, rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; v.len()];
+    for b in 0..batch {
+        for i in 0..rows {
+            for j in 0..cols {
+                out[(b * cols + j) * rows + i] = v[(b * rows + i) * cols + j];
+            }
+        }
+    }
+    out
+}
+
+/// The grouped `d_state = 1` kernel (channel-last, several channel panels per unit): the same
+/// bits for every group, split and item count, and the same bits as the general kernel (which
+/// runs channel-first data) on the transposed problem. Covers partial last panels and groups
+/// that do not divide the panel count.
+#[test]
+fn grouped_n1_kernel_is_bitwise_the_general_kernel() {
+    let cases = [
+        (1, 3, 4, 1, CrossMode::Cross2d),
+        (LANES - 1, 5, 7, 2, CrossMode::Cross2d),
+        (LANES + 3, 4, 9, 6, CrossMode::Bidi),
+        (2 * LANES, 6, 5, 3, CrossMode::Cross2d),
+        (3 * LANES + 5, 3, 11, 6, CrossMode::Unidi),
+        (5 * LANES, 7, 6, 4, CrossMode::Cross2d),
+    ];
+    let mut compared = 0;
+    for (i, (dim, h, w, r, mode)) in cases.into_iter().enumerate() {
+        let shape = FusedShape {
+            batch: 2,
+            dim,
+            h,
+            w,
+            dstate: 1,
+            dt_rank: r,
+            mode,
+            layout: Layout::ChannelLast,
+        };
+        let f = Fused::new(shape, 1300 + i as u64);
+        let panels = dim.div_ceil(f.plan().level().lanes());
+        let want = f.run_plan(f.plan().with_group(1), FusedSplit::All, 1, &|_| 0.0, 0);
+        assert!(want.iter().all(|v| v.is_finite()), "{shape:?}");
+        for g in 1..=ss2d_core::fused::MAX_GROUP + 1 {
+            let plan = f.plan().with_group(g);
+            assert_eq!(plan.group(), g.min(ss2d_core::fused::MAX_GROUP).min(panels));
+            for split in [FusedSplit::All, FusedSplit::Pairs, FusedSplit::Dirs] {
+                for count in [1, 2, 5] {
+                    let got = f.run_plan(plan, split, count, &|_| f32::NAN, 3);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{shape:?}: group {g}, {split:?} x {count}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        // The general kernel on the channel-first problem.
+        let l = h * w;
+        let cf = Fused {
+            shape: FusedShape {
+                layout: Layout::ChannelFirst,
+                ..shape
+            },
+            x: swap_last_two(&f.x, 2, l, dim),
+            proj: f.proj.clone(),
+            wdt: f.wdt.clone(),
+            bias: f.bias.clone(),
+            alogs: f.alogs.clone(),
+            ds: f.ds.clone(),
+        };
+        assert_eq!(
+            cf.plan().with_group(4).group(),
+            1,
+            "channel-first runs ungrouped"
+        );
+        let got = swap_last_two(&cf.run(FusedSplit::All, 1, &|_| 0.0, 0), 2, dim, l);
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "{shape:?}: general kernel (channel-first)"
+        );
+    }
+    assert!(compared > 0);
 }
 
 /// A buffer painter: element index to value.

@@ -22,6 +22,10 @@ level_fn! {
     ) {
     debug_assert_eq!(plan.level(), super::LEVEL);
     let per = split.per_panel();
+    if plan.grouped_kernel() {
+        super::fused1::run_units(plan, split, sinks, units, scratch);
+        return;
+    }
     let panels = plan.panels;
     for u in units {
         let (bp, part) = (u / per, u % per);

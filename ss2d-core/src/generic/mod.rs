@@ -14,6 +14,7 @@ pub(crate) use super::{
 };
 
 pub(crate) mod fused;
+pub(crate) mod fused1;
 pub(crate) mod kernel;
 pub(crate) mod math;
 pub(crate) mod pack;
