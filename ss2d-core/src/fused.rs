@@ -297,8 +297,8 @@ impl<'a> FusedPlan<'a> {
         FusedPlan { group, ..self }
     }
 
-    /// Channel panels per work unit ([`FusedPlan::with_group`]); a panel is
-    /// [`SimdLevel::lanes`] channels.
+    /// Most channel panels per work unit ([`FusedPlan::with_group`]; the panels are spread
+    /// evenly over `ceil(panels / group)` units); a panel is [`SimdLevel::lanes`] channels.
     pub fn group(&self) -> usize {
         self.group
     }

@@ -17,7 +17,7 @@ use super::math::{exp2_kernel, softplus_exp, softplus_finish};
 use super::vecs::{load, split_scratch, SinkLanes};
 use super::{fma, from_arr, splat, LANES, V};
 use crate::fused::{grouped_head, FusedPlan, FusedSplit};
-use crate::scan::{vectors_len, Sink, CHUNK};
+use crate::scan::{share, vectors_len, Sink, CHUNK};
 
 level_fn! {
     /// Runs the units `units` of a split of `plan` (grouped kernel: `d_state = 1`,
@@ -31,12 +31,13 @@ level_fn! {
     ) {
     let per = split.per_panel();
     let groups = plan.groups();
-    let group = plan.group.max(1);
     for u in units {
         let (bg, part) = (u / per, u % per);
         let (b, grp) = (bg / groups, bg % groups);
-        let p0 = grp * group;
-        let np = plan.panels.saturating_sub(p0).min(group);
+        // Panels spread evenly over the groups (sizes differ by at most one, none exceeds
+        // `plan.group`), so that units of a split cost about the same.
+        let p0 = share(grp, plan.panels, groups);
+        let np = share(grp + 1, plan.panels, groups) - p0;
         match np {
             0 => {}
             1 => unit::<1>(plan, split, part, sinks, b, p0, scratch),
