@@ -203,10 +203,13 @@ fn dir<const P: usize, const ADD: bool>(
     // proj row of (b, p, k): ((b*L + p)*4 + k)*C = prow + p * pstride.
     let prow = (b * l * 4 + k) * c;
     let pstride = 4 * c;
+    // Steps per chunk: the three per-step arrays (`3 * P * steps` vectors) stay within 24 KiB
+    // at 16 lanes, inside L1 beside the rest.
+    let steps = if P <= 2 { CHUNK } else { CHUNK / 2 };
     let mut pos = [0usize; CHUNK];
     let mut s0 = 0;
     while s0 < l {
-        let len = (l - s0).min(CHUNK);
+        let len = (l - s0).min(steps);
         let pos = &mut pos[..len];
         walk.positions(s0, pos);
         let steps = pos
