@@ -16,7 +16,7 @@ use clap::ValueEnum;
 use ss2d_core::{BcLayout, Layout, ScanArgs, ScanShape, SimdLevel, Walk};
 
 use crate::error::{zeros, Error};
-use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, scan_flops, Peak};
+use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, scan_work, Peak, Work};
 use crate::scan::{execute, Backend};
 
 /// The operation a bench times.
@@ -383,9 +383,8 @@ pub struct BenchResult {
     pub reference: Timing,
     /// `max |kernel - ref| / max |ref|`.
     pub max_rel_diff: f64,
-    /// The kernel's work in flop-equivalents of the roofline model
-    /// ([`crate::roofline::scan_flops`]).
-    pub limit_flops: f64,
+    /// The kernel's work in the roofline model ([`crate::roofline::scan_work`]).
+    pub limit: Work,
 }
 
 fn json_num(x: f64) -> String {
@@ -401,7 +400,7 @@ impl BenchResult {
 
     /// The kernel's time at the model's limit on `peak`.
     pub fn limit_s(&self, peak: &Peak) -> f64 {
-        peak.secs(self.limit_flops)
+        peak.secs(self.limit)
     }
 
     /// One line of JSON, keys in the documented order (the kernel's `limit_s` and `roofline`
@@ -501,7 +500,11 @@ pub fn bench_scan(
             elements_per_s: per_s(r_med),
         },
         max_rel_diff: rel,
-        limit_flops: scan_flops(shape.b * shape.d * shape.l, shape.n),
+        limit: scan_work(
+            shape.b * shape.d * shape.l,
+            shape.n,
+            shape.b * shape.g * shape.n * shape.l,
+        ),
     })
 }
 
@@ -719,6 +722,7 @@ mod tests {
             level: SimdLevel::current(),
             flops_per_s: 1e9,
             cores: 1,
+            bytes_per_s: 1e9,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["shape"]["G"], 2);

@@ -27,8 +27,8 @@ use crate::bench::{dur, si};
 use crate::demo::max_diff;
 use crate::error::Error;
 use crate::roofline::{
-    conv_flops, gemm_flops, limit_json, measure_peak, norm_gate_flops, pct, peak_json, peak_line,
-    ss2d_flops, Peak,
+    conv_flops, gemm_work, limit_json, measure_peak, norm_gate_flops, pct, peak_json, peak_line,
+    ss2d_work, Peak, Work,
 };
 
 /// The built-in layer configurations.
@@ -261,35 +261,41 @@ pub struct LayerBenchResult {
     pub param_count: usize,
     /// `max |fast - ref| / max |ref|` against the scalar reference path.
     pub max_rel_diff: f64,
-    /// Each stage's work in flop-equivalents of the roofline model ([`stage_flops`]).
-    pub stage_flops: [f64; 5],
+    /// Each stage's work in the roofline model ([`stage_work`]).
+    pub stage_work: [Work; 5],
 }
 
-/// The work of each stage ([`STAGES`] order) in flop-equivalents of the roofline model
-/// ([`crate::roofline`]): `in_proj` and `out_proj` GEMMs over the `B*H*W` positions, the
-/// depthwise conv, the fused scan with its projections, the norm and gate.
-pub fn stage_flops(dims: &Ss2dDims, grid: Grid) -> [f64; 5] {
+/// The work of each stage ([`STAGES`] order) in the roofline model ([`crate::roofline`]):
+/// `in_proj` and `out_proj` GEMMs over the `B*H*W` positions, the depthwise conv (input read,
+/// output written), the fused scan with its projections, the norm and gate (`y`, `z` when
+/// gated, and the output).
+pub fn stage_work(dims: &Ss2dDims, grid: Grid) -> [Work; 5] {
     let p = grid.batch * grid.h * grid.w;
     let f = &dims.forward;
+    let pc = p * dims.d_inner;
+    let gated = f.z != ZBranch::None;
     [
-        gemm_flops(p, dims.d_model, dims.d_proj()),
+        gemm_work(p, dims.d_model, dims.d_proj()),
         if dims.with_conv() {
-            conv_flops(dims.d_conv, p, dims.d_inner)
+            Work::new(conv_flops(dims.d_conv, p, dims.d_inner), 2 * pc)
         } else {
-            0.0
+            Work::default()
         },
-        ss2d_flops(p, dims.d_inner, dims.d_state, dims.dt_rank),
-        norm_gate_flops(
-            p * dims.d_inner,
-            f.out_norm == OutNorm::LayerNorm,
-            f.out_gelu,
-            match f.z {
-                ZBranch::None => None,
-                ZBranch::Silu => Some(true),
-                ZBranch::Identity => Some(false),
-            },
+        ss2d_work(p, dims.d_inner, dims.d_state, dims.dt_rank),
+        Work::new(
+            norm_gate_flops(
+                p * dims.d_inner,
+                f.out_norm == OutNorm::LayerNorm,
+                f.out_gelu,
+                match f.z {
+                    ZBranch::None => None,
+                    ZBranch::Silu => Some(true),
+                    ZBranch::Identity => Some(false),
+                },
+            ),
+            (2 + usize::from(gated)) * pc,
         ),
-        gemm_flops(p, dims.d_inner, dims.d_model),
+        gemm_work(p, dims.d_inner, dims.d_model),
     ]
 }
 
@@ -307,9 +313,10 @@ impl LayerBenchResult {
         self.elements as f64 / self.total_s
     }
 
-    /// The whole forward's time at the model's limit on `peak` (the sum of the stages').
+    /// The whole forward's time at the model's limit on `peak`: the sum of the stages' (they
+    /// run one after the other).
     pub fn limit_s(&self, peak: &Peak) -> f64 {
-        peak.secs(self.stage_flops.iter().sum())
+        self.stage_work.iter().map(|&w| peak.secs(w)).sum()
     }
 
     /// One line of JSON: `op`, `config`, `threads`, `isa`, `total`, `stages` (each with its
@@ -319,7 +326,7 @@ impl LayerBenchResult {
         let stages: Vec<String> = STAGES
             .iter()
             .zip(self.stages_s)
-            .zip(self.stage_flops)
+            .zip(self.stage_work)
             .map(|((n, s), f)| {
                 format!(
                     "\"{n}\":{{\"median_s\":{},{}}}",
@@ -442,7 +449,7 @@ pub fn bench_case(
         elements: 4 * dims.d_inner * l * dims.d_state * case.grid.batch,
         param_count: layer.param_count(),
         max_rel_diff: rel,
-        stage_flops: stage_flops(&dims, case.grid),
+        stage_work: stage_work(&dims, case.grid),
     })
 }
 
@@ -476,7 +483,7 @@ fn table_row(r: &LayerBenchResult, label_width: usize, peak: &Peak) -> String {
         si(r.elements_per_s()),
         r.param_count
     );
-    for (t, f) in r.stages_s.iter().zip(r.stage_flops) {
+    for (t, f) in r.stages_s.iter().zip(r.stage_work) {
         s.push_str(&format!(" {:>15}", cell(*t, peak.secs(f))));
     }
     s.push_str(&format!(" {:>9.2e}", r.max_rel_diff));
@@ -563,6 +570,7 @@ mod tests {
             level: SimdLevel::current(),
             flops_per_s: 1e9,
             cores: 1,
+            bytes_per_s: 1e9,
         };
         let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["op"], "layer");

@@ -29,7 +29,7 @@ use crate::bench::{
     dur, fill, measure, rel_diff, si, Lcg, RepPolicy, Timing, CHECK_REL, MAX_BENCH_BYTES,
 };
 use crate::error::{zeros, Error};
-use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, ss2d_flops, Peak};
+use crate::roofline::{limit_json, measure_peak, pct, peak_json, peak_line, ss2d_work, Peak, Work};
 
 /// `--layout` of `bench --op ss2d`: of `x` and `y`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -305,9 +305,9 @@ pub struct Ss2dBenchResult {
     pub unfused: Timing,
     /// `max |fused - unfused| / max |unfused|`.
     pub max_rel_diff: f64,
-    /// The fused scan's work in flop-equivalents of the roofline model
-    /// ([`crate::roofline::ss2d_flops`]: `x_proj`, `dt_proj` and the scan).
-    pub limit_flops: f64,
+    /// The fused scan's work in the roofline model ([`crate::roofline::ss2d_work`]: `x_proj`,
+    /// `dt_proj` and the scan).
+    pub limit: Work,
 }
 
 fn json_num(x: f64) -> String {
@@ -322,7 +322,7 @@ impl Ss2dBenchResult {
 
     /// The fused scan's time at the model's limit on `peak`.
     pub fn limit_s(&self, peak: &Peak) -> f64 {
-        peak.secs(self.limit_flops)
+        peak.secs(self.limit)
     }
 
     /// One line of JSON, keys in the documented order (the fused scan's `limit_s` and
@@ -419,7 +419,7 @@ pub fn bench_ss2d(
             elements_per_s: per_s(u_med),
         },
         max_rel_diff: rel,
-        limit_flops: ss2d_flops(shape.b * shape.h * shape.w, shape.d, shape.n, shape.r),
+        limit: ss2d_work(shape.b * shape.h * shape.w, shape.d, shape.n, shape.r),
     })
 }
 
@@ -563,6 +563,7 @@ mod tests {
                 level: SimdLevel::current(),
                 flops_per_s: 1e9,
                 cores: 1,
+                bytes_per_s: 1e9,
             };
             let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
             assert_eq!(v["shape"]["W"], 7);

@@ -15,6 +15,13 @@
 //! - norm and gate: per 16 elements 4 operations (LayerNorm), + 20 (GELU), + 12 (SiLU gate)
 //!   or 1 (plain gate).
 //!
+//! **Memory.** [`measure_peak`] also times a streaming copy of [`STREAM_BYTES`] (best of
+//! several runs, on `min(T, cores)` threads) for the bandwidth; each op's compulsory traffic
+//! (its inputs read once, its outputs written once, f32) over that bandwidth is its memory
+//! limit, and the limit of an op is the larger of the two (the roofline): the 1D scan at
+//! `N = 1` moves 12 bytes per `(d, l)` position for ~2 flop-equivalents of arithmetic per byte,
+//! so on most machines its roof is memory, not FMAs.
+//!
 //! The share printed is `limit / measured` (100% = at the model's limit). The layer's GEMM
 //! stages run the `gemm` crate, which picks its own instructions at run time whatever `--isa`
 //! says: against the peak of a lower level (e.g. `x86-64`, no FMA) their share can exceed
@@ -27,7 +34,12 @@ use ss2d_core::SimdLevel;
 
 use crate::error::Error;
 
-/// The measured FMA peak of one core at a level.
+/// Bytes of the bandwidth measurement's source (and as many of its destination): far larger
+/// than any core's L2, so the copy streams from the last-level cache or memory as the model
+/// shapes' tensors do.
+pub const STREAM_BYTES: usize = 64 << 20;
+
+/// The measured FMA peak of one core at a level, and the streaming bandwidth.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Peak {
     /// The level measured.
@@ -36,6 +48,43 @@ pub struct Peak {
     pub flops_per_s: f64,
     /// Cores the limits may use: `min(threads, available cores)`.
     pub cores: usize,
+    /// Bytes/s (read + written) of a streaming copy on those `cores` threads.
+    pub bytes_per_s: f64,
+}
+
+/// The work of an op in the roofline model: flop-equivalents and compulsory bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    /// Flop-equivalents (vector operations of 16 lanes x 32).
+    pub flops: f64,
+    /// Bytes read and written at least once.
+    pub bytes: f64,
+}
+
+impl Work {
+    /// `flops` flop-equivalents over `floats` f32 values of traffic.
+    pub fn new(flops: f64, floats: usize) -> Work {
+        Work {
+            flops,
+            bytes: 4.0 * floats as f64,
+        }
+    }
+}
+
+impl std::ops::Add for Work {
+    type Output = Work;
+    fn add(self, o: Work) -> Work {
+        Work {
+            flops: self.flops + o.flops,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+impl std::iter::Sum for Work {
+    fn sum<I: Iterator<Item = Work>>(it: I) -> Work {
+        it.fold(Work::default(), |a, b| a + b)
+    }
 }
 
 impl Peak {
@@ -44,9 +93,15 @@ impl Peak {
         self.flops_per_s * self.cores as f64
     }
 
-    /// Seconds `flops` take at the peak.
-    pub fn secs(&self, flops: f64) -> f64 {
-        flops / self.total()
+    /// Seconds `work` takes at the roof: the larger of its time at the FMA peak and its time
+    /// at the bandwidth.
+    pub fn secs(&self, work: Work) -> f64 {
+        let mem = if self.bytes_per_s > 0.0 {
+            work.bytes / self.bytes_per_s
+        } else {
+            0.0
+        };
+        (work.flops / self.total()).max(mem)
     }
 
     /// `limit_s / measured_s` (NaN when either is not positive).
@@ -92,17 +147,49 @@ pub fn measure_peak_at(level: SimdLevel, threads: usize) -> Result<Peak, Error> 
     }
     let flops = iters as f64 * fma_chains_flops(level) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = threads.clamp(1, cores);
     Ok(Peak {
         level,
         flops_per_s: flops / best.max(1e-12),
-        cores: threads.clamp(1, cores),
+        cores,
+        bytes_per_s: measure_bandwidth(cores),
     })
+}
+
+/// Bytes/s (read + written) of a copy of [`STREAM_BYTES`] split over `threads` threads, best
+/// of 7 runs after a warm-up (page faults).
+pub fn measure_bandwidth(threads: usize) -> f64 {
+    let n = STREAM_BYTES / 4;
+    let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; n];
+    let part = n.div_ceil(threads.max(1));
+    let mut best = f64::INFINITY;
+    for rep in 0..8 {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for (d, c) in dst.chunks_mut(part).zip(src.chunks(part)) {
+                s.spawn(move || d.copy_from_slice(c));
+            }
+        });
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(&dst);
+        if rep > 0 {
+            best = best.min(dt);
+        }
+    }
+    2.0 * STREAM_BYTES as f64 / best.max(1e-12)
 }
 
 /// Flop-equivalents of a selective scan over `positions` `(b, d, l)` positions with `n` states
 /// (vector operations of 16 lanes x 32).
 pub fn scan_flops(positions: usize, n: usize) -> f64 {
     positions as f64 / 16.0 * (19.0 + 11.0 * n as f64) * 32.0
+}
+
+/// The 1D selective scan's work: [`scan_flops`]; `u`, `delta` and `out` per position and
+/// `B`, `C` per `(b, g, n, l)` (`bc` values each).
+pub fn scan_work(positions: usize, n: usize, bc: usize) -> Work {
+    Work::new(scan_flops(positions, n), 3 * positions + 2 * bc)
 }
 
 /// Flops of an `m x k x n` GEMM.
@@ -115,6 +202,20 @@ pub fn gemm_flops(m: usize, k: usize, n: usize) -> f64 {
 pub fn ss2d_flops(batch_l: usize, d: usize, n: usize, r: usize) -> f64 {
     let m = 4 * batch_l;
     scan_flops(m * d, n) + gemm_flops(m, d, r + 2 * n) + gemm_flops(m, r, d)
+}
+
+/// The fused SS2D scan's work: [`ss2d_flops`]; `x` read, `y` written, the projection
+/// (`4 (R + 2N)` per position) written and read.
+pub fn ss2d_work(batch_l: usize, d: usize, n: usize, r: usize) -> Work {
+    Work::new(
+        ss2d_flops(batch_l, d, n, r),
+        2 * batch_l * d + 2 * batch_l * 4 * (r + 2 * n),
+    )
+}
+
+/// A GEMM's work: [`gemm_flops`]; the operands read and the product written once.
+pub fn gemm_work(m: usize, k: usize, n: usize) -> Work {
+    Work::new(gemm_flops(m, k, n), m * k + k * n + m * n)
 }
 
 /// Flops of a `k x k` depthwise conv over `positions x c`.
@@ -138,9 +239,12 @@ pub fn norm_gate_flops(elements: usize, layer_norm: bool, gelu: bool, gate: Opti
 pub fn peak_line(p: &Peak) -> String {
     format!(
         "FMA peak at {} (measured now): {:.1} GFLOP/s per core, x{} core(s) for the limits; \
-         roof = model limit / time (ss2d_cli::roofline)",
+         copy bandwidth {:.1} GB/s on {} thread(s); roof = model limit / time \
+         (ss2d_cli::roofline)",
         p.level.name(),
         p.flops_per_s / 1e9,
+        p.cores,
+        p.bytes_per_s / 1e9,
         p.cores
     )
 }
@@ -148,10 +252,11 @@ pub fn peak_line(p: &Peak) -> String {
 /// `"peak":{...}` for the JSON lines.
 pub fn peak_json(p: &Peak) -> String {
     format!(
-        "\"peak\":{{\"isa\":\"{}\",\"flops_per_s_per_core\":{},\"cores\":{}}}",
+        "\"peak\":{{\"isa\":\"{}\",\"flops_per_s_per_core\":{},\"cores\":{},\"bytes_per_s\":{}}}",
         p.level.name(),
         json_num(p.flops_per_s),
-        p.cores
+        p.cores,
+        json_num(p.bytes_per_s)
     )
 }
 
@@ -194,8 +299,12 @@ mod tests {
             level: SimdLevel::Baseline,
             flops_per_s: 1e9,
             cores: 2,
+            bytes_per_s: 1e9,
         };
-        assert_eq!(p.secs(4e9), 2.0);
+        assert_eq!(p.secs(Work::new(4e9, 0)), 2.0);
+        // Memory-bound: 1 GB at 1 GB/s beats 1 s of flops.
+        assert_eq!(p.secs(Work::new(1e9, 500_000_000)), 2.0);
+        assert_eq!(scan_work(16, 1, 0).bytes, 3.0 * 16.0 * 4.0);
         assert_eq!(Peak::share(1.0, 2.0), 0.5);
         assert!(Peak::share(0.0, 2.0).is_nan());
         assert_eq!(pct(0.714), "71%");
@@ -208,6 +317,7 @@ mod tests {
         for level in SimdLevel::available() {
             let p = measure_peak_at(level, 1).unwrap();
             assert!(p.flops_per_s > 1e6, "{level}: {}", p.flops_per_s);
+            assert!(p.bytes_per_s > 1e6, "{level}: {} B/s", p.bytes_per_s);
             assert_eq!(p.level, level);
             n += 1;
         }
