@@ -83,13 +83,13 @@ fn unit<const P: usize>(
         FusedSplit::Pairs => {
             // Pair 0: directions 0 then 2; pair 1: directions 1 then 3.
             let Some(out) = sink(part) else { return };
-            dir::<P, false>(plan, b, p0, part, out, at, scratch);
-            dir::<P, true>(plan, b, p0, part + 2, out, at, scratch);
+            dir::<P, false>(plan, b, p0, part, out, at, None, scratch);
+            dir::<P, true>(plan, b, p0, part + 2, out, at, None, scratch);
         }
         FusedSplit::Dirs => {
             // Buffer order: [y0, y1, y2, y3] so `combine` forms (y0 + y2) + (y1 + y3).
             let Some(out) = sink(part) else { return };
-            dir::<P, false>(plan, b, p0, part, out, at, scratch);
+            dir::<P, false>(plan, b, p0, part, out, at, None, scratch);
         }
     }
 }
@@ -113,8 +113,8 @@ fn all<const P: usize>(
     if tmpv.len() < l * P {
         return;
     }
-    dir::<P, false>(plan, b, p0, 0, out, at, work);
-    dir::<P, true>(plan, b, p0, 2, out, at, work);
+    dir::<P, false>(plan, b, p0, 0, out, at, None, work);
+    dir::<P, true>(plan, b, p0, 2, out, at, None, work);
     {
         let tmp: &mut [f32] = bytemuck::cast_slice_mut(&mut tmpv[..]);
         let local = Sink::new(tmp);
@@ -122,16 +122,11 @@ fn all<const P: usize>(
             base: 0,
             pstride: P * LANES,
         };
-        dir::<P, false>(plan, b, p0, 1, &local, local_at, work);
-        dir::<P, true>(plan, b, p0, 3, &local, local_at, work);
+        dir::<P, false>(plan, b, p0, 1, &local, local_at, None, work);
     }
-    let nl = lanes_in_use::<P>(plan.s.dim, p0);
-    for (p, ys) in tmpv.chunks_exact(P).enumerate() {
-        let o = at.base + p * at.pstride;
-        for j in 0..P {
-            out.put_lanes::<true>(o + j * LANES, ys[j], nl[j]);
-        }
-    }
+    // y3 onto y1 and the pair onto `out` in the same pass: `out + (y1 + y3)`, the operations
+    // of adding y3 into the buffer and the buffer onto `out` in two passes.
+    dir::<P, true>(plan, b, p0, 3, out, at, Some(&tmpv[..]), work);
 }
 }
 
@@ -148,7 +143,8 @@ fn lanes_in_use<const P: usize>(dim: usize, p0: usize) -> [usize; P] {
 
 level_fn! {
 /// Direction `k` of the `P` panels from `p0` of batch item `b` into `out` at `at` (stored, or
-/// added onto it when `ADD`).
+/// added onto it when `ADD`). With `pair`, a `(L, P)` buffer of partial outputs, position `p`'s
+/// output `y` goes out as `pair[p] + y` (and `ADD` adds that onto `out`).
 #[allow(clippy::too_many_arguments)]
 fn dir<const P: usize, const ADD: bool>(
     plan: &FusedPlan<'_>,
@@ -157,6 +153,7 @@ fn dir<const P: usize, const ADD: bool>(
     k: usize,
     out: &Sink<'_>,
     at: Dst,
+    pair: Option<&[V]>,
     scratch: &mut [f32],
 ) {
     let s = &plan.s;
@@ -265,6 +262,7 @@ fn dir<const P: usize, const ADD: bool>(
             let bc = &plan.proj[prow + p * pstride + r..][..2];
             let (bv, cv) = (splat(bc[0]), splat(bc[1]));
             let o = at.base + p * at.pstride;
+            let pair = pair.map(|v| &v[p * P..p * P + P]);
             for j in 0..P {
                 let t = softplus_finish(xs[j], es[j]);
                 let u = us[j];
@@ -272,6 +270,10 @@ fn dir<const P: usize, const ADD: bool>(
                 let da = exp2_kernel(t * a2[j]);
                 h[j] = fma(da, h[j], dtu * bv);
                 let y = fma(h[j], cv, dskip[j] * u);
+                let y = match pair {
+                    Some(v) => v[j] + y,
+                    None => y,
+                };
                 out.put_lanes::<ADD>(o + j * LANES, y, nl[j]);
             }
         }
