@@ -309,41 +309,61 @@ pub mod x86 {
         }
     }
 
-    /// `(leaf1 ECX, leaf7 EBX, ext1 ECX)` bits a level requires.
-    pub const fn masks(level: SimdLevel) -> (u32, u32, u32) {
+    /// `m` with the CPUID bit of `f` set.
+    const fn with_bit(m: (u32, u32, u32), f: Feature) -> (u32, u32, u32) {
+        match f.reg {
+            Reg::Leaf1Ecx => (m.0 | 1 << f.bit, m.1, m.2),
+            Reg::Leaf7Ebx => (m.0, m.1 | 1 << f.bit, m.2),
+            Reg::Ext1Ecx => (m.0, m.1, m.2 | 1 << f.bit),
+        }
+    }
+
+    /// True when CPUID words `(leaf1 ECX, leaf7 EBX, ext1 ECX)` report `f`.
+    pub const fn words_report(words: (u32, u32, u32), f: Feature) -> bool {
+        let m = with_bit((0, 0, 0), f);
+        words.0 & m.0 == m.0 && words.1 & m.1 == m.1 && words.2 & m.2 == m.2
+    }
+
+    /// `(leaf1 ECX, leaf7 EBX, ext1 ECX)` bits of the features of `level` and below, or (for
+    /// `None`) of the features this build enables at compile time.
+    const fn masks_where(level: Option<SimdLevel>) -> (u32, u32, u32) {
         let mut m = (0u32, 0u32, 0u32);
         let mut i = 0;
         while i < FEATURES.len() {
             let f = FEATURES[i];
-            if code_le(f.level, level) {
-                match f.reg {
-                    Reg::Leaf1Ecx => m.0 |= 1 << f.bit,
-                    Reg::Leaf7Ebx => m.1 |= 1 << f.bit,
-                    Reg::Ext1Ecx => m.2 |= 1 << f.bit,
-                }
+            let pick = match level {
+                Some(level) => code_le(f.level, level),
+                None => f.compiled,
+            };
+            if pick {
+                m = with_bit(m, f);
             }
             i += 1;
         }
         m
     }
 
+    /// `(leaf1 ECX, leaf7 EBX, ext1 ECX)` bits a level requires.
+    pub const fn masks(level: SimdLevel) -> (u32, u32, u32) {
+        masks_where(Some(level))
+    }
+
     /// `(leaf1 ECX, leaf7 EBX, ext1 ECX)` bits of the features this build enables at compile
     /// time (what a binary needs before any of its code may run).
     pub const fn compiled_masks() -> (u32, u32, u32) {
-        let mut m = (0u32, 0u32, 0u32);
-        let mut i = 0;
-        while i < FEATURES.len() {
-            let f = FEATURES[i];
-            if f.compiled {
-                match f.reg {
-                    Reg::Leaf1Ecx => m.0 |= 1 << f.bit,
-                    Reg::Leaf7Ebx => m.1 |= 1 << f.bit,
-                    Reg::Ext1Ecx => m.2 |= 1 << f.bit,
-                }
-            }
-            i += 1;
-        }
-        m
+        masks_where(None)
+    }
+
+    /// The first feature of [`FEATURES`] this build enables at compile time that the running
+    /// CPU does not report (CPUID itself: `is_x86_feature_detected!` answers `true` at compile
+    /// time for compiled-in features, so it cannot tell).
+    #[cfg(target_arch = "x86_64")]
+    pub fn first_missing_compiled() -> Option<&'static str> {
+        let (words, _) = cpu_words();
+        FEATURES
+            .iter()
+            .find(|f| f.compiled && !words_report(words, **f))
+            .map(|f| f.name)
     }
 
     /// True when `a` is a lower-or-equal x86 level than `b` (const `<=`).
@@ -487,6 +507,24 @@ pub mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_bits_and_the_compiled_check() {
+        use x86::{masks, words_report, FEATURES};
+        for f in FEATURES {
+            assert!(words_report(masks(SimdLevel::Avx512), *f), "{}", f.name);
+            assert!(!words_report((0, 0, 0), *f), "{}", f.name);
+            assert_eq!(
+                words_report(masks(SimdLevel::Avx2), *f),
+                f.level == SimdLevel::Avx2,
+                "{}",
+                f.name
+            );
+        }
+        // This test binary runs, so the CPU has every feature it was compiled with.
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(x86::first_missing_compiled(), None);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -84,57 +84,12 @@ fn detect() -> SimdLevel {
     }
 }
 
-/// The first x86 target feature this crate was compiled with that the CPU does not report.
+/// The first x86 target feature of the level table this build was compiled with that the CPU
+/// does not report (read with CPUID: `is_x86_feature_detected!` answers compiled-in features
+/// at compile time).
 #[cfg(target_arch = "x86_64")]
 fn first_missing_feature() -> Option<&'static str> {
-    macro_rules! first_missing {
-        ($($f:tt),* $(,)?) => {{
-            let mut missing = None;
-            $(
-                if missing.is_none()
-                    && cfg!(target_feature = $f)
-                    && !std::arch::is_x86_feature_detected!($f)
-                {
-                    missing = Some($f);
-                }
-            )*
-            missing
-        }};
-    }
-    first_missing!(
-        "sse3",
-        "ssse3",
-        "sse4.1",
-        "sse4.2",
-        "popcnt",
-        "cmpxchg16b",
-        "avx",
-        "avx2",
-        "fma",
-        "bmi1",
-        "bmi2",
-        "lzcnt",
-        "movbe",
-        "f16c",
-        "pclmulqdq",
-        "aes",
-        "adx",
-        "sha",
-        "avx512f",
-        "avx512bw",
-        "avx512cd",
-        "avx512dq",
-        "avx512vl",
-        "avx512ifma",
-        "avx512vbmi",
-        "avx512vbmi2",
-        "avx512vnni",
-        "avx512bitalg",
-        "avx512vpopcntdq",
-        "gfni",
-        "vaes",
-        "vpclmulqdq",
-    )
+    ss2d_core::level::x86::first_missing_compiled()
 }
 
 #[cfg(not(target_arch = "x86_64"))]
