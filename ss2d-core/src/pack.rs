@@ -8,6 +8,8 @@
 //! positions of `LANES` rows are loaded as rows and transposed in registers; walks that are not
 //! contiguous there fall back to a gather.
 
+use crate::shape::Layout;
+
 /// A run of consecutive positions in walk order: step `s` of a chunk of `len` steps is at
 /// `first + s` (`rev == false`) or `first - s` (`rev == true`).
 #[derive(Clone, Copy, Debug)]
@@ -52,4 +54,33 @@ pub(crate) struct Lanes {
     pub lstride: usize,
     /// Lanes in use (`1..=LANES`); the rest are zero on gather and never written on scatter.
     pub nl: usize,
+}
+
+impl Lanes {
+    /// The `nl` lanes from channel `d0` of batch item `b` in a `(B, D, L)` (channel-first) or
+    /// `(B, L, D)` (channel-last) tensor of `dim` channels and `l` positions.
+    #[inline(always)]
+    pub(crate) fn panel(
+        layout: Layout,
+        b: usize,
+        d0: usize,
+        nl: usize,
+        dim: usize,
+        l: usize,
+    ) -> Lanes {
+        match layout {
+            Layout::ChannelFirst => Lanes {
+                base: (b * dim + d0) * l,
+                pstride: 1,
+                lstride: l,
+                nl,
+            },
+            Layout::ChannelLast => Lanes {
+                base: b * l * dim + d0,
+                pstride: dim,
+                lstride: 1,
+                nl,
+            },
+        }
+    }
 }

@@ -9,7 +9,6 @@ use super::{fma, from_arr, splat, LANES, V};
 use crate::fused::{FusedPlan, FusedSplit};
 use crate::pack::Lanes;
 use crate::scan::{vectors_len, Sink, CHUNK};
-use crate::shape::Layout;
 
 level_fn! {
     /// Runs the units `units` of a split of `plan` (its level is this module's).
@@ -58,23 +57,8 @@ level_fn! {
 #[inline(always)]
 fn lanes(plan: &FusedPlan<'_>, b: usize, panel: usize) -> Lanes {
     let s = &plan.s;
-    let l = plan.l;
     let d0 = panel * LANES;
-    let nl = (s.dim - d0).min(LANES);
-    match s.layout {
-        Layout::ChannelFirst => Lanes {
-            base: (b * s.dim + d0) * l,
-            pstride: 1,
-            lstride: l,
-            nl,
-        },
-        Layout::ChannelLast => Lanes {
-            base: b * l * s.dim + d0,
-            pstride: s.dim,
-            lstride: 1,
-            nl,
-        },
-    }
+    Lanes::panel(s.layout, b, d0, (s.dim - d0).min(LANES), s.dim, plan.l)
 }
 
 level_fn! {

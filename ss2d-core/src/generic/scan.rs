@@ -10,7 +10,7 @@ use super::vecs::split_scratch;
 use super::{from_arr, splat, to_arr, LANES, V};
 use crate::pack::{Lanes, Run};
 use crate::scan::{linear_walk, ScanPlan, Sink, CHUNK};
-use crate::shape::{BcLayout, Layout};
+use crate::shape::BcLayout;
 
 level_fn! {
     /// Runs the units `units` of `plan` (its level is this module's).
@@ -80,20 +80,7 @@ fn run_unit(
         .delta_bias
         .map_or(splat(0.0), |t| per_chan(t, 1, 0));
 
-    let lanes = match s.layout {
-        Layout::ChannelFirst => Lanes {
-            base: (b * s.dim + d0) * l,
-            pstride: 1,
-            lstride: l,
-            nl,
-        },
-        Layout::ChannelLast => Lanes {
-            base: b * l * s.dim + d0,
-            pstride: s.dim,
-            lstride: 1,
-            nl,
-        },
-    };
+    let lanes = Lanes::panel(s.layout, b, d0, nl, s.dim, l);
     // Row offset of group data for B/C varying: ((b*G + g)*N + k)*L + p.
     let bc_row = |layout: BcLayout| -> usize {
         match layout {
