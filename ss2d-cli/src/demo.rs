@@ -160,7 +160,7 @@ pub fn command(a: &crate::cli::DemoArgs, out: &mut dyn Write) -> Result<(), Erro
 
     let (diff, scale) = max_diff(&y, &reference);
     let rel = if scale > 0.0 { diff / scale } else { diff };
-    let ok = rel <= 1e-4 && !rel.is_nan();
+    let ok = f64::from(rel) <= crate::bench::CHECK_REL && !rel.is_nan();
     let t = median(&mut totals);
     let d_inner = dims.d_inner;
     let l = grid.h * grid.w;
@@ -190,7 +190,8 @@ pub fn command(a: &crate::cli::DemoArgs, out: &mut dyn Write) -> Result<(), Erro
     ))?;
     w(format!(
         "  check vs reference path: max |fast - ref| = {diff:.3e}, max |ref| = {scale:.3e}, \
-         relative {rel:.2e} (limit 1e-4): {}",
+         relative {rel:.2e} (limit {:.0e}): {}",
+        crate::bench::CHECK_REL,
         if ok { "ok" } else { "FAILED" }
     ))?;
     let stage_txt: Vec<String> = STAGES
