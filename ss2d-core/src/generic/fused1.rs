@@ -196,6 +196,14 @@ fn dir<const P: usize, const ADD: bool>(
         bias[j] = from_arr(per_chan(plan.wts.dt_projs_bias, 1, 0));
     }
     let full = nl[P - 1] == LANES;
+    // Every store of this direction in bounds (full panels, the last position's lanes inside
+    // `out`): then the stores skip their per-step checks.
+    let unchecked = full
+        && l.checked_sub(1)
+            .and_then(|x| x.checked_mul(at.pstride))
+            .and_then(|x| x.checked_add(at.base))
+            .and_then(|x| x.checked_add(P * LANES))
+            .is_some_and(|end| end <= out.len());
     let xbase = b * l * dim + p0 * LANES;
     // proj row of (b, p, k): ((b*L + p)*4 + k)*C = prow + p * pstride.
     let prow = (b * l * 4 + k) * c;
@@ -274,7 +282,14 @@ fn dir<const P: usize, const ADD: bool>(
                     Some(v) => v[j] + y,
                     None => y,
                 };
-                out.put_lanes::<ADD>(o + j * LANES, y, nl[j]);
+                if unchecked {
+                    // SAFETY: `o + j * LANES + LANES <= at.base + (l - 1) * at.pstride + P * LANES
+                    // <= out.len()` (checked above, `p < l`, `j < P`); this unit owns these
+                    // elements of `out` (`Sink` docs).
+                    unsafe { out.put_lanes_unchecked::<ADD>(o + j * LANES, y) };
+                } else {
+                    out.put_lanes::<ADD>(o + j * LANES, y, nl[j]);
+                }
             }
         }
         s0 += len;
