@@ -13,6 +13,12 @@
 //!     y_k[p] = ...                                               // written at p: unpermuted
 //! ```
 //!
+//! At `d_state = 1` on channel-last data (the released VMamba v2/v3 models) a unit walks each
+//! direction once for a group of up to [`MAX_GROUP`] channel panels ([`FusedPlan::with_group`]),
+//! sharing the walk, the projection row and B/C, in two passes per chunk of steps (the dt
+//! projection and the first half of the softplus; then the rest of the step and the state); the
+//! lanes run the same operations as the general kernel, so the bits do not change.
+//!
 //! Merge order (fixed, the same for every split, equal to upstream's cross2d association):
 //! `y = (y0 + y2) + (y1 + y3)`. A work split ([`FusedSplit`]) only changes which buffer holds
 //! which partial sum, never the operations, so results are bitwise identical for every split and

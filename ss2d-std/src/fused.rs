@@ -10,7 +10,9 @@
 //!    `(y0 + y2) + (y1 + y3)` (upstream's cross2d order).
 //! 3. When batch x panels gives too few work items for the threads, directions are split over
 //!    items (pairs, then single directions) into partial buffers combined in that same order, so
-//!    the output is bitwise identical for every thread count.
+//!    the output is bitwise identical for every thread count. At `d_state = 1` a unit takes a
+//!    group of channel panels ([`FusedPlan::with_group`]): the largest group that still gives
+//!    every thread two units.
 
 use ss2d_core::fused::{combine, FusedPlan, FusedShape, FusedSplit, FusedWeights};
 use ss2d_core::{Error, Layout};
