@@ -176,6 +176,7 @@
 pub mod conv;
 pub mod error;
 pub mod fused;
+pub mod gemm;
 pub mod level;
 pub mod math;
 mod pack;
