@@ -34,7 +34,7 @@
 //! ## Determinism
 //! Every product output is one fixed chain of FMAs (`k` ascending), whatever the split, so the
 //! products are bitwise identical for every [`Parallelism`]; channel-first products are split
-//! by output channels, channel-last ones by [`GEMM_BLOCK`] positions. The out-norm's
+//! by output channels, channel-last ones by blocks of 256 positions. The out-norm's
 //! channel-first output is tiled by [`GEMM_BLOCK`] positions. The conv and the LayerNorm give
 //! every output element one fixed-order expression, and the scan is bitwise deterministic by
 //! contract. So the output is bitwise identical for every [`Parallelism`].
