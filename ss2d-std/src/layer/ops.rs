@@ -841,12 +841,7 @@ pub(super) fn untile(cf: bool, t: &[f32], b: usize, l: usize, c: usize) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fill(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::testutil::fill;
 
     #[test]
     fn conv_fast_matches_naive_both_layouts() {
