@@ -29,7 +29,18 @@
 //! is built: channel-first `out (O, L) = W x` broadcasts `W` and runs vectors of positions;
 //! channel-last `out (L, O) = x W^T` broadcasts `x` and runs vectors of output channels.
 //! Before, they ran on the `gemm` crate through `ss2d-gemm` (which `fused` still uses for
-//! `x_proj`); the kernel measured faster at every layer shape (numbers in the branch history).
+//! `x_proj`). `ss2d bench --op layer --threads 1`, medians of 5 interleaved runs of each
+//! binary on the shared 2-core AVX-512 development machine (us, and the share of the FMA peak
+//! measured in the same run):
+//!
+//! | stage | `gemm` crate | `ss2d_core::gemm` |
+//! |---|---|---|
+//! | s1l8 in_proj (96 -> 96, cf) | 541 (49%) | 419 (60%) |
+//! | s1l8 out_proj (96 -> 96, cf) | 512 (51%) | 410 (62%) |
+//! | s2l5 in_proj (96 -> 192, cf) | 1045 (48%) | 791 (61%) |
+//! | s2l5 out_proj (192 -> 96, cf) | 929 (54%) | 771 (64%) |
+//! | vanilla in_proj (96 -> 2 x 192, cl, + SiLU of z) | 1957 (52%) | 1677 (60%) |
+//! | vanilla out_proj (192 -> 96, cl) | 859 (60%) | 776 (65%) |
 //!
 //! ## Determinism
 //! Every product output is one fixed chain of FMAs (`k` ascending), whatever the split, so the
