@@ -23,9 +23,10 @@
 //! so on most machines its roof is memory, not FMAs.
 //!
 //! The share printed is `limit / measured` (100% = at the model's limit). The layer's GEMM
-//! stages run the `gemm` crate, which picks its own instructions at run time whatever `--isa`
-//! says: against the peak of a lower level (e.g. `x86-64`, no FMA) their share can exceed
-//! 100%.
+//! stages (`ss2d_core::gemm`) run at the current level like the other kernels; the `gemm_in`
+//! stage also applies `in_proj`'s bias and, for gated forwards, the SiLU of `z`, which the
+//! model does not count. The fused scan's `x_proj` still runs on the `gemm` crate, which picks
+//! its own instructions at run time whatever `--isa` says.
 
 use std::time::Instant;
 

@@ -45,7 +45,8 @@
 //! straddle a B/C group, so B and C are broadcasts. Inputs are packed per chunk of
 //! [`scan::CHUNK`] steps into L1-sized panels (transposed for channel-first data), so the same
 //! micro-kernel serves both layouts, any [`Walk`] (reversed, 2D directions) and the fused
-//! 2D scan of `ss2d-std`.
+//! 2D scan of `ss2d-std`. The SS2D layer's projections run on [`gemm`], a register-blocked
+//! matrix product on the same lanes (bias and SiLU applied in registers).
 //!
 //! ## Embedded use
 //! The crate is `#![no_std]`, never allocates and needs only scalar `f32` on targets without a
@@ -176,6 +177,7 @@
 pub mod conv;
 pub mod error;
 pub mod fused;
+pub mod gemm;
 pub mod level;
 pub mod math;
 mod pack;

@@ -23,35 +23,32 @@
 //! layout with contiguous inner loops (positions for channel-first, channels for channel-last).
 //!
 //! ## GEMMs
-//! `in_proj` and `out_proj` are products by a `(O, I)` weight over every position. They come
-//! from the `gemm` crate (through `ss2d-gemm`, a bounds-checked safe wrapper), chosen by this
-//! benchmark against `matrixmultiply` 0.3.11 at the layer shapes (L = 56 x 56 = 3136 positions,
-//! one thread, median of 201 interleaved runs, microseconds per product, quiet 16-core Xeon
-//! with AVX-512; `gemm` 0.19 with and without its `x86-v4` feature, which adds runtime-detected
-//! AVX-512 kernels):
+//! `in_proj` and `out_proj` are products by a `(O, I)` weight over every position. They run on
+//! `ss2d_core::gemm` (a register-blocked kernel per SIMD level, with the bias and `in_proj`'s
+//! z SiLU applied in registers) from the weights transposed to `(I, O)` once, when the module
+//! is built: channel-first `out (O, L) = W x` broadcasts `W` and runs vectors of positions;
+//! channel-last `out (L, O) = x W^T` broadcasts `x` and runs vectors of output channels.
+//! Before, they ran on the `gemm` crate through `ss2d-gemm` (which `fused` still uses for
+//! `x_proj`). `ss2d bench --op layer --threads 1`, medians of 5 interleaved runs of each
+//! binary on the shared 2-core AVX-512 development machine (us, and the share of the FMA peak
+//! measured in the same run):
 //!
-//! | product (M x K x N) | matrixmultiply | gemm (AVX2) | gemm `x86-v4` |
-//! |---|---|---|---|
-//! | cf in_proj s1l8: (96 x 96) @ (96 x 3136) | 962-1181 | 876-1249 | 473 |
-//! | cf in_proj s2l5: (192 x 96) @ (96 x 3136) | 1907-2383 | 2183-2561 | 972 |
-//! | cf out_proj s2l5: (96 x 192) @ (192 x 3136) | 1889-2517 | 1591-2594 | 1010 |
-//! | cl in_proj v0: (3136 x 96) @ (96 x 384) | 3463-4392 | 2973-4625 | 1627 |
-//! | cl out_proj v0: (3136 x 192) @ (192 x 96) | 1851-2280 | 1420-1506 | 1159 |
-//! | cl (3136 x 96) @ (96 x 192) | 1886-2111 | 1753-2193 | 1116 |
-//!
-//! (ranges: two runs.) On the 2-core development machine (AVX-512, heavily shared) the
-//! `x86-v4` build measured 770 / 1490 / 1569 / 2938 / 1556 / 1433 us against matrixmultiply's
-//! 1305 / 2734 / 2712 / 4918 / 2671 / 2468 us. Without AVX-512 the two crates are within noise
-//! of each other; with it `gemm` is about twice as fast, so `gemm` (with `x86-v4`) it is.
-//! Splitting the channel-first products by output rows instead of by positions costs 30-50%
-//! with either crate (measured), so the products are split by positions only.
+//! | stage | `gemm` crate | `ss2d_core::gemm` |
+//! |---|---|---|
+//! | s1l8 in_proj (96 -> 96, cf) | 541 (49%) | 419 (60%) |
+//! | s1l8 out_proj (96 -> 96, cf) | 512 (51%) | 410 (62%) |
+//! | s2l5 in_proj (96 -> 192, cf) | 1045 (48%) | 791 (61%) |
+//! | s2l5 out_proj (192 -> 96, cf) | 929 (54%) | 771 (64%) |
+//! | vanilla in_proj (96 -> 2 x 192, cl, + SiLU of z) | 1957 (52%) | 1677 (60%) |
+//! | vanilla out_proj (192 -> 96, cl) | 859 (60%) | 776 (65%) |
 //!
 //! ## Determinism
-//! The products are cut into blocks of [`GEMM_BLOCK`] positions, a constant: the same `gemm`
-//! calls run whatever the thread count, and threads only decide who runs which block (`gemm`'s
-//! own threading stays off). The conv and the LayerNorm give every output element one
-//! fixed-order expression, and the scan is bitwise deterministic by contract. So the output is
-//! bitwise identical for every [`Parallelism`].
+//! Every product output is one fixed chain of FMAs (`k` ascending), whatever the split, so the
+//! products are bitwise identical for every [`Parallelism`]; channel-first products are split
+//! by output channels, channel-last ones by blocks of 256 positions. The out-norm's
+//! channel-first output is tiled by [`GEMM_BLOCK`] positions. The conv and the LayerNorm give
+//! every output element one fixed-order expression, and the scan is bitwise deterministic by
+//! contract. So the output is bitwise identical for every [`Parallelism`].
 //!
 //! ## Backends
 //! [`Backend::Fast`] is the production path (the fused scan, through one private switch

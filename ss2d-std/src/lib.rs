@@ -3,10 +3,10 @@
 //! Threads (rayon), VMamba's 2D cross-scan and cross-merge, the fused 4-direction SS2D scan and
 //! the SS2D layer, on top of the `no_std` kernels of `ss2d-core`.
 //!
-//! Cargo feature `layer` (on by default): the SS2D layer ([`layer`]) and the fused SS2D scan
-//! ([`fused`]), the two users of the GEMM (`ss2d-gemm`). With `default-features = false` the
-//! crate builds only the scans (the selective scan, cross-scan / cross-merge and the unfused
-//! SS2D scan) and pulls in no GEMM code.
+//! Cargo feature `layer` (on by default): the SS2D layer ([`layer`], its products on
+//! `ss2d_core::gemm`) and the fused SS2D scan ([`fused`], its `x_proj` on `ss2d-gemm`). With
+//! `default-features = false` the crate builds only the scans (the selective scan, cross-scan /
+//! cross-merge and the unfused SS2D scan) and pulls in no GEMM code.
 //!
 //! Every entry point takes a [`Parallelism`], the one executor of the crate (and of
 //! `ss2d-capi`): on the calling thread, on `n` threads of the library's pool, on a caller's
@@ -68,6 +68,10 @@ pub mod cross;
 pub mod fused;
 #[cfg(feature = "layer")]
 pub mod layer;
+#[cfg(feature = "layer")]
+mod proj;
+#[cfg(all(test, feature = "layer"))]
+mod testutil;
 pub mod unfused;
 
 pub mod cpu;

@@ -5,7 +5,7 @@
 //!
 //! Entry points (called through `platform::dispatch!`): `scan::run_units`,
 //! `fused::run_units`, `transpose::transpose_cols`, `math::map_slice`, `conv::depthwise_row`,
-//! `peak::fma_chains`.
+//! `peak::fma_chains`, `gemm::matmul`.
 
 #[allow(unused_imports)]
 pub(crate) use super::{
@@ -15,6 +15,7 @@ pub(crate) use super::{
 
 pub(crate) mod fused;
 pub(crate) mod fused1;
+pub(crate) mod gemm;
 pub(crate) mod kernel;
 pub(crate) mod math;
 pub(crate) mod pack;

@@ -172,51 +172,35 @@ impl Ss2d {
         let (dm, di) = (d.d_model, d.d_inner);
         let bdl = b * di * l;
         let naive = backend == Backend::Reference;
-        let mut scratch = crate::pool::take(0);
 
-        // 1-2. in_proj, split, z activation.
+        // 1-2. in_proj (+ bias), split, z activation (fused into the product unless the
+        // intermediates are recorded: the golden in_proj_out is before it).
         let t0 = Instant::now();
-        let wx = &w.in_proj_weight[..di * dm];
+        let in_bias = w.in_proj_bias.as_deref();
+        let lin_x = ops::Linear {
+            w: &w.in_proj_weight[..di * dm],
+            wt: &self.proj_t[0],
+            o: di,
+            i: dm,
+            bias: in_bias.map(|v| &v[..di]),
+        };
         let mut x = crate::pool::take(bdl);
-        ops::linear(
-            naive,
-            cf,
-            wx,
-            di,
-            dm,
-            input,
-            b,
-            l,
-            &mut x,
-            &mut scratch,
-            par,
-        );
-        if let Some(bias) = &w.in_proj_bias {
-            ops::add_channel_bias(cf, &bias[..di], b, l, &mut x, par);
-        }
+        ops::linear(naive, cf, &lin_x, false, input, b, l, &mut x, par);
         let z = if d.forward.has_z() {
-            let wz = &w.in_proj_weight[di * dm..];
+            let lin_z = ops::Linear {
+                w: &w.in_proj_weight[di * dm..],
+                wt: &self.proj_t[1],
+                bias: in_bias.map(|v| &v[di..]),
+                ..lin_x
+            };
+            let silu = d.forward.z == ZBranch::Silu;
+            let fuse = silu && debug.is_none();
             let mut z = crate::pool::take(bdl);
-            ops::linear(
-                naive,
-                cf,
-                wz,
-                di,
-                dm,
-                input,
-                b,
-                l,
-                &mut z,
-                &mut scratch,
-                par,
-            );
-            if let Some(bias) = &w.in_proj_bias {
-                ops::add_channel_bias(cf, &bias[di..], b, l, &mut z, par);
-            }
+            ops::linear(naive, cf, &lin_z, fuse, input, b, l, &mut z, par);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.in_proj_out = ops::concat_channels(cf, &x, &z, b, l, di);
             }
-            if d.forward.z == ZBranch::Silu {
+            if silu && !fuse {
                 ops::silu_inplace(naive, &mut z, par);
             }
             Some(z)
@@ -320,13 +304,15 @@ impl Ss2d {
 
         // 14. out_proj (+ bias).
         let t0 = Instant::now();
-        let wo = &w.out_proj_weight;
-        ops::linear_from_tiles(naive, cf, wo, dm, di, &yn, b, l, output, &mut scratch, par);
-        if let Some(bias) = &w.out_proj_bias {
-            ops::add_channel_bias(cf, bias, b, l, output, par);
-        }
+        let lin_o = ops::Linear {
+            w: &w.out_proj_weight,
+            wt: &self.proj_t[2],
+            o: dm,
+            i: di,
+            bias: w.out_proj_bias.as_deref(),
+        };
+        ops::linear_from_tiles(naive, cf, &lin_o, &yn, b, l, output, par);
         crate::pool::give(yn);
-        crate::pool::give(scratch);
         t.gemm_out = t0.elapsed();
         Ok(())
     }

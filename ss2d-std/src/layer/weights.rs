@@ -126,6 +126,9 @@ pub struct Ss2d {
     pub(super) weights: Ss2dWeights,
     /// `conv2d.weight` transposed to `(k*k, d_inner)` for the channel-last conv.
     pub(super) conv_taps: Vec<f32>,
+    /// The products' weights transposed to `(in, out)` for `ss2d_core::gemm`: `in_proj`'s x
+    /// rows, its z rows (empty without z), `out_proj`.
+    pub(super) proj_t: [Vec<f32>; 3],
 }
 
 impl Ss2d {
@@ -320,10 +323,17 @@ impl Ss2d {
             }
             None => Vec::new(),
         };
+        let ipw = &weights.in_proj_weight;
+        let proj_t = [
+            super::ops::transpose(&ipw[..di * dm], di, dm),
+            super::ops::transpose(&ipw[di * dm..], dp - di, dm),
+            super::ops::transpose(&weights.out_proj_weight, dm, di),
+        ];
         Ok(Ss2d {
             dims,
             weights,
             conv_taps,
+            proj_t,
         })
     }
 
