@@ -68,8 +68,6 @@ pub mod cross;
 pub mod fused;
 #[cfg(feature = "layer")]
 pub mod layer;
-#[cfg(feature = "layer")]
-mod proj;
 #[cfg(all(test, feature = "layer"))]
 mod testutil;
 pub mod unfused;
