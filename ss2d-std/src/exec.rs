@@ -168,8 +168,16 @@ pub fn library_pool_threads() -> usize {
     }
 }
 
-/// Runs `f(i)` for every `i` in `0..n` on `workers` threads of `pool`, each taking the next
-/// index until none is left (so no more than `workers` run at once, whatever the pool's size).
+/// Runs `f(i)` for every `i` in `0..n` on the calling thread and `workers - 1` threads of
+/// `pool`, each taking the next index until none is left (so no more than `workers` run at
+/// once, whatever the pool's size).
+///
+/// The calling thread works from the start instead of handing the whole call to the pool and
+/// sleeping until it returns: a call costs one wake-up fewer on the way in and, when the
+/// caller takes the last item, none on the way out, and the caller's first items run on the
+/// data it just wrote. The helpers are started as a tree (each started helper starts up to
+/// two more before it works), so that no thread pays for waking all the others: the last
+/// helper is about `log2(workers)` wake-ups away instead of `workers - 1`.
 fn on_pool(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
     let next = AtomicUsize::new(0);
     let work = || loop {
@@ -179,16 +187,39 @@ fn on_pool(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize
         }
         f(i);
     };
-    pool.scope(|s| {
-        for _ in 1..workers {
-            s.spawn(|_| work());
-        }
+    pool.in_place_scope(|s| {
+        helpers(s, workers - 1, &work);
         work();
     });
 }
 
+/// Starts `count` helpers running `work` on `s`: two subtrees of about half each, whose root
+/// helper starts its own subtrees before it works.
+fn helpers<'s>(s: &rayon::Scope<'s>, count: usize, work: &'s (dyn Fn() + Sync)) {
+    let half = count / 2;
+    for part in [count - half, half] {
+        if part > 0 {
+            s.spawn(move |s| {
+                helpers(s, part - 1, work);
+                work();
+            });
+        }
+    }
+}
+
 /// A slot of `T` taken at most once.
 type Cell<T> = Mutex<Option<T>>;
+
+/// Runs every result of `results` (all of them, in order) and returns the first error.
+fn first_error<E>(results: impl Iterator<Item = Result<(), E>>) -> Result<(), E> {
+    let mut first = Ok(());
+    for r in results {
+        if let (Ok(()), Err(e)) = (&first, r) {
+            first = Err(e);
+        }
+    }
+    first
+}
 
 fn take<T>(c: &Cell<T>) -> Option<T> {
     c.lock().unwrap_or_else(PoisonError::into_inner).take()
@@ -265,30 +296,40 @@ impl Parallelism<'_> {
         E: Send,
         F: Fn(T) -> Result<(), E> + Sync,
     {
-        let count = match self {
-            Parallelism::Host(_) => self.items_for(usize::MAX),
-            _ => usize::MAX,
-        };
-        let groups = groups(items, count);
-        let g = groups.len();
-        if g <= 1 || self.is_sequential() {
-            return groups.into_iter().flatten().try_for_each(f);
+        let n = items.len();
+        if n <= 1 || self.is_sequential() {
+            return first_error(items.into_iter().map(&f));
         }
-        let cells: Vec<Cell<Vec<T>>> = groups.into_iter().map(|v| Mutex::new(Some(v))).collect();
-        let errs: Vec<Cell<E>> = (0..g).map(|_| Mutex::new(None)).collect();
-        let run = |i: usize| {
-            let Some(group) = cells.get(i).and_then(take) else {
+        // One item per group, unless a host names a count: then that many contiguous groups.
+        let count = match self {
+            Parallelism::Host(_) => self.items_for(n),
+            _ => n,
+        };
+        let starts = group_starts(n, count);
+        let count = starts.len() - 1;
+        let cells: Vec<Cell<T>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+        let err: Mutex<Option<(usize, E)>> = Mutex::new(None);
+        let run = |g: usize| {
+            let (Some(&a), Some(&b)) = (starts.get(g), starts.get(g + 1)) else {
                 return;
             };
-            if let Err(e) = group.into_iter().try_for_each(&f) {
-                *errs[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            for (i, cell) in cells.iter().enumerate().take(b).skip(a) {
+                let Some(t) = take(cell) else {
+                    continue;
+                };
+                if let Err(e) = f(t) {
+                    let mut first = err.lock().unwrap_or_else(PoisonError::into_inner);
+                    if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *first = Some((i, e));
+                    }
+                }
             }
         };
-        self.run_indexed(g, &run);
+        self.run_indexed(count, &run);
         // Whatever a host skipped runs here.
-        (0..g).for_each(run);
-        match errs.into_iter().find_map(|e| take(&e)) {
-            Some(e) => Err(e),
+        (0..count).for_each(run);
+        match err.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some((_, e)) => Err(e),
             None => Ok(()),
         }
     }
@@ -357,12 +398,11 @@ impl Parallelism<'_> {
         // Every item gets its own slot from the free list for the time it runs; should a
         // caller's pool run more items at once than it has threads, the extra ones use pool
         // buffers instead of waiting.
-        let direct = groups(items, usize::MAX);
-        self.try_for_each(direct, |group| {
+        self.try_for_each(items, |t| {
             let slot = free.lock().unwrap_or_else(PoisonError::into_inner).pop();
             match slot {
                 Some(s) if s.len() == per => {
-                    let r = group.into_iter().try_for_each(|t| f(t, &mut *s));
+                    let r = f(t, &mut *s);
                     free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
                     r
                 }
@@ -370,8 +410,7 @@ impl Parallelism<'_> {
                     if let Some(s) = other {
                         free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
                     }
-                    let mut b = Buf::new(per);
-                    group.into_iter().try_for_each(|t| f(t, &mut b))
+                    f(t, &mut Buf::new(per))
                 }
             }
         })
@@ -414,16 +453,12 @@ impl ParallelFor for ScopedThreads {
     }
 }
 
-/// Cuts `units` into at most `count` contiguous groups (in order; sizes differ by at most
-/// one; every group non-empty unless there are no units).
-pub(crate) fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
-    let n = units.len();
+/// Where the groups start when `n` items are cut into `count` contiguous groups (in order,
+/// sizes differing by at most one): group `g` is `starts[g]..starts[g + 1]`; `count + 1`
+/// entries, the last `n`. `count` is clamped to `1..=n` (to 1 when `n` is 0).
+fn group_starts(n: usize, count: usize) -> Vec<usize> {
     let count = count.clamp(1, n.max(1));
-    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
-    for (i, u) in units.into_iter().enumerate() {
-        out[i * count / n.max(1)].push(u);
-    }
-    out
+    (0..=count).map(|g| (g * n).div_ceil(count)).collect()
 }
 
 #[cfg(test)]
@@ -432,10 +467,10 @@ mod tests {
 
     #[test]
     fn groups_keep_order_and_balance() {
-        let g = groups((0..10).collect(), 3);
-        assert_eq!(g, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
-        assert_eq!(groups(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
-        assert_eq!(groups(vec![1, 2], 9), vec![vec![1], vec![2]]);
+        assert_eq!(group_starts(10, 3), vec![0, 4, 7, 10]);
+        assert_eq!(group_starts(0, 4), vec![0, 0]);
+        assert_eq!(group_starts(2, 9), vec![0, 1, 2]);
+        assert_eq!(group_starts(5, 0), vec![0, 5]);
     }
 
     #[test]

@@ -47,8 +47,8 @@
 //! with either crate (measured), so the products are split by positions only.
 //!
 //! ## Determinism
-//! The products are cut into blocks of [`GEMM_BLOCK`] positions, a constant: the same `gemm`
-//! calls run whatever the thread count, and threads only decide who runs which block (`gemm`'s
+//! The products are cut into blocks of [`GEMM_BLOCK`] (channel-first) or [`GEMM_BLOCK_CL`]
+//! (channel-last) positions, constants: the same `gemm` calls run whatever the thread count, and threads only decide who runs which block (`gemm`'s
 //! own threading stays off). The conv and the LayerNorm give every output element one
 //! fixed-order expression, and the scan is bitwise deterministic by contract. So the output is
 //! bitwise identical for every [`Parallelism`].
@@ -83,7 +83,7 @@ pub use config::{
 };
 pub use error::LayerError;
 pub use forward::{Backend, ForwardOptions, Intermediates, StageTimes, STAGES};
-pub use ops::GEMM_BLOCK;
+pub use ops::{GEMM_BLOCK, GEMM_BLOCK_CL};
 pub use weights::{Ss2d, Ss2dWeights, TensorRef};
 
 /// Directions of the cross-scan (`k_group`).

@@ -174,64 +174,61 @@ impl Ss2d {
         let naive = backend == Backend::Reference;
         let mut scratch = crate::pool::take(0);
 
-        // 1-2. in_proj, split, z activation.
+        // 1-2. in_proj, split, z activation: the x and z products (+ bias, z's SiLU) in one
+        // parallel pass. The channel-first fast path leaves x and z tiled (`ops` module
+        // docs): the conv gathers its planes from the tiles and the gate reads z's tiles.
+        // With intermediates requested, the activations run as separate (elementwise, so
+        // bitwise identical) passes after the products are recorded.
         let t0 = Instant::now();
-        let wx = &w.in_proj_weight[..di * dm];
+        let tiled = cf && !naive;
+        let fuse = debug.is_none();
+        let bias = w.in_proj_bias.as_deref();
+        let z_silu = d.forward.z == ZBranch::Silu;
         let mut x = crate::pool::take(bdl);
-        ops::linear(
-            naive,
-            cf,
-            wx,
-            di,
-            dm,
-            input,
-            b,
-            l,
-            &mut x,
-            &mut scratch,
-            par,
-        );
-        if let Some(bias) = &w.in_proj_bias {
-            ops::add_channel_bias(cf, &bias[..di], b, l, &mut x, par);
+        let mut z = d.forward.has_z().then(|| crate::pool::take(bdl));
+        let mut projs = vec![ops::Proj {
+            w: &w.in_proj_weight[..di * dm],
+            out: &mut x,
+            tail: ops::Tail {
+                bias: bias.map(|b| &b[..di]),
+                silu: false,
+            },
+        }];
+        if let Some(z) = z.as_deref_mut() {
+            projs.push(ops::Proj {
+                w: &w.in_proj_weight[di * dm..],
+                out: z,
+                tail: ops::Tail {
+                    bias: bias.map(|b| &b[di..]),
+                    silu: z_silu && fuse,
+                },
+            });
         }
-        let z = if d.forward.has_z() {
-            let wz = &w.in_proj_weight[di * dm..];
-            let mut z = crate::pool::take(bdl);
-            ops::linear(
-                naive,
-                cf,
-                wz,
-                di,
-                dm,
-                input,
-                b,
-                l,
-                &mut z,
-                &mut scratch,
-                par,
-            );
-            if let Some(bias) = &w.in_proj_bias {
-                ops::add_channel_bias(cf, &bias[di..], b, l, &mut z, par);
-            }
-            if let Some(dbg) = debug.as_deref_mut() {
-                dbg.in_proj_out = ops::concat_channels(cf, &x, &z, b, l, di);
-            }
-            if d.forward.z == ZBranch::Silu {
-                ops::silu_inplace(naive, &mut z, par);
-            }
-            Some(z)
-        } else {
-            if let Some(dbg) = debug.as_deref_mut() {
-                dbg.in_proj_out = x.clone();
-            }
-            None
-        };
+        ops::linear(naive, cf, di, dm, input, b, l, projs, par);
+        if let Some(dbg) = debug.as_deref_mut() {
+            let module = |v: &[f32]| {
+                if tiled {
+                    ops::untile(cf, v, b, l, di)
+                } else {
+                    v.to_vec()
+                }
+            };
+            dbg.in_proj_out = match z.as_deref() {
+                Some(z) => ops::concat_channels(cf, &module(&x), &module(z), b, l, di),
+                None => module(&x),
+            };
+        }
+        if let Some(z) = z.as_deref_mut().filter(|_| z_silu && !fuse) {
+            ops::silu_inplace(naive, z, par);
+        }
         t.gemm_in = t0.elapsed();
 
-        // 3-5. depthwise conv (+ bias), SiLU.
+        // 3-5. depthwise conv (+ bias), SiLU: one parallel pass (the conv reads x's tiles on
+        // the channel-first fast path); without a conv, x's tiles are copied into place with
+        // the SiLU.
         let t0 = Instant::now();
-        let x = if let Some(cw) = &w.conv2d_weight {
-            let mut xc = crate::pool::take(bdl);
+        let mut xc = crate::pool::take(bdl);
+        if let Some(cw) = &w.conv2d_weight {
             let conv = ops::ConvArgs {
                 k: d.d_conv,
                 weight: cw,
@@ -241,18 +238,23 @@ impl Ss2d {
                 h: grid.h,
                 w: grid.w,
             };
-            ops::dwconv(naive, cf, &conv, &x, b, &mut xc, par);
-            crate::pool::give(x);
+            ops::dwconv(naive, cf, &conv, &x, tiled, b, &mut xc, fuse, par);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
+                ops::silu_inplace(naive, &mut xc, par);
             }
-            ops::silu_inplace(naive, &mut xc, par);
-            xc
+        } else if tiled {
+            let silu = ops::Tail {
+                bias: None,
+                silu: true,
+            };
+            ops::untile_into(&x, di, b, l, &mut xc, silu, par);
         } else {
-            let mut x = x;
-            ops::silu_inplace(naive, &mut x, par);
-            x
-        };
+            std::mem::swap(&mut x, &mut xc);
+            ops::silu_inplace(naive, &mut xc, par);
+        }
+        crate::pool::give(x);
+        let x = xc;
         t.conv = t0.elapsed();
 
         // 6-11. the scan.
@@ -321,10 +323,21 @@ impl Ss2d {
         // 14. out_proj (+ bias).
         let t0 = Instant::now();
         let wo = &w.out_proj_weight;
-        ops::linear_from_tiles(naive, cf, wo, dm, di, &yn, b, l, output, &mut scratch, par);
-        if let Some(bias) = &w.out_proj_bias {
-            ops::add_channel_bias(cf, bias, b, l, output, par);
-        }
+        let bias = w.out_proj_bias.as_deref();
+        ops::linear_from_tiles(
+            naive,
+            cf,
+            wo,
+            dm,
+            di,
+            &yn,
+            b,
+            l,
+            output,
+            bias,
+            &mut scratch,
+            par,
+        );
         crate::pool::give(yn);
         crate::pool::give(scratch);
         t.gemm_out = t0.elapsed();
