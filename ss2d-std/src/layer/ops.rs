@@ -647,33 +647,39 @@ fn norm_tile_cf(
     let zrow = |ch: usize| z.map(|z| &z[ch * nb..(ch + 1) * nb]);
     match a.kind {
         OutNorm::LayerNorm => {
-            let mut mean = vec![0.0f32; nb];
+            // Per position: sums over the channels in order, vectorized across positions.
+            let (mut mean, mut var) = ([0.0f32; GEMM_BLOCK], [0.0f32; GEMM_BLOCK]);
+            let (mean, var) = (&mut mean[..nb], &mut var[..nb]);
             for ch in 0..c {
                 mean.iter_mut().zip(row(ch)).for_each(|(m, &x)| *m += x);
             }
             let inv_c = c as f32;
             mean.iter_mut().for_each(|m| *m /= inv_c);
-            let mut var = vec![0.0f32; nb];
             for ch in 0..c {
-                for ((v, &x), &m) in var.iter_mut().zip(row(ch)).zip(&mean) {
+                for ((v, &x), &m) in var.iter_mut().zip(row(ch)).zip(&*mean) {
                     let d = x - m;
                     *v += d * d;
                 }
             }
-            let rstd: Vec<f32> = var
-                .iter()
-                .map(|&v| 1.0 / (v / inv_c + super::LN_EPS).sqrt())
-                .collect();
+            // var becomes rstd.
+            var.iter_mut()
+                .for_each(|v| *v = 1.0 / (*v / inv_c + super::LN_EPS).sqrt());
+            let rstd = &*var;
             for ch in 0..c {
                 let out = &mut tile[ch * nb..(ch + 1) * nb];
                 let (wt, bs) = match (a.weight, a.bias) {
                     (Some(w), Some(b)) => (w[ch], b[ch]),
                     _ => (1.0, 0.0),
                 };
-                let affine = a.weight.is_some();
-                for (p, (o, &x)) in out.iter_mut().zip(row(ch)).enumerate() {
-                    let n = (x - mean[p]) * rstd[p];
-                    *o = if affine { n * wt + bs } else { n };
+                let stats = mean.iter().zip(rstd);
+                if a.weight.is_some() {
+                    for ((o, &x), (&m, &r)) in out.iter_mut().zip(row(ch)).zip(stats) {
+                        *o = (x - m) * r * wt + bs;
+                    }
+                } else {
+                    for ((o, &x), (&m, &r)) in out.iter_mut().zip(row(ch)).zip(stats) {
+                        *o = (x - m) * r;
+                    }
                 }
                 if a.gelu {
                     out.iter_mut().for_each(|o| *o = gelu(*o));
@@ -1020,6 +1026,27 @@ mod tests {
             silu_inplace(false, &mut direct, Sequential);
             assert_eq!(bits(&back), bits(&direct), "{par:?}");
         }
+    }
+
+    /// The fixed items of one 56 x 56 image (batch 1, a stage-1 layer: 96 or 192 channels)
+    /// give 16 threads about three or more each in every pass, so that threads that start
+    /// late or run slow are made up for by the others; the channel-last products are the
+    /// exception (blocks of fewer rows repack the weight per call).
+    #[test]
+    fn batch_one_items_spread_over_sixteen_threads() {
+        let (h, w, l) = (56usize, 56usize, 56 * 56);
+        let per_thread = |items: usize| items as f64 / 16.0;
+        // Channel-first products, out-norm tiles.
+        assert_eq!(blocks(l).count(), 49);
+        assert!(per_thread(blocks(l).count()) >= 3.0);
+        // Channel-first conv: one plane per item; copy-back: rows of whole channels.
+        assert_eq!((ROW_ITEM / l).max(1), 1);
+        assert!(per_thread(96) >= 4.0);
+        // Channel-last conv and out-norm.
+        assert_eq!(h * w.div_ceil(CONV_PIXELS), 112);
+        assert_eq!(l.div_ceil(NORM_ROWS), 98);
+        // Channel-last products: x and z in one pass (26 items), out_proj alone (13).
+        assert_eq!(l.div_ceil(GEMM_BLOCK_CL), 13);
     }
 
     #[test]
