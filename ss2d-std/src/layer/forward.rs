@@ -172,7 +172,6 @@ impl Ss2d {
         let (dm, di) = (d.d_model, d.d_inner);
         let bdl = b * di * l;
         let naive = backend == Backend::Reference;
-        let mut scratch = crate::pool::take(0);
 
         // 1-2. in_proj, split, z activation: the x and z products (+ bias, z's SiLU) in one
         // parallel pass. The channel-first fast path leaves x and z tiled (`ops` module
@@ -259,8 +258,8 @@ impl Ss2d {
 
         // 6-11. the scan.
         let t0 = Instant::now();
+        // Every scan writes all of y (stale contents are fine): no serial clearing pass.
         let mut y = crate::pool::take(bdl);
-        y.fill(0.0);
         let shape = d.scan_shape(grid);
         let sw = self.scan_weights();
         match d.forward.scan() {
@@ -324,6 +323,8 @@ impl Ss2d {
         let t0 = Instant::now();
         let wo = &w.out_proj_weight;
         let bias = w.out_proj_bias.as_deref();
+        // The channel-first fast path's product tiles, before they are copied into place.
+        let mut scratch = crate::pool::take(if tiled { b * dm * l } else { 0 });
         ops::linear_from_tiles(
             naive,
             cf,
