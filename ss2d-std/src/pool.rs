@@ -109,7 +109,8 @@ mod tests {
             give(vec![0.0; 2]);
             assert!(POOL.with(|p| p.borrow().iter().all(|b| b.capacity() >= 4)));
             // The large buffer comes back, not a small one grown.
-            assert_eq!(take(1000).as_ptr(), at);
+            let back = take(1000);
+            assert_eq!(back.as_ptr(), at);
         })
         .join()
         .unwrap();
