@@ -17,11 +17,13 @@
 //!
 //! ## The library pool
 //!
-//! - **One pool per process.** It has as many threads as the largest [`Parallelism::Threads`]
-//!   request so far; a larger request replaces it by a larger pool (the old pool's threads
-//!   exit as soon as the calls still running on it return). A request for fewer threads runs
-//!   on the same pool with that many of its threads. The number of distinct thread counts
-//!   asked for does not matter.
+//! - **One pool per process.** A call on `n` threads runs on the calling thread and `n - 1`
+//!   threads of the pool, so the pool has one thread fewer than the largest
+//!   [`Parallelism::Threads`] request so far (no idle pool thread competes with the caller
+//!   for a CPU); a larger request replaces it by a larger pool (the old pool's threads exit
+//!   as soon as the calls still running on it return). A request for fewer threads runs on
+//!   the same pool with that many of its threads. The number of distinct thread counts asked
+//!   for does not matter.
 //! - **Capped at [`max_threads`]**: the number of CPUs this process may run on
 //!   ([`std::thread::available_parallelism`], which honours affinity masks and cgroup quotas;
 //!   64 where the platform cannot tell). More threads than that cannot run at once: they
@@ -102,6 +104,7 @@ pub fn max_threads() -> usize {
 /// The library pool and the process that built it.
 struct Shared {
     pid: u32,
+    /// The largest request it serves: the pool's threads and the caller.
     threads: usize,
     pool: Arc<rayon::ThreadPool>,
 }
@@ -122,8 +125,9 @@ fn retire(old: Option<Shared>, pid: u32) {
     }
 }
 
-/// The library pool with at least `n` threads (`2 <= n <= max_threads()`), built or grown on
-/// demand; `None` when the OS refuses the threads.
+/// The library pool for calls on up to `n` threads (`2 <= n <= max_threads()`): at least
+/// `n - 1` threads beside the caller, built or grown on demand; `None` when the OS refuses
+/// the threads.
 fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     let pid = std::process::id();
     {
@@ -136,7 +140,7 @@ fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     }
     // Built without the lock held: the lock is only ever held for a few loads and stores.
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(n - 1)
         .thread_name(|i| format!("ss2d-{i}"))
         .build()
         .ok()?;
@@ -158,8 +162,9 @@ fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     Some(pool)
 }
 
-/// Threads of the library pool (0 before the first threaded call, or when the pool was
-/// inherited across a fork and not yet rebuilt).
+/// Threads a call on the library pool may use: its threads and the calling thread, the
+/// largest [`Parallelism::Threads`] request so far, clamped to [`max_threads`] (0 before the
+/// first threaded call, or when the pool was inherited across a fork and not yet rebuilt).
 pub fn library_pool_threads() -> usize {
     let g = LIBRARY.lock().unwrap_or_else(PoisonError::into_inner);
     match g.as_ref() {
