@@ -7,8 +7,8 @@
 //! | variant | where the items run |
 //! |---|---|
 //! | [`Parallelism::Sequential`] | on the calling thread |
-//! | [`Parallelism::Threads`] | on the library's pool, with at most `n` of its threads |
-//! | [`Parallelism::Pool`] | on the caller's rayon pool |
+//! | [`Parallelism::Threads`] | on the calling thread and at most `n - 1` threads of the library's pool |
+//! | [`Parallelism::Pool`] | on the calling thread and the caller's rayon pool |
 //! | [`Parallelism::Host`] | through the caller's [`ParallelFor`] (e.g. a C host's `parallel_for`) |
 //!
 //! How the work is cut never depends on which threads run it (the cut depends at most on the
@@ -71,10 +71,11 @@ pub enum Parallelism<'p> {
     /// Everything on the calling thread.
     #[default]
     Sequential,
-    /// At most `n` threads of the library's one pool (0 or 1 = sequential; clamped to
-    /// [`max_threads`]).
+    /// At most `n` threads: the calling thread and `n - 1` of the library's one pool (0 or 1
+    /// = sequential; clamped to [`max_threads`]).
     Threads(usize),
-    /// The caller's rayon pool, all its threads.
+    /// The caller's rayon pool: as many threads as it has, the calling thread one of them
+    /// (it works on the call too, and is one of the pool's when called from inside it).
     Pool(&'p rayon::ThreadPool),
     /// The host's parallel loop.
     Host(&'p dyn ParallelFor),
