@@ -7,8 +7,8 @@
 //! | variant | where the items run |
 //! |---|---|
 //! | [`Parallelism::Sequential`] | on the calling thread |
-//! | [`Parallelism::Threads`] | on the library's pool, with at most `n` of its threads |
-//! | [`Parallelism::Pool`] | on the caller's rayon pool |
+//! | [`Parallelism::Threads`] | on the calling thread and at most `n - 1` threads of the library's pool |
+//! | [`Parallelism::Pool`] | on the calling thread and the caller's rayon pool |
 //! | [`Parallelism::Host`] | through the caller's [`ParallelFor`] (e.g. a C host's `parallel_for`) |
 //!
 //! How the work is cut never depends on which threads run it (the cut depends at most on the
@@ -17,11 +17,13 @@
 //!
 //! ## The library pool
 //!
-//! - **One pool per process.** It has as many threads as the largest [`Parallelism::Threads`]
-//!   request so far; a larger request replaces it by a larger pool (the old pool's threads
-//!   exit as soon as the calls still running on it return). A request for fewer threads runs
-//!   on the same pool with that many of its threads. The number of distinct thread counts
-//!   asked for does not matter.
+//! - **One pool per process.** A call on `n` threads runs on the calling thread and `n - 1`
+//!   threads of the pool, so the pool has one thread fewer than the largest
+//!   [`Parallelism::Threads`] request so far (no idle pool thread competes with the caller
+//!   for a CPU); a larger request replaces it by a larger pool (the old pool's threads exit
+//!   as soon as the calls still running on it return). A request for fewer threads runs on
+//!   the same pool with that many of its threads. The number of distinct thread counts asked
+//!   for does not matter.
 //! - **Capped at [`max_threads`]**: the number of CPUs this process may run on
 //!   ([`std::thread::available_parallelism`], which honours affinity masks and cgroup quotas;
 //!   64 where the platform cannot tell). More threads than that cannot run at once: they
@@ -38,7 +40,7 @@
 //! - If a pool cannot be built (the OS refuses threads), the call runs on the calling thread:
 //!   the result is the same.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::pool::Buf;
@@ -69,10 +71,11 @@ pub enum Parallelism<'p> {
     /// Everything on the calling thread.
     #[default]
     Sequential,
-    /// At most `n` threads of the library's one pool (0 or 1 = sequential; clamped to
-    /// [`max_threads`]).
+    /// At most `n` threads: the calling thread and `n - 1` of the library's one pool (0 or 1
+    /// = sequential; clamped to [`max_threads`]).
     Threads(usize),
-    /// The caller's rayon pool, all its threads.
+    /// The caller's rayon pool: as many threads as it has, the calling thread one of them
+    /// (it works on the call too, and is one of the pool's when called from inside it).
     Pool(&'p rayon::ThreadPool),
     /// The host's parallel loop.
     Host(&'p dyn ParallelFor),
@@ -102,6 +105,7 @@ pub fn max_threads() -> usize {
 /// The library pool and the process that built it.
 struct Shared {
     pid: u32,
+    /// The largest request it serves: the pool's threads and the caller.
     threads: usize,
     pool: Arc<rayon::ThreadPool>,
 }
@@ -122,8 +126,9 @@ fn retire(old: Option<Shared>, pid: u32) {
     }
 }
 
-/// The library pool with at least `n` threads (`2 <= n <= max_threads()`), built or grown on
-/// demand; `None` when the OS refuses the threads.
+/// The library pool for calls on up to `n` threads (`2 <= n <= max_threads()`): at least
+/// `n - 1` threads beside the caller, built or grown on demand; `None` when the OS refuses
+/// the threads.
 fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     let pid = std::process::id();
     {
@@ -136,7 +141,7 @@ fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     }
     // Built without the lock held: the lock is only ever held for a few loads and stores.
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(n - 1)
         .thread_name(|i| format!("ss2d-{i}"))
         .build()
         .ok()?;
@@ -158,8 +163,9 @@ fn library_pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     Some(pool)
 }
 
-/// Threads of the library pool (0 before the first threaded call, or when the pool was
-/// inherited across a fork and not yet rebuilt).
+/// Threads a call on the library pool may use: its threads and the calling thread, the
+/// largest [`Parallelism::Threads`] request so far, clamped to [`max_threads`] (0 before the
+/// first threaded call, or when the pool was inherited across a fork and not yet rebuilt).
 pub fn library_pool_threads() -> usize {
     let g = LIBRARY.lock().unwrap_or_else(PoisonError::into_inner);
     match g.as_ref() {
@@ -168,27 +174,139 @@ pub fn library_pool_threads() -> usize {
     }
 }
 
-/// Runs `f(i)` for every `i` in `0..n` on `workers` threads of `pool`, each taking the next
-/// index until none is left (so no more than `workers` run at once, whatever the pool's size).
+/// Runs `f(i)` for every `i` in `0..n` on the calling thread and `workers - 1` threads of
+/// `pool` (so no more than `workers` run at once, whatever the pool's size).
+///
+/// The calling thread works from the start instead of handing the whole call to the pool and
+/// sleeping until it returns: a call costs one wake-up fewer on the way in and, when the
+/// caller takes the last item, none on the way out, and the caller's first items run on the
+/// data it just wrote. The helpers are started as a tree (each started helper starts up to
+/// two more before it works), so that no thread pays for waking all the others: the last
+/// helper is about `log2(workers)` wake-ups away instead of `workers - 1`.
+///
+/// Items are handed out as [`Shares`]: worker `w` first runs its own contiguous share of
+/// the indices, then takes from the back of the others' shares until none is left. The
+/// caller is always worker 0 and a pool thread takes the share of its index in the pool
+/// where that one is free, so passes cut along the same axis (positions, say) give each
+/// thread the same part of the data in every pass: it reads what it wrote itself, from its
+/// own cache, instead of what another core wrote (on the 2-core development VM, reading data
+/// another core just wrote doubled the time of the memory-bound passes, measured).
 fn on_pool(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= n {
-            break;
+    // Shares pack two 32-bit indices: a (never seen) larger call runs in parts.
+    const PART: usize = u32::MAX as usize;
+    if n > PART {
+        for base in (0..n).step_by(PART) {
+            on_pool(pool, workers, PART.min(n - base), &|i| f(base + i));
         }
-        f(i);
+        return;
+    }
+    let shares = Shares::new(n, workers);
+    let claimed: Vec<AtomicBool> = (0..workers).map(|w| AtomicBool::new(w == 0)).collect();
+    let helper = || {
+        // A helper takes the share of its pool index when free, else any free one, else
+        // none (it only takes from the others' shares then).
+        let others = workers.saturating_sub(1).max(1);
+        let home = rayon::current_thread_index().map_or(1, |i| 1 + i % others);
+        let mine = (home..workers)
+            .chain(1..home)
+            .find(|&w| !claimed[w].swap(true, Ordering::Relaxed));
+        shares.run(mine.unwrap_or(0), f);
     };
-    pool.scope(|s| {
-        for _ in 1..workers {
-            s.spawn(|_| work());
-        }
-        work();
+    pool.in_place_scope(|s| {
+        helpers(s, workers - 1, &helper);
+        shares.run(0, f);
     });
+}
+
+/// Starts `count` helpers running `work` on `s`: two subtrees of about half each, whose root
+/// helper starts its own subtrees before it works.
+fn helpers<'s>(s: &rayon::Scope<'s>, count: usize, work: &'s (dyn Fn() + Sync)) {
+    let half = count / 2;
+    for part in [count - half, half] {
+        if part > 0 {
+            s.spawn(move |s| {
+                helpers(s, part - 1, work);
+                work();
+            });
+        }
+    }
+}
+
+/// The indices `0..n` cut into one contiguous share per worker (sizes differing by at most
+/// one), each a `(front, back)` pair packed in one atomic: its owner takes from the front,
+/// the others from the back once their own share is done. Every index is taken exactly once.
+struct Shares {
+    shares: Vec<AtomicU64>,
+}
+
+impl Shares {
+    /// Shares of `0..n` for `workers` workers (`n < 2^32`).
+    fn new(n: usize, workers: usize) -> Self {
+        let starts = group_starts(n, workers);
+        let shares = starts
+            .windows(2)
+            .map(|w| AtomicU64::new(pack(w[0], w[1])))
+            .collect();
+        Shares { shares }
+    }
+
+    /// Takes one index of share `s` from its front (`front`) or back: `None` when empty.
+    fn take(&self, s: usize, front: bool) -> Option<usize> {
+        let cell = &self.shares[s];
+        let mut v = cell.load(Ordering::Relaxed);
+        loop {
+            let (f, b) = unpack(v);
+            if f >= b {
+                return None;
+            }
+            let (next, got) = if front {
+                (pack(f + 1, b), f)
+            } else {
+                (pack(f, b - 1), b - 1)
+            };
+            match cell.compare_exchange_weak(v, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(got),
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// Worker `w`'s loop: its own share front to back, then the others' from their backs.
+    fn run(&self, w: usize, f: &(dyn Fn(usize) + Sync)) {
+        let k = self.shares.len();
+        let w = w % k.max(1);
+        while let Some(i) = self.take(w, true) {
+            f(i);
+        }
+        for s in (w + 1..k).chain(0..w) {
+            while let Some(i) = self.take(s, false) {
+                f(i);
+            }
+        }
+    }
+}
+
+fn pack(front: usize, back: usize) -> u64 {
+    ((front as u64) << 32) | back as u64
+}
+
+fn unpack(v: u64) -> (usize, usize) {
+    ((v >> 32) as usize, (v & 0xffff_ffff) as usize)
 }
 
 /// A slot of `T` taken at most once.
 type Cell<T> = Mutex<Option<T>>;
+
+/// Runs every result of `results` (all of them, in order) and returns the first error.
+fn first_error<E>(results: impl Iterator<Item = Result<(), E>>) -> Result<(), E> {
+    let mut first = Ok(());
+    for r in results {
+        if let (Ok(()), Err(e)) = (&first, r) {
+            first = Err(e);
+        }
+    }
+    first
+}
 
 fn take<T>(c: &Cell<T>) -> Option<T> {
     c.lock().unwrap_or_else(PoisonError::into_inner).take()
@@ -265,30 +383,40 @@ impl Parallelism<'_> {
         E: Send,
         F: Fn(T) -> Result<(), E> + Sync,
     {
-        let count = match self {
-            Parallelism::Host(_) => self.items_for(usize::MAX),
-            _ => usize::MAX,
-        };
-        let groups = groups(items, count);
-        let g = groups.len();
-        if g <= 1 || self.is_sequential() {
-            return groups.into_iter().flatten().try_for_each(f);
+        let n = items.len();
+        if n <= 1 || self.is_sequential() {
+            return first_error(items.into_iter().map(&f));
         }
-        let cells: Vec<Cell<Vec<T>>> = groups.into_iter().map(|v| Mutex::new(Some(v))).collect();
-        let errs: Vec<Cell<E>> = (0..g).map(|_| Mutex::new(None)).collect();
-        let run = |i: usize| {
-            let Some(group) = cells.get(i).and_then(take) else {
+        // One item per group, unless a host names a count: then that many contiguous groups.
+        let count = match self {
+            Parallelism::Host(_) => self.items_for(n),
+            _ => n,
+        };
+        let starts = group_starts(n, count);
+        let count = starts.len() - 1;
+        let cells: Vec<Cell<T>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+        let err: Mutex<Option<(usize, E)>> = Mutex::new(None);
+        let run = |g: usize| {
+            let (Some(&a), Some(&b)) = (starts.get(g), starts.get(g + 1)) else {
                 return;
             };
-            if let Err(e) = group.into_iter().try_for_each(&f) {
-                *errs[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            for (i, cell) in cells.iter().enumerate().take(b).skip(a) {
+                let Some(t) = take(cell) else {
+                    continue;
+                };
+                if let Err(e) = f(t) {
+                    let mut first = err.lock().unwrap_or_else(PoisonError::into_inner);
+                    if first.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *first = Some((i, e));
+                    }
+                }
             }
         };
-        self.run_indexed(g, &run);
+        self.run_indexed(count, &run);
         // Whatever a host skipped runs here.
-        (0..g).for_each(run);
-        match errs.into_iter().find_map(|e| take(&e)) {
-            Some(e) => Err(e),
+        (0..count).for_each(run);
+        match err.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some((_, e)) => Err(e),
             None => Ok(()),
         }
     }
@@ -357,12 +485,11 @@ impl Parallelism<'_> {
         // Every item gets its own slot from the free list for the time it runs; should a
         // caller's pool run more items at once than it has threads, the extra ones use pool
         // buffers instead of waiting.
-        let direct = groups(items, usize::MAX);
-        self.try_for_each(direct, |group| {
+        self.try_for_each(items, |t| {
             let slot = free.lock().unwrap_or_else(PoisonError::into_inner).pop();
             match slot {
                 Some(s) if s.len() == per => {
-                    let r = group.into_iter().try_for_each(|t| f(t, &mut *s));
+                    let r = f(t, &mut *s);
                     free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
                     r
                 }
@@ -370,8 +497,7 @@ impl Parallelism<'_> {
                     if let Some(s) = other {
                         free.lock().unwrap_or_else(PoisonError::into_inner).push(s);
                     }
-                    let mut b = Buf::new(per);
-                    group.into_iter().try_for_each(|t| f(t, &mut b))
+                    f(t, &mut Buf::new(per))
                 }
             }
         })
@@ -414,16 +540,12 @@ impl ParallelFor for ScopedThreads {
     }
 }
 
-/// Cuts `units` into at most `count` contiguous groups (in order; sizes differ by at most
-/// one; every group non-empty unless there are no units).
-pub(crate) fn groups<U>(units: Vec<U>, count: usize) -> Vec<Vec<U>> {
-    let n = units.len();
+/// Where the groups start when `n` items are cut into `count` contiguous groups (in order,
+/// sizes differing by at most one): group `g` is `starts[g]..starts[g + 1]`; `count + 1`
+/// entries, the last `n`. `count` is clamped to `1..=n` (to 1 when `n` is 0).
+fn group_starts(n: usize, count: usize) -> Vec<usize> {
     let count = count.clamp(1, n.max(1));
-    let mut out: Vec<Vec<U>> = (0..count).map(|_| Vec::new()).collect();
-    for (i, u) in units.into_iter().enumerate() {
-        out[i * count / n.max(1)].push(u);
-    }
-    out
+    (0..=count).map(|g| (g * n).div_ceil(count)).collect()
 }
 
 #[cfg(test)]
@@ -432,10 +554,10 @@ mod tests {
 
     #[test]
     fn groups_keep_order_and_balance() {
-        let g = groups((0..10).collect(), 3);
-        assert_eq!(g, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
-        assert_eq!(groups(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
-        assert_eq!(groups(vec![1, 2], 9), vec![vec![1], vec![2]]);
+        assert_eq!(group_starts(10, 3), vec![0, 4, 7, 10]);
+        assert_eq!(group_starts(0, 4), vec![0, 0]);
+        assert_eq!(group_starts(2, 9), vec![0, 1, 2]);
+        assert_eq!(group_starts(5, 0), vec![0, 5]);
     }
 
     #[test]
@@ -450,6 +572,42 @@ mod tests {
         }
         assert_eq!(Parallelism::Threads(usize::MAX).threads(), max_threads());
         assert_eq!(Parallelism::Sequential.scratch_slots(8), 1);
+    }
+
+    /// Every index runs exactly once whoever shows up: all workers, some missing (their
+    /// shares are taken from the back by the others), or one worker twice.
+    #[test]
+    fn shares_hand_out_every_index_once() {
+        for (n, workers, present) in [
+            (1000, 4, vec![0, 1, 2, 3]),
+            (1000, 4, vec![0, 2]),
+            (7, 16, vec![0, 5, 5, 15]),
+            (0, 3, vec![0, 1]),
+        ] {
+            let shares = Shares::new(n, workers);
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            std::thread::scope(|s| {
+                for &w in &present {
+                    let (shares, hits) = (&shares, &hits);
+                    s.spawn(move || {
+                        shares.run(w, &|i| {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        })
+                    });
+                }
+            });
+            let counts: Vec<usize> = hits.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+            assert_eq!(
+                counts,
+                vec![1; n],
+                "{n} items, {workers} workers, {present:?}"
+            );
+        }
+        // Alone, a worker runs its own share first, in order, then the others' from the back.
+        let shares = Shares::new(6, 3);
+        let order = Mutex::new(Vec::new());
+        shares.run(1, &|i| order.lock().unwrap().push(i));
+        assert_eq!(order.into_inner().unwrap(), vec![2, 3, 5, 4, 1, 0]);
     }
 
     /// A host that skips odd items and calls item 0 twice and an index out of range.

@@ -24,31 +24,19 @@
 //!
 //! ## GEMMs
 //! `in_proj` and `out_proj` are products by a `(O, I)` weight over every position. They run on
-//! `ss2d_core::gemm` (a register-blocked kernel per SIMD level, with the bias and `in_proj`'s
-//! z SiLU applied in registers) from the weights transposed to `(I, O)` once, when the module
-//! is built: channel-first `out (O, L) = W x` broadcasts `W` and runs vectors of positions;
-//! channel-last `out (L, O) = x W^T` broadcasts `x` and runs vectors of output channels.
-//! Before, they ran on the `gemm` crate through `ss2d-gemm` (which `fused` still uses for
-//! `x_proj`). `ss2d bench --op layer --threads 1`, medians of 5 interleaved runs of each
-//! binary on the shared 2-core AVX-512 development machine (us, and the share of the FMA peak
-//! measured in the same run):
-//!
-//! | stage | `gemm` crate | `ss2d_core::gemm` |
-//! |---|---|---|
-//! | s1l8 in_proj (96 -> 96, cf) | 541 (49%) | 419 (60%) |
-//! | s1l8 out_proj (96 -> 96, cf) | 512 (51%) | 410 (62%) |
-//! | s2l5 in_proj (96 -> 192, cf) | 1045 (48%) | 791 (61%) |
-//! | s2l5 out_proj (192 -> 96, cf) | 929 (54%) | 771 (64%) |
-//! | vanilla in_proj (96 -> 2 x 192, cl, + SiLU of z) | 1957 (52%) | 1677 (60%) |
-//! | vanilla out_proj (192 -> 96, cl) | 859 (60%) | 776 (65%) |
+//! `ss2d_core::gemm` (a register-blocked kernel per SIMD level): channel-first blocks as
+//! `W (O, I) @ x (I, positions)` (broadcasts of `W`, vectors of positions), channel-last blocks
+//! as `x (positions, I) @ W^T (I, O)` from the weights transposed once when the module is built.
+//! It replaced the `gemm` crate here (through `ss2d-gemm`, which the fused scan's `x_proj`
+//! still uses): 1.1-1.3x faster per product at the layer shapes, one thread (interleaved runs
+//! on the 2-core development machine).
 //!
 //! ## Determinism
-//! Every product output is one fixed chain of FMAs (`k` ascending), whatever the split, so the
-//! products are bitwise identical for every [`Parallelism`]; channel-first products are split
-//! by output channels, channel-last ones by blocks of 256 positions. The out-norm's
-//! channel-first output is tiled by [`GEMM_BLOCK`] positions. The conv and the LayerNorm give
-//! every output element one fixed-order expression, and the scan is bitwise deterministic by
-//! contract. So the output is bitwise identical for every [`Parallelism`].
+//! The products are cut into blocks of [`GEMM_BLOCK`] (channel-first) or [`GEMM_BLOCK_CL`]
+//! (channel-last) positions, constants, and every output element of a product is one fixed
+//! chain of FMAs (`k` ascending); threads only decide who runs which block. The conv and the LayerNorm give every output element one
+//! fixed-order expression, and the scan is bitwise deterministic by contract. So the output is
+//! bitwise identical for every [`Parallelism`].
 //!
 //! ## Backends
 //! [`Backend::Fast`] is the production path (the fused scan, through one private switch
@@ -80,7 +68,7 @@ pub use config::{
 };
 pub use error::LayerError;
 pub use forward::{Backend, ForwardOptions, Intermediates, StageTimes, STAGES};
-pub use ops::GEMM_BLOCK;
+pub use ops::{GEMM_BLOCK, GEMM_BLOCK_CL};
 pub use weights::{Ss2d, Ss2dWeights, TensorRef};
 
 /// Directions of the cross-scan (`k_group`).

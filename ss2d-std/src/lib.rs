@@ -15,10 +15,11 @@
 //!
 //! ## Threads, fork and the thread cap
 //!
-//! - The library keeps **one pool per process**, as large as the largest
-//!   [`Parallelism::Threads`] request so far (a larger request replaces it; a smaller one uses
-//!   that many of its threads), so the number of threads does not grow with the number of
-//!   distinct thread counts asked for.
+//! - The library keeps **one pool per process**, sized for the largest
+//!   [`Parallelism::Threads`] request so far (the calling thread is one of a call's threads,
+//!   so the pool has one fewer; a larger request replaces it; a smaller one uses that many of
+//!   its threads), so the number of threads does not grow with the number of distinct thread
+//!   counts asked for.
 //! - Requests are **capped at [`max_threads`]**, the CPUs this process may run on
 //!   ([`std::thread::available_parallelism`]: affinity masks and cgroup quotas count; 64 where
 //!   the platform cannot tell): more threads could not run at once, and the results do not
@@ -68,8 +69,6 @@ pub mod cross;
 pub mod fused;
 #[cfg(feature = "layer")]
 pub mod layer;
-#[cfg(all(test, feature = "layer"))]
-mod testutil;
 pub mod unfused;
 
 pub mod cpu;

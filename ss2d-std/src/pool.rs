@@ -4,8 +4,10 @@
 //! of them.
 use std::cell::RefCell;
 
-/// Buffers kept per thread.
-const KEEP: usize = 8;
+/// Buffers kept per thread. The calling thread of a threaded call runs items too (see
+/// `exec`), so its pool sees the items' small scratch buffers beside the layer's large
+/// stage buffers: room for both, and when full the smallest buffer goes (see [`give`]).
+const KEEP: usize = 12;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -41,12 +43,18 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
     v
 }
 
-/// Returns a buffer for reuse by later forwards on this thread.
+/// Returns a buffer for reuse by later forwards on this thread. When the pool is full, the
+/// smallest of the pool's buffers and `v` is dropped: the large ones are those whose fresh
+/// allocation costs page faults.
 pub(crate) fn give(v: Vec<f32>) {
     let _ = POOL.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             if p.len() < KEEP {
                 p.push(v);
+            } else if let Some(small) = p.iter_mut().min_by_key(|b| b.capacity()) {
+                if small.capacity() < v.capacity() {
+                    *small = v;
+                }
             }
         }
     });
@@ -79,5 +87,32 @@ impl std::ops::DerefMut for Buf {
 impl Drop for Buf {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_pool_keeps_the_largest_buffers() {
+        // A fresh thread: its own, empty pool.
+        std::thread::spawn(|| {
+            for _ in 0..KEEP {
+                give(vec![0.0; 4]);
+            }
+            let big = vec![0.0f32; 1000];
+            let at = big.as_ptr();
+            give(big);
+            assert_eq!(POOL.with(|p| p.borrow().len()), KEEP);
+            // Smaller than every buffer kept: dropped.
+            give(vec![0.0; 2]);
+            assert!(POOL.with(|p| p.borrow().iter().all(|b| b.capacity() >= 4)));
+            // The large buffer comes back, not a small one grown.
+            let back = take(1000);
+            assert_eq!(back.as_ptr(), at);
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -173,49 +173,63 @@ impl Ss2d {
         let bdl = b * di * l;
         let naive = backend == Backend::Reference;
 
-        // 1-2. in_proj (+ bias), split, z activation (fused into the product unless the
-        // intermediates are recorded: the golden in_proj_out is before it).
+        // 1-2. in_proj, split, z activation: the x and z products (+ bias, z's SiLU) in one
+        // parallel pass. The channel-first fast path leaves x and z tiled (`ops` module
+        // docs): the conv gathers its planes from the tiles and the gate reads z's tiles.
+        // With intermediates requested, the activations run as separate (elementwise, so
+        // bitwise identical) passes after the products are recorded.
         let t0 = Instant::now();
-        let in_bias = w.in_proj_bias.as_deref();
-        let lin_x = ops::Linear {
+        let tiled = cf && !naive;
+        let fuse = debug.is_none();
+        let bias = w.in_proj_bias.as_deref();
+        let z_silu = d.forward.z == ZBranch::Silu;
+        let mut x = crate::pool::take(bdl);
+        let mut z = d.forward.has_z().then(|| crate::pool::take(bdl));
+        let mut projs = vec![ops::Proj {
             w: &w.in_proj_weight[..di * dm],
             wt: &self.proj_t[0],
-            o: di,
-            i: dm,
-            bias: in_bias.map(|v| &v[..di]),
-        };
-        let mut x = crate::pool::take(bdl);
-        ops::linear(naive, cf, &lin_x, false, input, b, l, &mut x, par);
-        let z = if d.forward.has_z() {
-            let lin_z = ops::Linear {
+            out: &mut x,
+            tail: ops::Tail {
+                bias: bias.map(|b| &b[..di]),
+                silu: false,
+            },
+        }];
+        if let Some(z) = z.as_deref_mut() {
+            projs.push(ops::Proj {
                 w: &w.in_proj_weight[di * dm..],
                 wt: &self.proj_t[1],
-                bias: in_bias.map(|v| &v[di..]),
-                ..lin_x
+                out: z,
+                tail: ops::Tail {
+                    bias: bias.map(|b| &b[di..]),
+                    silu: z_silu && fuse,
+                },
+            });
+        }
+        ops::linear(naive, cf, di, dm, input, b, l, projs, par);
+        if let Some(dbg) = debug.as_deref_mut() {
+            let module = |v: &[f32]| {
+                if tiled {
+                    ops::untile(cf, v, b, l, di)
+                } else {
+                    v.to_vec()
+                }
             };
-            let silu = d.forward.z == ZBranch::Silu;
-            let fuse = silu && debug.is_none();
-            let mut z = crate::pool::take(bdl);
-            ops::linear(naive, cf, &lin_z, fuse, input, b, l, &mut z, par);
-            if let Some(dbg) = debug.as_deref_mut() {
-                dbg.in_proj_out = ops::concat_channels(cf, &x, &z, b, l, di);
-            }
-            if silu && !fuse {
-                ops::silu_inplace(naive, &mut z, par);
-            }
-            Some(z)
-        } else {
-            if let Some(dbg) = debug.as_deref_mut() {
-                dbg.in_proj_out = x.clone();
-            }
-            None
-        };
+            dbg.in_proj_out = match z.as_deref() {
+                Some(z) => ops::concat_channels(cf, &module(&x), &module(z), b, l, di),
+                None => module(&x),
+            };
+        }
+        if let Some(z) = z.as_deref_mut().filter(|_| z_silu && !fuse) {
+            ops::silu_inplace(naive, z, par);
+        }
         t.gemm_in = t0.elapsed();
 
-        // 3-5. depthwise conv (+ bias), SiLU.
+        // 3-5. depthwise conv (+ bias), SiLU: one parallel pass (the conv reads x's tiles on
+        // the channel-first fast path); without a conv, x's tiles are copied into place with
+        // the SiLU.
         let t0 = Instant::now();
-        let x = if let Some(cw) = &w.conv2d_weight {
-            let mut xc = crate::pool::take(bdl);
+        let mut xc = crate::pool::take(bdl);
+        if let Some(cw) = &w.conv2d_weight {
             let conv = ops::ConvArgs {
                 k: d.d_conv,
                 weight: cw,
@@ -225,24 +239,29 @@ impl Ss2d {
                 h: grid.h,
                 w: grid.w,
             };
-            ops::dwconv(naive, cf, &conv, &x, b, &mut xc, par);
-            crate::pool::give(x);
+            ops::dwconv(naive, cf, &conv, &x, tiled, b, &mut xc, fuse, par);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
+                ops::silu_inplace(naive, &mut xc, par);
             }
-            ops::silu_inplace(naive, &mut xc, par);
-            xc
+        } else if tiled {
+            let silu = ops::Tail {
+                bias: None,
+                silu: true,
+            };
+            ops::untile_into(&x, di, b, l, &mut xc, silu, par);
         } else {
-            let mut x = x;
-            ops::silu_inplace(naive, &mut x, par);
-            x
-        };
+            std::mem::swap(&mut x, &mut xc);
+            ops::silu_inplace(naive, &mut xc, par);
+        }
+        crate::pool::give(x);
+        let x = xc;
         t.conv = t0.elapsed();
 
         // 6-11. the scan.
         let t0 = Instant::now();
+        // Every scan writes all of y (stale contents are fine): no serial clearing pass.
         let mut y = crate::pool::take(bdl);
-        y.fill(0.0);
         let shape = d.scan_shape(grid);
         let sw = self.scan_weights();
         match d.forward.scan() {
@@ -304,15 +323,27 @@ impl Ss2d {
 
         // 14. out_proj (+ bias).
         let t0 = Instant::now();
-        let lin_o = ops::Linear {
-            w: &w.out_proj_weight,
-            wt: &self.proj_t[2],
-            o: dm,
-            i: di,
-            bias: w.out_proj_bias.as_deref(),
-        };
-        ops::linear_from_tiles(naive, cf, &lin_o, &yn, b, l, output, par);
+        let wo = &w.out_proj_weight;
+        let bias = w.out_proj_bias.as_deref();
+        // The channel-first fast path's product tiles, before they are copied into place.
+        let mut scratch = crate::pool::take(if tiled { b * dm * l } else { 0 });
+        ops::linear_from_tiles(
+            naive,
+            cf,
+            wo,
+            &self.proj_t[2],
+            dm,
+            di,
+            &yn,
+            b,
+            l,
+            output,
+            bias,
+            &mut scratch,
+            par,
+        );
         crate::pool::give(yn);
+        crate::pool::give(scratch);
         t.gemm_out = t0.elapsed();
         Ok(())
     }

@@ -1,27 +1,41 @@
-//! The layer's non-scan stages: the products (`ss2d_core::gemm`), the depthwise
+//! The layer's non-scan stages: the products (`gemm` in fixed position blocks), the depthwise
 //! conv, SiLU, the out-norm with GELU and gate, each with a `naive` twin for the reference
 //! backend.
 //!
-//! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. The out-norm's
-//! channel-first output is *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`]
-//! positions (the last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns
-//! a contiguous tile and `out_proj` reads each tile as a plain row-major matrix.
+//! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. On the
+//! channel-first fast path the products' outputs (`in_proj`'s x and z) and the out-norm's
+//! output are *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`] positions (the
+//! last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns a contiguous
+//! tile that a product writes as a plain row-major matrix and `out_proj` reads as one. The
+//! conv gathers its planes from x's tiles and the gate reads z's tiles in place, so only
+//! `out_proj`'s result is copied back into the module layout ([`untile_into`]).
+//!
+//! Every pass is one parallel dispatch over fixed items (about 50 or more per 56 x 56 image
+//! for the products, the conv and the norm), with the elementwise tails (bias, SiLU) run by
+//! the item that produced the data: a dispatch costs a few microseconds of wake-up and join,
+//! a pass over the activations as much again in memory traffic.
 
 use ss2d_core::gemm::{Bias, Product};
 use ss2d_core::math::{self, MathFn};
 
 use super::OutNorm;
+use crate::pool::Buf;
 use crate::Parallelism;
 
-/// Positions per tile of the out-norm's channel-first output: one strip of columns of the
-/// product kernel at 16 lanes (4 vectors), so that `out_proj` reads each tile in place as
-/// contiguous rows (measured: ~10% faster than 256-position tiles it has to copy). A constant,
-/// so that the tiled buffer's layout does not depend on the thread count.
+/// Positions per channel-first product block (and per tile of the tiled layout). A constant,
+/// so that the tiles do not depend on the thread count. 64 positions cost nothing against 256
+/// or one call over all 3136 positions of a stage-1 layer (measured with the `gemm` crate:
+/// `(96 x 96) @ (96 x 64)` blocks: 355 us against 365 and 370 us per image, best of 60, one
+/// thread; 48 costs 5%, 32 13%; `ss2d_core::gemm` reads 64 positions as four 16-lane
+/// vectors), and give 49 blocks per 56 x 56 image to share: three or more per thread at 16
+/// threads.
 pub const GEMM_BLOCK: usize = 64;
 
-/// Positions per item of the channel-last products and out-norm (13 items for the 3136
-/// positions of a stage-1 layer). Products are bitwise the same for any split.
-const ROW_BLOCK: usize = 256;
+/// Positions (rows) per channel-last product block. Each block's product streams the whole
+/// (transposed) weight, so blocks stay larger: with the `gemm` crate, against one call over
+/// 3136 rows, 256 rows cost 6-10%, 64 rows 40% (`(rows x 96) @ (96 x 192)` and
+/// `(rows x 192) @ (192 x 96)`, measured); not re-measured on `ss2d_core::gemm`.
+pub const GEMM_BLOCK_CL: usize = 256;
 
 /// Elements per chunk of elementwise passes.
 const ELEMWISE_CHUNK: usize = 16 * 1024;
@@ -34,28 +48,7 @@ fn blocks(l: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
-// ------------------------------------------------------------------------------------------
-// Products
-
-/// Rows of the product kernel's register tiles: channel-first items hold multiples of it.
-const ROW_TILE: usize = 6;
-
-/// A projection `out = W x + bias`: the weight in both forms, its bias.
-#[derive(Clone, Copy)]
-pub(super) struct Linear<'a> {
-    /// `W (o, i)`, the module's layout (the reference products).
-    pub w: &'a [f32],
-    /// `W^T (i, o)` ([`transpose`]), what the fast products read.
-    pub wt: &'a [f32],
-    /// Output channels.
-    pub o: usize,
-    /// Input channels.
-    pub i: usize,
-    /// `(o,)`.
-    pub bias: Option<&'a [f32]>,
-}
-
-/// `W (o, i)` transposed to `(i, o)`.
+/// `W (o, i)` transposed to `(i, o)` (the channel-last products' `B`).
 pub(super) fn transpose(w: &[f32], o: usize, i: usize) -> Vec<f32> {
     let mut t = vec![0.0f32; w.len()];
     for r in 0..o {
@@ -66,64 +59,225 @@ pub(super) fn transpose(w: &[f32], o: usize, i: usize) -> Vec<f32> {
     t
 }
 
-/// One product of views built from validated sizes (so it cannot fail).
-fn product(p: Product<'_>, c: &mut [f32], c_row_stride: usize) {
-    if let Err(e) = p.run(c, c_row_stride) {
+/// `c (m, n) = a (m, k) @ b (k, n)` on `ss2d_core::gemm` (row strides `a_rs`, `b_rs`, `c_rs`;
+/// unit column strides). Every output element is one fixed chain of FMAs (`k` ascending),
+/// whatever the blocking, so the result does not depend on the split. The views are built from
+/// validated sizes, so it cannot fail.
+#[allow(clippy::too_many_arguments)]
+fn mm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    a_rs: usize,
+    b: &[f32],
+    b_rs: usize,
+    c: &mut [f32],
+    c_rs: usize,
+) {
+    let p = Product {
+        m,
+        k,
+        n,
+        a,
+        a_strides: (a_rs, 1),
+        b,
+        b_row_stride: b_rs,
+        bias: Bias::None,
+        silu: false,
+    };
+    if let Err(e) = p.run(c, c_rs) {
         unreachable!("layer product with inconsistent views: {e}");
     }
 }
 
-/// The channel-first product: `out[b] (o, l) = W (o, i) @ rhs`, split into items of output
-/// channels of one batch item; `rhs(b, p, c)` runs `p` (rows `r0..` of `W`, `B` still to
-/// fill in) for batch item `b` into `c` (`(rows, l)`, row stride `l`).
-///
-/// The split follows the thread count (each item rereads the whole input, so one item per
-/// batch item when sequential: measured ~10% faster than items of 48 channels, and about one
-/// per thread otherwise); the result
-/// does not depend on it, since every output element is the same chain of FMAs in
-/// `ss2d_core::gemm` whatever the split (bitwise, tested there).
-fn linear_cf_rows<F>(
-    lin: &Linear<'_>,
-    silu: bool,
+/// Makes `v` exactly `len` long without touching the elements it keeps (every user
+/// overwrites all of them).
+pub(super) fn fit(v: &mut Vec<f32>, len: usize) {
+    if v.len() >= len {
+        v.truncate(len);
+    } else {
+        v.resize(len, 0.0);
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Products
+
+/// Output rows (channel rows of `l` positions) per item of the passes that copy tiles back
+/// into place: about [`ROW_ITEM`] elements, at least one row. Fixed sizes, so the same copies
+/// run whatever the thread count; one row of a 56 x 56 image per item gives 96 items per
+/// image at `d_model 96`.
+const ROW_ITEM: usize = 2048;
+
+/// What an item of a product does to its block right after the product, while the block is
+/// in cache: add a per-channel bias, then apply SiLU. Both are elementwise, so the bits are
+/// those of separate passes over the whole buffer.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Tail<'a> {
+    /// `(C,)`, added to every position of channel `c`.
+    pub bias: Option<&'a [f32]>,
+    /// SiLU after the bias.
+    pub silu: bool,
+}
+
+impl Tail<'_> {
+    /// On a channel-first tile `(C, nb)`.
+    fn tile(&self, t: &mut [f32], nb: usize) {
+        if let Some(bias) = self.bias {
+            for (row, &bv) in t.chunks_exact_mut(nb.max(1)).zip(bias) {
+                row.iter_mut().for_each(|x| *x += bv);
+            }
+        }
+        if self.silu {
+            silu_slice(t);
+        }
+    }
+
+    /// On channel-last rows `(n, C)`.
+    fn rows(&self, v: &mut [f32]) {
+        if let Some(bias) = self.bias {
+            for px in v.chunks_exact_mut(bias.len().max(1)) {
+                px.iter_mut().zip(bias).for_each(|(x, bv)| *x += bv);
+            }
+        }
+        if self.silu {
+            silu_slice(v);
+        }
+    }
+
+    /// The reference form on a module-layout buffer: plain bias adds, scalar SiLU.
+    fn naive(&self, cf: bool, l: usize, v: &mut [f32]) {
+        if let Some(bias) = self.bias {
+            let c = bias.len().max(1);
+            if cf {
+                for (row, x) in v.chunks_exact_mut(l.max(1)).enumerate() {
+                    x.iter_mut().for_each(|x| *x += bias[row % c]);
+                }
+            } else {
+                self.rows(v);
+            }
+        }
+        if self.silu {
+            v.iter_mut().for_each(|x| *x = silu_scalar(*x));
+        }
+    }
+}
+
+/// One product of a layer stage: `out = W (o, i) @ x` per position, then `tail`.
+pub(super) struct Proj<'a, 'o> {
+    /// `(o, i)` row-major.
+    pub w: &'a [f32],
+    /// `w` transposed, `(i, o)` row-major (the channel-last product's `B`).
+    pub wt: &'a [f32],
+    /// `(B, o, L)` (tiled on the channel-first fast path, module docs) or `(B*L, o)`.
+    pub out: &'o mut [f32],
+    /// Bias and activation.
+    pub tail: Tail<'a>,
+}
+
+/// A block of one of the products of [`linear`]: `(product, batch item, first position,
+/// output block)`; channel-last blocks count positions over the whole batch (batch item 0).
+type Block<'o> = (usize, usize, usize, &'o mut [f32]);
+
+/// Products of `o` outputs sharing the input `x` (channel-first `(B, i, L)`, channel-last
+/// `(B*L, i)`), each followed by its tail, in one parallel pass over the position blocks of
+/// all of them. The fast path writes channel-first outputs tiled (module docs; see
+/// [`untile_into`]) and channel-last ones plainly; the reference path (`naive`) writes the
+/// module layout. Every block is one `gemm` call over [`GEMM_BLOCK`] (channel-first) or
+/// [`GEMM_BLOCK_CL`] (channel-last) positions, the same calls whatever the thread count.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear(
+    naive: bool,
+    cf: bool,
+    o: usize,
+    i: usize,
+    x: &[f32],
+    b: usize,
+    l: usize,
+    projs: Vec<Proj<'_, '_>>,
+    par: Parallelism<'_>,
+) {
+    if o == 0 || l == 0 || b == 0 {
+        return;
+    }
+    if naive {
+        for p in projs {
+            for bb in 0..b {
+                let xb = &x[bb * i * l..(bb + 1) * i * l];
+                let ob = &mut p.out[bb * o * l..(bb + 1) * o * l];
+                if cf {
+                    naive_product(p.w, o, i, xb, l, 1, l, ob, 1, l);
+                } else {
+                    naive_product(p.w, o, i, xb, 1, i, l, ob, o, 1);
+                }
+            }
+            p.tail.naive(cf, l, p.out);
+        }
+        return;
+    }
+    let mut tails = Vec::with_capacity(projs.len());
+    let mut items: Vec<Block<'_>> = Vec::new();
+    for (k, p) in projs.into_iter().enumerate() {
+        tails.push((p.w, p.wt, p.tail));
+        if cf {
+            items.extend(
+                split_tiles(p.out, b, l, o)
+                    .into_iter()
+                    .map(|(bb, l0, t)| (k, bb, l0, t)),
+            );
+        } else {
+            let rows = p.out.chunks_mut(GEMM_BLOCK_CL * o).enumerate();
+            items.extend(rows.map(|(j, c)| (k, 0, j * GEMM_BLOCK_CL, c)));
+        }
+    }
+    par.for_each(items, |(k, bb, l0, t)| {
+        let (w, wt, tail) = tails[k];
+        let nb = t.len() / o;
+        if cf {
+            let rhs = &x[bb * i * l + l0..(bb + 1) * i * l];
+            mm(o, i, nb, w, i, rhs, l, t, nb);
+            tail.tile(t, nb);
+        } else {
+            let lhs = &x[l0 * i..(l0 + nb) * i];
+            mm(nb, i, o, lhs, i, wt, o, t, o);
+            tail.rows(t);
+        }
+    });
+}
+
+/// Copies the tiled channel-first `tiles` (`c` channels) into place in `out (B, c, L)`, then
+/// applies `tail`, in parallel items of whole rows (about [`ROW_ITEM`] elements each).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn untile_into(
+    tiles: &[f32],
+    c: usize,
     b: usize,
     l: usize,
     out: &mut [f32],
+    tail: Tail<'_>,
     par: Parallelism<'_>,
-    rhs: F,
-) where
-    F: Fn(usize, Product<'_>, &mut [f32]) + Sync,
-{
-    let o = lin.o;
-    let tiles = o.div_ceil(ROW_TILE);
-    // One item per thread (each item rereads the input, so no more than that).
-    let per_b = par.threads().div_ceil(b).clamp(1, tiles);
-    let chunk = tiles.div_ceil(per_b) * ROW_TILE;
-    let mut items = Vec::new();
-    let mut rest = out;
-    for bb in 0..b {
-        for r0 in (0..o).step_by(chunk) {
-            let rows = chunk.min(o - r0);
-            let (c, r) = rest.split_at_mut(rows * l);
-            items.push((bb, r0, c));
-            rest = r;
-        }
+) {
+    if c == 0 || l == 0 || b == 0 {
+        return;
     }
-    par.for_each(items, |(bb, r0, c)| {
-        let rows = c.len() / l;
-        let p = Product {
-            m: rows,
-            k: lin.i,
-            n: l,
-            a: &lin.wt[r0..],
-            a_strides: (1, o),
-            b: &[],
-            b_row_stride: l,
-            bias: lin
-                .bias
-                .map_or(Bias::None, |v| Bias::Row(&v[r0..r0 + rows])),
-            silu,
-        };
-        rhs(bb, p, c);
+    let rows_per = (ROW_ITEM / l).max(1);
+    par.for_each_chunk(&mut out[..b * c * l], l * rows_per, |ci, chunk| {
+        for (k, row) in chunk.chunks_exact_mut(l).enumerate() {
+            let gr = ci * rows_per + k;
+            let (bb, r) = (gr / c, gr % c);
+            for (j, (l0, nb)) in blocks(l).enumerate() {
+                let t = &tiles[tile_offset(c, l, bb, j)..][..c * nb];
+                row[l0..l0 + nb].copy_from_slice(&t[r * nb..(r + 1) * nb]);
+            }
+            if let Some(bias) = tail.bias {
+                let bv = bias[r];
+                row.iter_mut().for_each(|x| *x += bv);
+            }
+            if tail.silu {
+                silu_slice(row);
+            }
+        }
     });
 }
 
@@ -153,93 +307,36 @@ fn naive_product(
     }
 }
 
-/// The reference path's bias and SiLU after a naive product.
-fn naive_finish(lin: &Linear<'_>, silu: bool, cf: bool, b: usize, l: usize, out: &mut [f32]) {
-    if let Some(bias) = lin.bias {
-        add_channel_bias(cf, bias, b, l, out, Parallelism::Sequential);
-    }
-    if silu {
-        silu_inplace(true, out, Parallelism::Sequential);
-    }
-}
-
-/// `out = W x + bias` per position, then SiLU when `silu`: channel-first `x (B, i, L) -> out
-/// (B, o, L)`, channel-last `x (B*L, i) -> out (B*L, o)`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn linear(
-    naive: bool,
-    cf: bool,
-    lin: &Linear<'_>,
-    silu: bool,
-    x: &[f32],
-    b: usize,
-    l: usize,
-    out: &mut [f32],
-    par: Parallelism<'_>,
-) {
-    let (o, i) = (lin.o, lin.i);
-    if o == 0 || out.is_empty() {
-        return;
-    }
-    if naive {
-        for bb in 0..b {
-            let xb = &x[bb * i * l..(bb + 1) * i * l];
-            let ob = &mut out[bb * o * l..(bb + 1) * o * l];
-            if cf {
-                naive_product(lin.w, o, i, xb, l, 1, l, ob, 1, l);
-            } else {
-                naive_product(lin.w, o, i, xb, 1, i, l, ob, o, 1);
-            }
-        }
-        naive_finish(lin, silu, cf, b, l, out);
-    } else if cf {
-        linear_cf_rows(lin, silu, b, l, out, par, |bb, p, c| {
-            let b = &x[bb * i * l..(bb + 1) * i * l];
-            product(Product { b, ..p }, c, l);
-        });
-    } else {
-        // Items of ROW_BLOCK positions (rows of `out`).
-        par.for_each_chunk(out, ROW_BLOCK * o, |j, c| {
-            let nb = c.len() / o;
-            let r0 = j * ROW_BLOCK;
-            let p = Product {
-                m: nb,
-                k: i,
-                n: o,
-                a: &x[r0 * i..(r0 + nb) * i],
-                a_strides: (i, 1),
-                b: lin.wt,
-                b_row_stride: o,
-                bias: lin.bias.map_or(Bias::None, Bias::Col),
-                silu,
-            };
-            product(p, c, o);
-        });
-    }
-}
-
 /// Offset of tile `j` of batch item `bb` (tiles of `c` channels, see the module docs).
 fn tile_offset(c: usize, l: usize, bb: usize, j: usize) -> usize {
     bb * c * l + j * GEMM_BLOCK * c
 }
 
-/// `out_proj` (+ bias) from the out-norm's output: tiled channel-first or plain channel-last.
+/// `out_proj` from the out-norm's output (tiled channel-first or plain channel-last, as
+/// [`norm_gate`] writes it) into `out` in the module layout, `+ bias`. The channel-first
+/// fast path computes tiles into `scratch` (resized as needed) and copies them into place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_from_tiles(
     naive: bool,
     cf: bool,
-    lin: &Linear<'_>,
+    w: &[f32],
+    wt: &[f32],
+    o: usize,
+    i: usize,
     y: &[f32],
     b: usize,
     l: usize,
     out: &mut [f32],
+    bias: Option<&[f32]>,
+    scratch: &mut Vec<f32>,
     par: Parallelism<'_>,
 ) {
+    let tail = Tail { bias, silu: false };
     if !cf {
-        return linear(naive, cf, lin, false, y, b, l, out, par);
+        let p = Proj { w, wt, out, tail };
+        return linear(naive, cf, o, i, y, b, l, vec![p], par);
     }
-    let (o, i) = (lin.o, lin.i);
-    if o == 0 || out.is_empty() {
+    if o == 0 || l == 0 || b == 0 {
         return;
     }
     if naive {
@@ -247,47 +344,19 @@ pub(super) fn linear_from_tiles(
             let ob = &mut out[bb * o * l..(bb + 1) * o * l];
             for (j, (l0, nb)) in blocks(l).enumerate() {
                 let t = &y[tile_offset(i, l, bb, j)..][..i * nb];
-                naive_product(lin.w, o, i, t, nb, 1, nb, &mut ob[l0..], 1, l);
+                naive_product(w, o, i, t, nb, 1, nb, &mut ob[l0..], 1, l);
             }
         }
-        naive_finish(lin, false, cf, b, l, out);
+        tail.naive(cf, l, out);
         return;
     }
-    linear_cf_rows(lin, false, b, l, out, par, |bb, p, c| {
-        for (j, (l0, nb)) in blocks(l).enumerate() {
-            let t = &y[tile_offset(i, l, bb, j)..][..i * nb];
-            let p = Product {
-                n: nb,
-                b: t,
-                b_row_stride: nb,
-                ..p
-            };
-            product(p, &mut c[l0..], l);
-        }
+    fit(scratch, b * o * l);
+    par.for_each(split_tiles(scratch, b, l, o), |(bb, l0, t)| {
+        let (j, nb) = (l0 / GEMM_BLOCK, t.len() / o);
+        let rhs = &y[tile_offset(i, l, bb, j)..][..i * nb];
+        mm(o, i, nb, w, i, rhs, nb, t, nb);
     });
-}
-
-/// Adds `bias[c]` to every position of channel `c`.
-pub(super) fn add_channel_bias(
-    cf: bool,
-    bias: &[f32],
-    b: usize,
-    l: usize,
-    v: &mut [f32],
-    par: Parallelism<'_>,
-) {
-    let c = bias.len();
-    if cf {
-        par.for_each_chunk(v, l.max(1), |row, r| {
-            let bv = bias[row % c];
-            r.iter_mut().for_each(|x| *x += bv);
-        });
-    } else {
-        let _ = b;
-        par.for_each_chunk(v, c.max(1), |_, r| {
-            r.iter_mut().zip(bias).for_each(|(x, bv)| *x += bv);
-        });
-    }
+    untile_into(scratch, o, b, l, out, tail, par);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -355,7 +424,7 @@ fn shifted(n: usize, s: isize) -> (usize, usize) {
 /// the current SIMD level, over a zero-bordered copy of the plane).
 fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
     let (k, h, w) = (a.k, a.h, a.w);
-    let mut buf = vec![0.0f32; ss2d_core::conv::depthwise_plane_scratch(k, h, w)];
+    let mut buf = Buf::new(ss2d_core::conv::depthwise_plane_scratch(k, h, w));
     let wk = &a.weight[c * k * k..(c + 1) * k * k];
     let bias = a.bias.map(|b| b[c]);
     // The layer validated the shapes (weights k x k per channel, planes h x w).
@@ -372,10 +441,16 @@ fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
     .expect("conv shapes validated by the layer");
 }
 
-/// One channel-last image row `oh` of batch item `bb` (`w * C` outputs): same per-element
-/// expression as [`conv_plane`] (taps ascending, then bias), channels in the inner loop.
-fn conv_row(a: &ConvArgs<'_>, oh: usize, img: &[f32], out: &mut [f32]) {
+/// Output pixels of an image row per item of the channel-last conv: a fixed size (the same
+/// items whatever the thread count); a 56-wide row is two items.
+const CONV_PIXELS: usize = 32;
+
+/// Pixels `w0..w0 + out.len() / C` of channel-last image row `oh` (`C` outputs per pixel):
+/// same per-element expression as [`conv_plane`] (taps ascending, then bias), channels in the
+/// inner loop.
+fn conv_row(a: &ConvArgs<'_>, oh: usize, w0: usize, img: &[f32], out: &mut [f32]) {
     let (k, h, w, c) = (a.k, a.h, a.w, a.channels);
+    let w1 = w0 + out.len() / c;
     let pad = (k / 2) as isize;
     out.fill(0.0);
     for i in 0..k {
@@ -388,10 +463,10 @@ fn conv_row(a: &ConvArgs<'_>, oh: usize, img: &[f32], out: &mut [f32]) {
             let s = j as isize - pad;
             let (lo, hi) = shifted(w, s);
             let tap = &a.taps[(i * k + j) * c..(i * k + j + 1) * c];
-            for ow in lo..hi {
+            for ow in lo.max(w0)..hi.min(w1) {
                 let iw = (ow as isize + s) as usize;
                 let src = &irow[iw * c..(iw + 1) * c];
-                let dst = &mut out[ow * c..(ow + 1) * c];
+                let dst = &mut out[(ow - w0) * c..(ow - w0 + 1) * c];
                 for ((o, &v), &t) in dst.iter_mut().zip(src).zip(tap) {
                     *o += t * v;
                 }
@@ -405,15 +480,22 @@ fn conv_row(a: &ConvArgs<'_>, oh: usize, img: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The depthwise conv (+ bias), before SiLU: channel-first `(B, C, H, W)` or channel-last
-/// `(B, H, W, C)`, in place of the module layout.
+/// The depthwise conv (+ bias), then SiLU when `silu`: channel-first `(B, C, H, W)` or
+/// channel-last `(B, H, W, C)` into `out` in the same layout. `x` is in the module layout, or
+/// tiled channel-first (module docs) when `tiled`, as the fast [`linear`] writes it: each plane
+/// is gathered from its tiles into a per-thread buffer. One item per plane (channel-first) or
+/// per [`CONV_PIXELS`] pixels of an image row (channel-last); the activation runs on the item's
+/// outputs while they are in cache.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dwconv(
     naive: bool,
     cf: bool,
     a: &ConvArgs<'_>,
     x: &[f32],
+    tiled: bool,
     b: usize,
     out: &mut [f32],
+    silu: bool,
     par: Parallelism<'_>,
 ) {
     let (h, w, c) = (a.h, a.w, a.channels);
@@ -422,16 +504,43 @@ pub(super) fn dwconv(
         return;
     }
     if naive {
-        return naive_conv(cf, a, x, b, out);
+        naive_conv(cf, a, x, b, out);
+        if silu {
+            out.iter_mut().for_each(|x| *x = silu_scalar(*x));
+        }
+        return;
     }
+    let act = |o: &mut [f32]| {
+        if silu {
+            silu_slice(o);
+        }
+    };
     if cf {
-        par.for_each_chunk(out, hw, |plane, o| {
-            conv_plane(a, plane % c, &x[plane * hw..(plane + 1) * hw], o);
+        par.for_each_chunk(&mut out[..b * c * hw], hw, |plane, o| {
+            let (bb, ch) = (plane / c, plane % c);
+            if tiled {
+                let mut inp = Buf::new(hw);
+                for (j, (l0, nb)) in blocks(hw).enumerate() {
+                    let t = &x[tile_offset(c, hw, bb, j) + ch * nb..][..nb];
+                    inp[l0..l0 + nb].copy_from_slice(t);
+                }
+                conv_plane(a, ch, &inp, o);
+            } else {
+                conv_plane(a, ch, &x[plane * hw..(plane + 1) * hw], o);
+            }
+            act(o);
         });
     } else {
-        par.for_each_chunk(out, w * c, |row, o| {
+        let parts = w.div_ceil(CONV_PIXELS);
+        let mut items = Vec::with_capacity(b * h * parts);
+        for (row, r) in out[..b * hw * c].chunks_mut(w * c).enumerate() {
+            let chunks = r.chunks_mut(CONV_PIXELS * c).enumerate();
+            items.extend(chunks.map(|(p, o)| (row, p * CONV_PIXELS, o)));
+        }
+        par.for_each(items, |(row, w0, o)| {
             let (bb, oh) = (row / h, row % h);
-            conv_row(a, oh, &x[bb * hw * c..(bb + 1) * hw * c], o);
+            conv_row(a, oh, w0, &x[bb * hw * c..(bb + 1) * hw * c], o);
+            act(o);
         });
     }
 }
@@ -567,36 +676,44 @@ fn norm_tile_cf(
     let c = a.channels;
     let nb = tile.len() / c.max(1);
     let row = |ch: usize| &y[(bb * c + ch) * l + l0..][..nb];
-    let zrow = |ch: usize| z.map(|z| &z[(bb * c + ch) * l + l0..][..nb]);
+    // z is tiled like the output.
+    let z = z.map(|z| &z[tile_offset(c, l, bb, l0 / GEMM_BLOCK)..][..c * nb]);
+    let zrow = |ch: usize| z.map(|z| &z[ch * nb..(ch + 1) * nb]);
     match a.kind {
         OutNorm::LayerNorm => {
-            let mut mean = vec![0.0f32; nb];
+            // Per position: sums over the channels in order, vectorized across positions.
+            let (mut mean, mut var) = ([0.0f32; GEMM_BLOCK], [0.0f32; GEMM_BLOCK]);
+            let (mean, var) = (&mut mean[..nb], &mut var[..nb]);
             for ch in 0..c {
                 mean.iter_mut().zip(row(ch)).for_each(|(m, &x)| *m += x);
             }
             let inv_c = c as f32;
             mean.iter_mut().for_each(|m| *m /= inv_c);
-            let mut var = vec![0.0f32; nb];
             for ch in 0..c {
-                for ((v, &x), &m) in var.iter_mut().zip(row(ch)).zip(&mean) {
+                for ((v, &x), &m) in var.iter_mut().zip(row(ch)).zip(&*mean) {
                     let d = x - m;
                     *v += d * d;
                 }
             }
-            let rstd: Vec<f32> = var
-                .iter()
-                .map(|&v| 1.0 / (v / inv_c + super::LN_EPS).sqrt())
-                .collect();
+            // var becomes rstd.
+            var.iter_mut()
+                .for_each(|v| *v = 1.0 / (*v / inv_c + super::LN_EPS).sqrt());
+            let rstd = &*var;
             for ch in 0..c {
                 let out = &mut tile[ch * nb..(ch + 1) * nb];
                 let (wt, bs) = match (a.weight, a.bias) {
                     (Some(w), Some(b)) => (w[ch], b[ch]),
                     _ => (1.0, 0.0),
                 };
-                let affine = a.weight.is_some();
-                for (p, (o, &x)) in out.iter_mut().zip(row(ch)).enumerate() {
-                    let n = (x - mean[p]) * rstd[p];
-                    *o = if affine { n * wt + bs } else { n };
+                let stats = mean.iter().zip(rstd);
+                if a.weight.is_some() {
+                    for ((o, &x), (&m, &r)) in out.iter_mut().zip(row(ch)).zip(stats) {
+                        *o = (x - m) * r * wt + bs;
+                    }
+                } else {
+                    for ((o, &x), (&m, &r)) in out.iter_mut().zip(row(ch)).zip(stats) {
+                        *o = (x - m) * r;
+                    }
                 }
                 if a.gelu {
                     out.iter_mut().for_each(|o| *o = gelu(*o));
@@ -665,9 +782,13 @@ fn split_tiles(out: &mut [f32], b: usize, l: usize, c: usize) -> Vec<(usize, usi
     v
 }
 
-/// The out-norm stage: norm, optional GELU, optional gate by `z` (already activated), into
-/// `out` (every element written): the tiled channel-first buffer, or the channel-last
-/// `(B*L, C)` buffer.
+/// Positions per item of the channel-last out-norm (a fixed size: the same rows whatever the
+/// thread count; 98 items for a 56 x 56 image).
+const NORM_ROWS: usize = 32;
+
+/// The out-norm stage: norm, optional GELU, optional gate by `z` (already activated, in the
+/// layout [`linear`] writes it: tiled on the channel-first fast path), into `out` (every
+/// element written): the tiled channel-first buffer, or the channel-last `(B*L, C)` buffer.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn norm_gate(
     naive: bool,
@@ -699,8 +820,8 @@ pub(super) fn norm_gate(
             norm_tile_cf(a, y, z, &stats, bb, l, l0, t)
         });
     } else {
-        par.for_each_chunk(out, ROW_BLOCK * c, |j, chunk| {
-            let r0 = j * ROW_BLOCK;
+        par.for_each_chunk(out, NORM_ROWS * c, |j, chunk| {
+            let r0 = j * NORM_ROWS;
             for (k, orow) in chunk.chunks_exact_mut(c).enumerate() {
                 let r = r0 + k;
                 let st = if stats.is_empty() {
@@ -843,12 +964,18 @@ pub(super) fn untile(cf: bool, t: &[f32], b: usize, l: usize, c: usize) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::fill;
+    use Parallelism::{Sequential, Threads};
+
+    fn fill(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
 
     #[test]
     fn conv_fast_matches_naive_both_layouts() {
-        let (b, c, h, w, k) = (2, 5, 6, 9, 3);
-        for k in [k, 5, 1 + 2] {
+        // w = 70: channel-last rows of three items (CONV_PIXELS), the last one short.
+        for (b, c, h, w, k) in [(2, 5, 6, 9, 3), (2, 5, 6, 9, 5), (1, 3, 4, 70, 3)] {
             let weight = fill(c * k * k, 3);
             let mut taps = vec![0.0; c * k * k];
             for ch in 0..c {
@@ -870,13 +997,90 @@ mod tests {
                 let x = fill(b * c * h * w, 5);
                 let mut f = vec![0.0; x.len()];
                 let mut n = vec![0.0; x.len()];
-                dwconv(false, cf, &a, &x, b, &mut f, Parallelism::Sequential);
-                dwconv(true, cf, &a, &x, b, &mut n, Parallelism::Sequential);
+                dwconv(false, cf, &a, &x, false, b, &mut f, false, Sequential);
+                dwconv(true, cf, &a, &x, false, b, &mut n, false, Sequential);
                 for (p, q) in f.iter().zip(&n) {
                     assert!((p - q).abs() < 1e-5, "{p} {q}");
                 }
+                // The fused SiLU gives the bits of a separate pass, threaded or not.
+                silu_inplace(false, &mut f, Sequential);
+                let mut g = vec![f32::NAN; x.len()];
+                dwconv(false, cf, &a, &x, false, b, &mut g, true, Threads(2));
+                assert_eq!(bits(&g), bits(&f));
             }
         }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The channel-first conv reads a tiled input (several tiles per plane, the last one
+    /// short) to the same bits as the plain layout.
+    #[test]
+    fn conv_from_tiles_matches_plain() {
+        let (b, c, h, w, k) = (2, 3, 23, 25, 3);
+        let (l, weight, bias) = (h * w, fill(c * k * k, 8), fill(c, 9));
+        assert!(l > 2 * GEMM_BLOCK && l % GEMM_BLOCK != 0);
+        let a = ConvArgs {
+            k,
+            weight: &weight,
+            taps: &[],
+            bias: Some(&bias),
+            channels: c,
+            h,
+            w,
+        };
+        let x = fill(b * c * l, 10);
+        let mut tiles = vec![f32::NAN; x.len()];
+        for (bb, l0, t) in split_tiles(&mut tiles, b, l, c) {
+            let nb = t.len() / c;
+            for ch in 0..c {
+                let src = &x[(bb * c + ch) * l + l0..][..nb];
+                t[ch * nb..(ch + 1) * nb].copy_from_slice(src);
+            }
+        }
+        assert_eq!(bits(&untile(true, &tiles, b, l, c)), bits(&x));
+        let mut want = vec![f32::NAN; x.len()];
+        dwconv(false, true, &a, &x, false, b, &mut want, true, Sequential);
+        for par in [Sequential, Threads(2), Threads(3)] {
+            let mut got = vec![f32::NAN; x.len()];
+            dwconv(false, true, &a, &tiles, true, b, &mut got, true, par);
+            assert_eq!(bits(&got), bits(&want), "{par:?}");
+            let mut back = vec![f32::NAN; x.len()];
+            let tail = Tail {
+                bias: Some(&bias),
+                silu: true,
+            };
+            untile_into(&tiles, c, b, l, &mut back, tail, par);
+            let mut direct = x.clone();
+            for (row, r) in direct.chunks_exact_mut(l).enumerate() {
+                r.iter_mut().for_each(|v| *v += bias[row % c]);
+            }
+            silu_inplace(false, &mut direct, Sequential);
+            assert_eq!(bits(&back), bits(&direct), "{par:?}");
+        }
+    }
+
+    /// The fixed items of one 56 x 56 image (batch 1, a stage-1 layer: 96 or 192 channels)
+    /// give 16 threads about three or more each in every pass, so that threads that start
+    /// late or run slow are made up for by the others; the channel-last products are the
+    /// exception (blocks of fewer rows repack the weight per call).
+    #[test]
+    fn batch_one_items_spread_over_sixteen_threads() {
+        let (h, w, l) = (56usize, 56usize, 56 * 56);
+        let per_thread = |items: usize| items as f64 / 16.0;
+        // Channel-first products, out-norm tiles.
+        assert_eq!(blocks(l).count(), 49);
+        assert!(per_thread(blocks(l).count()) >= 3.0);
+        // Channel-first conv: one plane per item; copy-back: rows of whole channels.
+        assert_eq!((ROW_ITEM / l).max(1), 1);
+        assert!(per_thread(96) >= 4.0);
+        // Channel-last conv and out-norm.
+        assert_eq!(h * w.div_ceil(CONV_PIXELS), 112);
+        assert_eq!(l.div_ceil(NORM_ROWS), 98);
+        // Channel-last products: x and z in one pass (26 items), out_proj alone (13).
+        assert_eq!(l.div_ceil(GEMM_BLOCK_CL), 13);
     }
 
     #[test]
