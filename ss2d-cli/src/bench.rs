@@ -718,12 +718,7 @@ mod tests {
             Some(1),
         )
         .unwrap();
-        let peak = Peak {
-            level: SimdLevel::current(),
-            flops_per_s: 1e9,
-            cores: 1,
-            bytes_per_s: 1e9,
-        };
+        let peak = Peak::unit();
         let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["shape"]["G"], 2);
         // 16 x 64 positions, N = 4: (19 + 44) x 32 flops per 16 positions, at 1 GFLOP/s.

@@ -566,12 +566,7 @@ mod tests {
         .unwrap()
         .remove(0);
         let r = bench_case(&case, 2, Some(2)).unwrap();
-        let peak = Peak {
-            level: SimdLevel::current(),
-            flops_per_s: 1e9,
-            cores: 1,
-            bytes_per_s: 1e9,
-        };
+        let peak = Peak::unit();
         let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
         assert_eq!(v["op"], "layer");
         // s2l5: d_inner 192, no z, a 3 x 3 conv; 9 x 7 = 63 positions.

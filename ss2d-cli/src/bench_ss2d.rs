@@ -559,12 +559,7 @@ mod tests {
         }
         for layout in [BenchLayout::Cf, BenchLayout::Cl] {
             let r = bench_ss2d(&s, ScanMode::Bidi, layout, 2, Some(2)).unwrap();
-            let peak = Peak {
-                level: SimdLevel::current(),
-                flops_per_s: 1e9,
-                cores: 1,
-                bytes_per_s: 1e9,
-            };
+            let peak = Peak::unit();
             let v: serde_json::Value = serde_json::from_str(&r.to_json(&peak)).unwrap();
             assert_eq!(v["shape"]["W"], 7);
             // 4 x 70 positions x 16 channels: scan (19 + 22) x 32 per 16, x_proj 2 x 5 and

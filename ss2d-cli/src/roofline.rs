@@ -115,6 +115,20 @@ impl Peak {
     }
 }
 
+impl Peak {
+    /// A fixed peak for tests of the limit arithmetic: 1 GFLOP/s and 1 GB/s on one core at
+    /// the current level.
+    #[cfg(test)]
+    pub(crate) fn unit() -> Peak {
+        Peak {
+            level: SimdLevel::current(),
+            flops_per_s: 1e9,
+            cores: 1,
+            bytes_per_s: 1e9,
+        }
+    }
+}
+
 /// Measures the peak of one core at the current level (about 50 ms; the best of 25 runs), for a bench on `threads`
 /// threads.
 pub fn measure_peak(threads: usize) -> Result<Peak, Error> {
