@@ -34,6 +34,28 @@ fi
 echo "== fuzz: build"
 cargo +nightly fuzz build
 
+# After a failure, the facts a reader of a truncated CI log needs, printed last: the panic or
+# sanitizer message, the decoded input, and the reproducer itself (base64), so that a failure
+# on a machine nobody can log into can be replayed locally
+# (`base64 -d > crash && cargo +nightly fuzz run <target> crash`).
+report() {
+  local t=$1 log=$2 art
+  art=$(ls -t "artifacts/$t"/* 2>/dev/null | head -1 || true)
+  echo "== fuzz: $t: failure summary"
+  grep -E "panicked at|ERROR: (AddressSanitizer|libFuzzer)|SUMMARY:" "$log" | head -4 || true
+  grep -A3 "panicked at" "$log" | sed -n 2,4p | cut -c1-400 || true
+  if [ -n "$art" ]; then
+    echo "decoded input:"
+    SS2D_FUZZ_DEBUG=1 cargo +nightly fuzz run "$t" "$art" -- -runs=1 2>&1 |
+      awk '/^[A-Z][A-Za-z0-9_]* ?[({]$/ { p = 1 } p { print } p && /^[)}]$/ { exit }' |
+      tr -s ' \n' ' ' | cut -c1-1500
+    echo
+    echo "reproducer $art ($(wc -c <"$art") bytes), base64:"
+    head -c 4096 "$art" | base64 -w0
+    echo
+  fi
+}
+
 status=0
 for t in $targets; do
   n=$(find "corpus/$t" -type f 2>/dev/null | wc -l)
@@ -73,6 +95,7 @@ if [ "$secs" -gt 0 ]; then
     else
       status=1
       tail -60 "$scratch.log"
+      report "$t" "$scratch.log"
       echo "FAIL: fuzz target $t found a problem (reproducer in fuzz/artifacts/$t/)"
     fi
     rm -rf "$scratch" "$scratch.log"
