@@ -55,6 +55,68 @@ pub fn depthwise_plane(
     Ok(())
 }
 
+/// Pixels `w0 .. w0 + out.len() / c` of output row `oh` of a channel-last depthwise
+/// convolution: `img` is one `(h, w, c)` image, `taps` the `k x k` kernels transposed to
+/// `(k*k, c)` (tap `(i, j)` of channel `ch` at `(i*k + j)*c + ch`), `bias` `(c,)`, and `out`
+/// holds whole pixels of `c` channels. Every output is [`depthwise_plane`]'s per-element
+/// expression (taps ascending as FMAs onto 0, then `+ bias`), so both layouts give the same
+/// bits. Errors name what is wrong (buffer lengths, a row or pixel range outside the image,
+/// zero channels); nothing is written on error.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_cl_row(
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    img: &[f32],
+    oh: usize,
+    w0: usize,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    if c == 0 {
+        return Err(Error::Zero {
+            field: "conv channels",
+        });
+    }
+    check_len("conv taps", mul("k*k*C", mul("k*k", k, k)?, c)?, taps.len())?;
+    if let Some(b) = bias {
+        check_len("conv bias", c, b.len())?;
+    }
+    check_len("conv input", mul("H*W*C", mul("H*W", h, w)?, c)?, img.len())?;
+    if !out.len().is_multiple_of(c) {
+        return Err(Error::Mismatch {
+            what: "conv output (whole pixels of C channels)",
+            expected: out.len() / c * c,
+            actual: out.len(),
+        });
+    }
+    let n = out.len() / c;
+    if oh >= h {
+        return Err(Error::Mismatch {
+            what: "conv output row (below H)",
+            expected: h.saturating_sub(1),
+            actual: oh,
+        });
+    }
+    if w0.checked_add(n).is_none_or(|e| e > w) {
+        return Err(Error::Mismatch {
+            what: "conv output pixels (within W)",
+            expected: w.saturating_sub(w0),
+            actual: n,
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    crate::platform::dispatch!(
+        SimdLevel::current(),
+        slices::depthwise_cl_row(taps, bias, k, h, w, c, img, oh, w0, out)
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +175,188 @@ mod tests {
             cases += 1;
         }
         assert_eq!(cases, 5);
+    }
+
+    /// Every pixel of images with full and partial channel panels, every odd `k`, row ranges
+    /// that start and end anywhere: the same bits as the channel-first plane kernel on each
+    /// channel (which the test above checks against f64), and the error variants.
+    #[test]
+    fn depthwise_cl_row_is_the_plane_kernel() {
+        let mut cases = 0;
+        for (k, h, w, c) in [
+            (3, 5, 21, 19),
+            (1, 3, 9, 33),
+            (5, 4, 13, 16),
+            (7, 6, 11, 5),
+            (3, 1, 2, 40),
+            (3, 4, 3, 32),
+        ] {
+            let f = |i: usize, s: u32| {
+                (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 500.0 - 1.0
+            };
+            let wk: [f32; 49 * 40] = core::array::from_fn(|i| f(i, 3));
+            let wk = &wk[..k * k * c];
+            let mut taps = [0.0f32; 49 * 40];
+            for ch in 0..c {
+                for t in 0..k * k {
+                    taps[t * c + ch] = wk[ch * k * k + t];
+                }
+            }
+            let taps = &taps[..k * k * c];
+            let bias: [f32; 40] = core::array::from_fn(|i| f(i, 9));
+            let img: [f32; 2048] = core::array::from_fn(|i| f(i, 5));
+            let img = &img[..h * w * c];
+            // The plane kernel, channel by channel.
+            let mut want = [0.0f32; 2048];
+            let mut plane = [0.0f32; 256];
+            let mut pout = [0.0f32; 256];
+            let mut scratch = [0.0f32; 1024];
+            for ch in 0..c {
+                for p in 0..h * w {
+                    plane[p] = img[p * c + ch];
+                }
+                depthwise_plane(
+                    &wk[ch * k * k..(ch + 1) * k * k],
+                    Some(bias[ch]),
+                    k,
+                    h,
+                    w,
+                    &plane[..h * w],
+                    &mut pout[..h * w],
+                    &mut scratch[..depthwise_plane_scratch(k, h, w)],
+                )
+                .unwrap();
+                for p in 0..h * w {
+                    want[p * c + ch] = pout[p];
+                }
+            }
+            for oh in 0..h {
+                for (w0, w1) in [(0, w), (1, w), (0, w / 2), (w / 2, w)] {
+                    if w0 > w1 {
+                        continue;
+                    }
+                    let mut out = [f32::NAN; 2048];
+                    let out = &mut out[..(w1 - w0) * c];
+                    depthwise_cl_row(taps, Some(&bias[..c]), k, h, w, c, img, oh, w0, out).unwrap();
+                    for (q, v) in out.iter().enumerate() {
+                        let at = (oh * w + w0) * c + q;
+                        assert_eq!(
+                            v.to_bits(),
+                            want[at].to_bits(),
+                            "k={k} {h}x{w}x{c} row {oh} from {w0}: {q}"
+                        );
+                    }
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases >= 60, "{cases}");
+        // Bad input: an error naming it, nothing written.
+        let (taps, img) = ([0.5f32; 9 * 4], [1.0f32; 3 * 3 * 4]);
+        let mut out = [7.0f32; 8];
+        let e = |r: Result<(), Error>| r.unwrap_err();
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps, None, 3, 3, 3, 0, &img, 0, 0, &mut out
+            )),
+            Error::Zero { .. }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps[1..],
+                None,
+                3,
+                3,
+                3,
+                4,
+                &img,
+                0,
+                0,
+                &mut out
+            )),
+            Error::Length {
+                tensor: "conv taps",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps,
+                Some(&[0.0; 3]),
+                3,
+                3,
+                3,
+                4,
+                &img,
+                0,
+                0,
+                &mut out
+            )),
+            Error::Length {
+                tensor: "conv bias",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps,
+                None,
+                3,
+                3,
+                3,
+                4,
+                &img[1..],
+                0,
+                0,
+                &mut out
+            )),
+            Error::Length {
+                tensor: "conv input",
+                ..
+            }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps,
+                None,
+                3,
+                3,
+                3,
+                4,
+                &img,
+                0,
+                0,
+                &mut out[..7]
+            )),
+            Error::Mismatch { .. }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps, None, 3, 3, 3, 4, &img, 3, 0, &mut out
+            )),
+            Error::Mismatch { .. }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps, None, 3, 3, 3, 4, &img, 0, 2, &mut out
+            )),
+            Error::Mismatch { .. }
+        ));
+        assert!(matches!(
+            e(depthwise_cl_row(
+                &taps,
+                None,
+                3,
+                3,
+                3,
+                4,
+                &img,
+                0,
+                usize::MAX,
+                &mut out
+            )),
+            Error::Mismatch { .. }
+        ));
+        assert_eq!(out, [7.0; 8]);
     }
 }

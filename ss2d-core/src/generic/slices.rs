@@ -2,7 +2,7 @@
 //! depthwise convolution of a plane (public `crate::conv`).
 
 use super::vecs::{load, store};
-use super::{fma, splat, to_arr, transpose as transpose_block, LANES, V};
+use super::{fma, load_at, splat, to_arr, transpose as transpose_block, LANES, V};
 
 level_fn! {
     /// Columns `c0 .. c0 + dst.len() / rows` of `src` (`rows x cols`) as rows of `dst`
@@ -125,6 +125,226 @@ fn conv_vectors<const NB: usize>(
             store(o, r);
         } else {
             o.copy_from_slice(&to_arr(r)[..o.len()]);
+        }
+    }
+}
+
+level_fn! {
+    /// Pixels `w0 .. w0 + out.len() / c` of output row `oh` of a channel-last depthwise
+    /// convolution (arguments validated by `crate::conv::depthwise_cl_row`): per channel
+    /// panel of `LANES`, up to [`PIXELS`] pixels at once (independent accumulator chains that
+    /// share each tap's load), every output the taps `(i, j)` ascending as FMAs onto 0 (taps
+    /// that fall outside the image skipped: adding `w * 0` would not change the value), then
+    /// `+ bias`: the per-element expression of [`depthwise_plane`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn depthwise_cl_row(
+        taps: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        img: &[f32],
+        oh: usize,
+        w0: usize,
+        out: &mut [f32],
+    ) {
+        let n = out.len() / c;
+        let g = ClGeom { k, h, w, c, oh, w0 };
+        let mut c0 = 0;
+        while c0 < c {
+            if c - c0 >= LANES {
+                cl_panel::<true>(&g, taps, bias, img, c0, n, out);
+            } else {
+                cl_panel::<false>(&g, taps, bias, img, c0, n, out);
+            }
+            c0 += LANES;
+        }
+    }
+}
+
+/// The `n` output pixels of [`depthwise_cl_row`] for the channel panel from `c0` (`FULL`:
+/// `LANES` channels, else the `c - c0` left).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cl_panel<const FULL: bool>(
+    g: &ClGeom,
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    img: &[f32],
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    if FULL && g.k == 3 && g.oh >= 1 && g.oh + 1 < g.h && g.w >= 3 {
+        cl3_inner_row(g, taps, bias, img, c0, n, out);
+        return;
+    }
+    let mut t = 0;
+    while t + PIXELS <= n {
+        cl_pixels::<PIXELS, FULL>(g, taps, bias, img, c0, t, out);
+        t += PIXELS;
+    }
+    match n - t {
+        0 => {}
+        1 => cl_pixels::<1, FULL>(g, taps, bias, img, c0, t, out),
+        2 => cl_pixels::<2, FULL>(g, taps, bias, img, c0, t, out),
+        3 => cl_pixels::<3, FULL>(g, taps, bias, img, c0, t, out),
+        4 => cl_pixels::<4, FULL>(g, taps, bias, img, c0, t, out),
+        5 => cl_pixels::<5, FULL>(g, taps, bias, img, c0, t, out),
+        6 => cl_pixels::<6, FULL>(g, taps, bias, img, c0, t, out),
+        _ => cl_pixels::<7, FULL>(g, taps, bias, img, c0, t, out),
+    }
+}
+
+/// [`cl_panel`] for a full panel of a 3 x 3 kernel on an output row with both neighbour rows
+/// inside the image: the inner pixels one at a time with the nine taps in registers (a short
+/// body whose chains the core overlaps), the image's first and last pixel through
+/// [`cl_pixels`]. Same per-element expression (taps ascending, then bias).
+#[inline(always)]
+fn cl3_inner_row(
+    g: &ClGeom,
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    img: &[f32],
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let c = g.c;
+    // Local pixels `first..last` have both horizontal neighbours inside the image.
+    let first = usize::from(g.w0 == 0).min(n);
+    let last = ((g.w0 + n).min(g.w - 1).saturating_sub(g.w0)).max(first);
+    for t in (0..first).chain(last..n) {
+        cl_pixels::<1, true>(g, taps, bias, img, c0, t, out);
+    }
+    if last == first {
+        return;
+    }
+    let bv = bias.map(|b| load(&b[c0..]));
+    let mut tv = [splat(0.0); 9];
+    for (t, v) in tv.iter_mut().enumerate() {
+        *v = load(&taps[t * c + c0..]);
+    }
+    let rs = g.w * c;
+    // Tap (0, 0) of pixel `first`, and everything up to the last load of pixel `last - 1`.
+    let lo = ((g.oh - 1) * g.w + g.w0 + first - 1) * c + c0;
+    let span = &img[lo..lo + (last - 1 - first) * c + 2 * rs + 2 * c + LANES];
+    let p = span.as_ptr();
+    for t in first..last {
+        let off = (t - first) * c;
+        let mut acc = splat(0.0);
+        for i in 0..3 {
+            for j in 0..3 {
+                // SAFETY: `off + i * rs + j * c + LANES <= (last - 1 - first) * c + 2 * rs
+                // + 2 * c + LANES = span.len()` (`t < last`, `i, j <= 2`).
+                acc = fma(
+                    tv[i * 3 + j],
+                    unsafe { load_at(p.add(off + i * rs + j * c)) },
+                    acc,
+                );
+            }
+        }
+        let r = match bv {
+            Some(b) => acc + b,
+            None => acc,
+        };
+        store(&mut out[t * c + c0..], r);
+    }
+}
+
+/// Output pixels [`depthwise_cl_row`] computes together.
+const PIXELS: usize = 8;
+
+/// The image and the output row of [`depthwise_cl_row`].
+struct ClGeom {
+    k: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    oh: usize,
+    w0: usize,
+}
+
+/// The lanes `c0 ..` of `s` from `at` (`LANES` of them, or the `c - c0` left, the rest 0).
+#[inline(always)]
+fn load_panel<const FULL: bool>(s: &[f32], at: usize, nl: usize) -> V {
+    if FULL {
+        load(&s[at..])
+    } else {
+        let mut a = [0.0f32; LANES];
+        a[..nl].copy_from_slice(&s[at..at + nl]);
+        super::from_arr(a)
+    }
+}
+
+/// Pixels `t .. t + NP` of [`depthwise_cl_row`]'s output, channels `c0 ..` (one panel).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+// Indexed loops over the accumulators (the iterator forms kept them on the stack).
+#[allow(clippy::needless_range_loop)]
+fn cl_pixels<const NP: usize, const FULL: bool>(
+    g: &ClGeom,
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    img: &[f32],
+    c0: usize,
+    t: usize,
+    out: &mut [f32],
+) {
+    let (k, c) = (g.k, g.c);
+    let nl = (c - c0).min(LANES);
+    let pad = k / 2;
+    let mut acc = [splat(0.0); NP];
+    // First output pixel's column in the image, as `ow + pad` (never negative).
+    let ow0 = g.w0 + t;
+    for i in 0..k {
+        // Input row `oh + i - pad`, skipped outside the image.
+        let Some(ih) = (g.oh + i).checked_sub(pad).filter(|&r| r < g.h) else {
+            continue;
+        };
+        let row = ih * g.w;
+        for j in 0..k {
+            let tap = load_panel::<FULL>(taps, (i * k + j) * c + c0, nl);
+            // Pixel q reads column `ow0 + q + j - pad`.
+            let first = ow0 + j;
+            if first >= pad && first + NP - pad <= g.w {
+                let base = (row + first - pad) * c + c0;
+                if FULL {
+                    // One bounds check for the group's loads (`NP` pixels `c` apart).
+                    let span = &img[base..base + (NP - 1) * c + LANES];
+                    let p = span.as_ptr();
+                    for q in 0..NP {
+                        // SAFETY: `q * c + LANES <= (NP - 1) * c + LANES = span.len()`, so
+                        // the `LANES` floats from `p + q * c` lie inside `span`.
+                        acc[q] = fma(tap, unsafe { load_at(p.add(q * c)) }, acc[q]);
+                    }
+                } else {
+                    for q in 0..NP {
+                        acc[q] = fma(tap, load_panel::<FULL>(img, base + q * c, nl), acc[q]);
+                    }
+                }
+            } else {
+                for q in 0..NP {
+                    if first + q >= pad && first + q - pad < g.w {
+                        let at = (row + first + q - pad) * c + c0;
+                        acc[q] = fma(tap, load_panel::<FULL>(img, at, nl), acc[q]);
+                    }
+                }
+            }
+        }
+    }
+    let bias = bias.map(|b| load_panel::<FULL>(b, c0, nl));
+    for (q, a) in acc.iter().enumerate() {
+        let r = match bias {
+            Some(b) => *a + b,
+            None => *a,
+        };
+        let o = (t + q) * c + c0;
+        if FULL {
+            store(&mut out[o..], r);
+        } else {
+            out[o..o + nl].copy_from_slice(&to_arr(r)[..nl]);
         }
     }
 }

@@ -412,13 +412,6 @@ pub(super) struct ConvArgs<'a> {
     pub w: usize,
 }
 
-/// The output range `[lo, hi)` of positions `o` along a line of `n` with `0 <= o + s < n`.
-fn shifted(n: usize, s: isize) -> (usize, usize) {
-    let lo = (-s).max(0) as usize;
-    let hi = (n as isize - s).clamp(0, n as isize) as usize;
-    (lo.min(hi), hi)
-}
-
 /// One channel-first plane: `out = sum over taps (i, j) ascending of w * in[shifted]`, then
 /// `+ bias`, a vector of outputs of a row at a time (`ss2d_core::conv::depthwise_plane`, at
 /// the current SIMD level, over a zero-bordered copy of the plane).
@@ -446,38 +439,12 @@ fn conv_plane(a: &ConvArgs<'_>, c: usize, inp: &[f32], out: &mut [f32]) {
 const CONV_PIXELS: usize = 32;
 
 /// Pixels `w0..w0 + out.len() / C` of channel-last image row `oh` (`C` outputs per pixel):
-/// same per-element expression as [`conv_plane`] (taps ascending, then bias), channels in the
-/// inner loop.
+/// `ss2d_core::conv::depthwise_cl_row` at the current SIMD level, the per-element expression
+/// of [`conv_plane`] (taps ascending, then bias), so both layouts give the same bits.
 fn conv_row(a: &ConvArgs<'_>, oh: usize, w0: usize, img: &[f32], out: &mut [f32]) {
-    let (k, h, w, c) = (a.k, a.h, a.w, a.channels);
-    let w1 = w0 + out.len() / c;
-    let pad = (k / 2) as isize;
-    out.fill(0.0);
-    for i in 0..k {
-        let ih = oh as isize + i as isize - pad;
-        if ih < 0 || ih >= h as isize {
-            continue;
-        }
-        let irow = &img[ih as usize * w * c..(ih as usize + 1) * w * c];
-        for j in 0..k {
-            let s = j as isize - pad;
-            let (lo, hi) = shifted(w, s);
-            let tap = &a.taps[(i * k + j) * c..(i * k + j + 1) * c];
-            for ow in lo.max(w0)..hi.min(w1) {
-                let iw = (ow as isize + s) as usize;
-                let src = &irow[iw * c..(iw + 1) * c];
-                let dst = &mut out[(ow - w0) * c..(ow - w0 + 1) * c];
-                for ((o, &v), &t) in dst.iter_mut().zip(src).zip(tap) {
-                    *o += t * v;
-                }
-            }
-        }
-    }
-    if let Some(bias) = a.bias {
-        for px in out.chunks_exact_mut(c) {
-            px.iter_mut().zip(bias).for_each(|(o, bv)| *o += bv);
-        }
-    }
+    // The layer validated the shapes (taps k*k x C, images h x w x C, rows inside).
+    ss2d_core::conv::depthwise_cl_row(a.taps, a.bias, a.k, a.h, a.w, a.channels, img, oh, w0, out)
+        .expect("conv shapes validated by the layer");
 }
 
 /// The depthwise conv (+ bias), then SiLU when `silu`: channel-first `(B, C, H, W)` or
