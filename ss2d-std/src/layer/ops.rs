@@ -718,8 +718,21 @@ fn norm_row_cl(a: &NormArgs<'_>, y: &[f32], z: Option<&[f32]>, st: &[(f32, f32)]
             let mean = row_sum(y, |x| x) / c;
             let var = row_sum(y, |x| (x - mean) * (x - mean)) / c;
             let rstd = 1.0 / (var + super::LN_EPS).sqrt();
-            for (ch, (o, &x)) in out.iter_mut().zip(y).enumerate() {
-                *o = finish(a, ch, (x - mean) * rstd, z.map(|z| z[ch]));
+            // [`finish`]'s steps as whole-row passes (each vectorizes; the per-element
+            // operations and their order are the same).
+            out.iter_mut()
+                .zip(y)
+                .for_each(|(o, &x)| *o = (x - mean) * rstd);
+            if let (Some(wt), Some(bs)) = (a.weight, a.bias) {
+                for ((o, &w), &b) in out.iter_mut().zip(wt).zip(bs) {
+                    *o = *o * w + b;
+                }
+            }
+            if a.gelu {
+                out.iter_mut().for_each(|o| *o = gelu(*o));
+            }
+            if let Some(z) = z {
+                out.iter_mut().zip(z).for_each(|(o, &zv)| *o *= zv);
             }
         }
         kind => {
