@@ -300,7 +300,8 @@ mod tests {
             };
             let bottom = Product {
                 m: m - mh,
-                a: &a[mh * a_strides.0..],
+                // `get`: with `k = 0` the operands are empty.
+                a: a.get(mh * a_strides.0..).unwrap_or(&[]),
                 bias: sub(mh..m, 0..n),
                 ..p
             };
@@ -314,7 +315,7 @@ mod tests {
             };
             let right = Product {
                 n: n - nh,
-                b: &b[nh..],
+                b: b.get(nh..).unwrap_or(&[]),
                 bias: sub(0..m, nh..n),
                 ..p
             };
@@ -347,6 +348,27 @@ mod tests {
         ) {
             let levels = check(Case { m, k, n, a_t, pad, bias, silu, seed });
             prop_assert!(levels > 0);
+        }
+    }
+
+    /// `k = 0` (empty operands: the result is the bias, then the activation), both A
+    /// layouts, with the row and column splits of `check` (a CI proptest run once drew it).
+    #[test]
+    fn empty_inner_dimension() {
+        for a_t in [false, true] {
+            for bias in 0..3 {
+                let case = Case {
+                    m: 3,
+                    k: 0,
+                    n: 5,
+                    a_t,
+                    pad: 1,
+                    bias,
+                    silu: true,
+                    seed: 3,
+                };
+                assert!(check(case) > 0);
+            }
         }
     }
 
