@@ -2,7 +2,10 @@
 //! conv, SiLU, the out-norm with GELU and gate, each with a `naive` twin for the reference
 //! backend.
 //!
-//! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. On the
+//! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. The fast
+//! path keeps its activations channel-last whatever the module layout (`in_proj` reads a
+//! channel-first input through strides, [`linear_cl_to_cf`] transposes `out_proj`'s result
+//! into place), except under the cascade scan, which takes channel-first data only. On that
 //! channel-first fast path the products' outputs (`in_proj`'s x and z) and the out-norm's
 //! output are *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`] positions (the
 //! last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns a contiguous
@@ -59,8 +62,8 @@ pub(super) fn transpose(w: &[f32], o: usize, i: usize) -> Vec<f32> {
     t
 }
 
-/// `c (m, n) = a (m, k) @ b (k, n)` on `ss2d_core::gemm` (row strides `a_rs`, `b_rs`, `c_rs`;
-/// unit column strides). Every output element is one fixed chain of FMAs (`k` ascending),
+/// `c (m, n) = a (m, k) @ b (k, n)` on `ss2d_core::gemm` (`a`'s row and column strides `a_s`,
+/// row strides `b_rs`, `c_rs`; unit column strides for `b` and `c`). Every output element is one fixed chain of FMAs (`k` ascending),
 /// whatever the blocking, so the result does not depend on the split. The views are built from
 /// validated sizes, so it cannot fail.
 #[allow(clippy::too_many_arguments)]
@@ -69,7 +72,7 @@ fn mm(
     k: usize,
     n: usize,
     a: &[f32],
-    a_rs: usize,
+    a_s: (usize, usize),
     b: &[f32],
     b_rs: usize,
     c: &mut [f32],
@@ -80,7 +83,7 @@ fn mm(
         k,
         n,
         a,
-        a_strides: (a_rs, 1),
+        a_strides: a_s,
         b,
         b_row_stride: b_rs,
         bias: Bias::None,
@@ -186,10 +189,13 @@ type Block<'o> = (usize, usize, usize, &'o mut [f32]);
 /// [`untile_into`]) and channel-last ones plainly; the reference path (`naive`) writes the
 /// module layout. Every block is one `gemm` call over [`GEMM_BLOCK`] (channel-first) or
 /// [`GEMM_BLOCK_CL`] (channel-last) positions, the same calls whatever the thread count.
+/// With `x_cf` (fast path, channel-last outputs only), `x` is channel-first `(B, i, L)`: the
+/// products read it through strides (blocks then stay within a batch item).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     naive: bool,
     cf: bool,
+    x_cf: bool,
     o: usize,
     i: usize,
     x: &[f32],
@@ -226,6 +232,11 @@ pub(super) fn linear(
                     .into_iter()
                     .map(|(bb, l0, t)| (k, bb, l0, t)),
             );
+        } else if x_cf {
+            for (bb, ob) in p.out.chunks_mut(l * o).enumerate() {
+                let rows = ob.chunks_mut(GEMM_BLOCK_CL * o).enumerate();
+                items.extend(rows.map(|(j, c)| (k, bb, j * GEMM_BLOCK_CL, c)));
+            }
         } else {
             let rows = p.out.chunks_mut(GEMM_BLOCK_CL * o).enumerate();
             items.extend(rows.map(|(j, c)| (k, 0, j * GEMM_BLOCK_CL, c)));
@@ -236,11 +247,16 @@ pub(super) fn linear(
         let nb = t.len() / o;
         if cf {
             let rhs = &x[bb * i * l + l0..(bb + 1) * i * l];
-            mm(o, i, nb, w, i, rhs, l, t, nb);
+            mm(o, i, nb, w, (i, 1), rhs, l, t, nb);
             tail.tile(t, nb);
+        } else if x_cf {
+            // Rows are positions `l0..` of batch item `bb`, columns channels `l` apart.
+            let lhs = &x[bb * i * l + l0..(bb + 1) * i * l];
+            mm(nb, i, o, lhs, (1, l), wt, o, t, o);
+            tail.rows(t);
         } else {
             let lhs = &x[l0 * i..(l0 + nb) * i];
-            mm(nb, i, o, lhs, i, wt, o, t, o);
+            mm(nb, i, o, lhs, (i, 1), wt, o, t, o);
             tail.rows(t);
         }
     });
@@ -281,6 +297,38 @@ pub(super) fn untile_into(
     });
 }
 
+/// Output rows per item of [`transpose_batches`] in [`linear_from_tiles`]: whole vectors of
+/// channels for the blocked transpose.
+const TRANSPOSE_ROWS: usize = 16;
+
+/// Each batch item of `src (B, rows, cols)` transposed into `dst (B, cols, rows)`, in parallel
+/// items of `per` output rows (within a batch item), on `ss2d_core::transpose`.
+pub(super) fn transpose_batches(
+    src: &[f32],
+    b: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    per: usize,
+    par: Parallelism<'_>,
+) {
+    let n = rows * cols;
+    if n == 0 {
+        return;
+    }
+    let mut items = Vec::new();
+    for (bb, ob) in dst[..b * n].chunks_mut(n).enumerate() {
+        let chunks = ob.chunks_mut(per.max(1) * rows).enumerate();
+        items.extend(chunks.map(|(j, c)| (bb, j * per.max(1), c)));
+    }
+    par.for_each(items, |(bb, c0, d)| {
+        let s = &src[bb * n..(bb + 1) * n];
+        if let Err(e) = ss2d_core::transpose::transpose(s, rows, cols, c0, d) {
+            unreachable!("layer transpose with inconsistent views: {e}");
+        }
+    });
+}
+
 /// Naive product, one output row at a time (`k` ascending from 0).
 /// `out[r, p] = sum_k w[r, k] * inp(k, p)` with `inp(k, p) = x[k * ks + p * ps]`.
 #[allow(clippy::too_many_arguments)]
@@ -313,12 +361,15 @@ fn tile_offset(c: usize, l: usize, bb: usize, j: usize) -> usize {
 }
 
 /// `out_proj` from the out-norm's output (tiled channel-first or plain channel-last, as
-/// [`norm_gate`] writes it) into `out` in the module layout, `+ bias`. The channel-first
-/// fast path computes tiles into `scratch` (resized as needed) and copies them into place.
+/// [`norm_gate`] writes it; `cf` is its layout) into `out` in the module layout (`out_cf`),
+/// `+ bias`. The channel-first fast path computes tiles into `scratch` (resized as needed) and
+/// copies them into place; channel-last rows for a channel-first module are computed into
+/// `scratch` and transposed into place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_from_tiles(
     naive: bool,
     cf: bool,
+    out_cf: bool,
     w: &[f32],
     wt: &[f32],
     o: usize,
@@ -332,9 +383,25 @@ pub(super) fn linear_from_tiles(
     par: Parallelism<'_>,
 ) {
     let tail = Tail { bias, silu: false };
+    if !cf && out_cf && !naive {
+        // Channel-last activations, channel-first module: the channel-last product (`+ bias`)
+        // into `scratch`, then transposed into place in items of whole channel rows.
+        if o == 0 || l == 0 || b == 0 {
+            return;
+        }
+        fit(scratch, b * l * o);
+        let p = Proj {
+            w,
+            wt,
+            out: scratch,
+            tail,
+        };
+        linear(false, false, false, o, i, y, b, l, vec![p], par);
+        return transpose_batches(scratch, b, l, o, out, TRANSPOSE_ROWS, par);
+    }
     if !cf {
         let p = Proj { w, wt, out, tail };
-        return linear(naive, cf, o, i, y, b, l, vec![p], par);
+        return linear(naive, cf, false, o, i, y, b, l, vec![p], par);
     }
     if o == 0 || l == 0 || b == 0 {
         return;
@@ -354,7 +421,7 @@ pub(super) fn linear_from_tiles(
     par.for_each(split_tiles(scratch, b, l, o), |(bb, l0, t)| {
         let (j, nb) = (l0 / GEMM_BLOCK, t.len() / o);
         let rhs = &y[tile_offset(i, l, bb, j)..][..i * nb];
-        mm(o, i, nb, w, i, rhs, nb, t, nb);
+        mm(o, i, nb, w, (i, 1), rhs, nb, t, nb);
     });
     untile_into(scratch, o, b, l, out, tail, par);
 }
