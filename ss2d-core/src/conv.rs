@@ -60,7 +60,8 @@ pub fn depthwise_plane(
 /// `(k*k, c)` (tap `(i, j)` of channel `ch` at `(i*k + j)*c + ch`), `bias` `(c,)`, and `out`
 /// holds whole pixels of `c` channels. Every output is [`depthwise_plane`]'s per-element
 /// expression (taps ascending as FMAs onto 0, then `+ bias`), so both layouts give the same
-/// bits. Errors name what is wrong (buffer lengths, a row or pixel range outside the image,
+/// bits; with `silu`, SiLU follows on the output vector before it is stored (the bits of
+/// [`crate::math::map`] with `MathFn::Silu` over the outputs). Errors name what is wrong (buffer lengths, a row or pixel range outside the image,
 /// zero channels); nothing is written on error.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_cl_row(
@@ -73,6 +74,7 @@ pub fn depthwise_cl_row(
     img: &[f32],
     oh: usize,
     w0: usize,
+    silu: bool,
     out: &mut [f32],
 ) -> Result<(), Error> {
     if c == 0 {
@@ -112,7 +114,7 @@ pub fn depthwise_cl_row(
     }
     crate::platform::dispatch!(
         SimdLevel::current(),
-        slices::depthwise_cl_row(taps, bias, k, h, w, c, img, oh, w0, out)
+        slices::depthwise_cl_row(taps, bias, k, h, w, c, img, oh, w0, silu, out)
     );
     Ok(())
 }
@@ -235,29 +237,39 @@ mod tests {
                     if w0 > w1 {
                         continue;
                     }
-                    let mut out = [f32::NAN; 2048];
-                    let out = &mut out[..(w1 - w0) * c];
-                    depthwise_cl_row(taps, Some(&bias[..c]), k, h, w, c, img, oh, w0, out).unwrap();
-                    for (q, v) in out.iter().enumerate() {
-                        let at = (oh * w + w0) * c + q;
-                        assert_eq!(
-                            v.to_bits(),
-                            want[at].to_bits(),
-                            "k={k} {h}x{w}x{c} row {oh} from {w0}: {q}"
-                        );
+                    for silu in [false, true] {
+                        let mut out = [f32::NAN; 2048];
+                        let out = &mut out[..(w1 - w0) * c];
+                        let b = Some(&bias[..c]);
+                        depthwise_cl_row(taps, b, k, h, w, c, img, oh, w0, silu, out).unwrap();
+                        // With `silu`: the bits of a separate SiLU pass over the outputs.
+                        let mut want_row = [0.0f32; 2048];
+                        let want_row = &mut want_row[..out.len()];
+                        let at = (oh * w + w0) * c;
+                        want_row.copy_from_slice(&want[at..at + out.len()]);
+                        if silu {
+                            crate::math::map(crate::math::MathFn::Silu, want_row);
+                        }
+                        for (q, (v, x)) in out.iter().zip(want_row.iter()).enumerate() {
+                            assert_eq!(
+                                v.to_bits(),
+                                x.to_bits(),
+                                "k={k} {h}x{w}x{c} row {oh} from {w0} silu {silu}: {q}"
+                            );
+                        }
+                        cases += 1;
                     }
-                    cases += 1;
                 }
             }
         }
-        assert!(cases >= 60, "{cases}");
+        assert!(cases >= 120, "{cases}");
         // Bad input: an error naming it, nothing written.
         let (taps, img) = ([0.5f32; 9 * 4], [1.0f32; 3 * 3 * 4]);
         let mut out = [7.0f32; 8];
         let e = |r: Result<(), Error>| r.unwrap_err();
         assert!(matches!(
             e(depthwise_cl_row(
-                &taps, None, 3, 3, 3, 0, &img, 0, 0, &mut out
+                &taps, None, 3, 3, 3, 0, &img, 0, 0, false, &mut out
             )),
             Error::Zero { .. }
         ));
@@ -272,6 +284,7 @@ mod tests {
                 &img,
                 0,
                 0,
+                false,
                 &mut out
             )),
             Error::Length {
@@ -290,6 +303,7 @@ mod tests {
                 &img,
                 0,
                 0,
+                false,
                 &mut out
             )),
             Error::Length {
@@ -308,6 +322,7 @@ mod tests {
                 &img[1..],
                 0,
                 0,
+                false,
                 &mut out
             )),
             Error::Length {
@@ -326,19 +341,20 @@ mod tests {
                 &img,
                 0,
                 0,
+                false,
                 &mut out[..7]
             )),
             Error::Mismatch { .. }
         ));
         assert!(matches!(
             e(depthwise_cl_row(
-                &taps, None, 3, 3, 3, 4, &img, 3, 0, &mut out
+                &taps, None, 3, 3, 3, 4, &img, 3, 0, false, &mut out
             )),
             Error::Mismatch { .. }
         ));
         assert!(matches!(
             e(depthwise_cl_row(
-                &taps, None, 3, 3, 3, 4, &img, 0, 2, &mut out
+                &taps, None, 3, 3, 3, 4, &img, 0, 2, false, &mut out
             )),
             Error::Mismatch { .. }
         ));
@@ -353,6 +369,7 @@ mod tests {
                 &img,
                 0,
                 usize::MAX,
+                false,
                 &mut out
             )),
             Error::Mismatch { .. }

@@ -147,10 +147,11 @@ level_fn! {
         img: &[f32],
         oh: usize,
         w0: usize,
+        silu: bool,
         out: &mut [f32],
     ) {
         let n = out.len() / c;
-        let g = ClGeom { k, h, w, c, oh, w0 };
+        let g = ClGeom { k, h, w, c, oh, w0, silu };
         let mut c0 = 0;
         while c0 < c {
             if c - c0 >= LANES {
@@ -249,7 +250,7 @@ fn cl3_inner_row(
             Some(b) => acc + b,
             None => acc,
         };
-        store(&mut out[t * c + c0..], r);
+        store(&mut out[t * c + c0..], activate(g, r));
     }
 }
 
@@ -264,6 +265,19 @@ struct ClGeom {
     c: usize,
     oh: usize,
     w0: usize,
+    /// SiLU on each output vector before it is stored.
+    silu: bool,
+}
+
+/// `v`, or SiLU of it when the geometry asks for it (the vector function of `crate::math::map`,
+/// so the bits are those of a separate pass).
+#[inline(always)]
+fn activate(g: &ClGeom, v: V) -> V {
+    if g.silu {
+        super::math::silu(v)
+    } else {
+        v
+    }
 }
 
 /// The lanes `c0 ..` of `s` from `at` (`LANES` of them, or the `c - c0` left, the rest 0).
@@ -340,6 +354,7 @@ fn cl_pixels<const NP: usize, const FULL: bool>(
             Some(b) => *a + b,
             None => *a,
         };
+        let r = activate(g, r);
         let o = (t + q) * c + c0;
         if FULL {
             store(&mut out[o..], r);

@@ -507,10 +507,12 @@ const CONV_PIXELS: usize = 32;
 
 /// Pixels `w0..w0 + out.len() / C` of channel-last image row `oh` (`C` outputs per pixel):
 /// `ss2d_core::conv::depthwise_cl_row` at the current SIMD level, the per-element expression
-/// of [`conv_plane`] (taps ascending, then bias), so both layouts give the same bits.
-fn conv_row(a: &ConvArgs<'_>, oh: usize, w0: usize, img: &[f32], out: &mut [f32]) {
+/// of [`conv_plane`] (taps ascending, then bias), so both layouts give the same bits. With
+/// `silu`, SiLU runs on each output vector before its store (the bits of [`silu_slice`]).
+fn conv_row(a: &ConvArgs<'_>, oh: usize, w0: usize, img: &[f32], silu: bool, out: &mut [f32]) {
     // The layer validated the shapes (taps k*k x C, images h x w x C, rows inside).
-    ss2d_core::conv::depthwise_cl_row(a.taps, a.bias, a.k, a.h, a.w, a.channels, img, oh, w0, out)
+    let (taps, bias, c) = (a.taps, a.bias, a.channels);
+    ss2d_core::conv::depthwise_cl_row(taps, bias, a.k, a.h, a.w, c, img, oh, w0, silu, out)
         .expect("conv shapes validated by the layer");
 }
 
@@ -573,8 +575,7 @@ pub(super) fn dwconv(
         }
         par.for_each(items, |(row, w0, o)| {
             let (bb, oh) = (row / h, row % h);
-            conv_row(a, oh, w0, &x[bb * hw * c..(bb + 1) * hw * c], o);
-            act(o);
+            conv_row(a, oh, w0, &x[bb * hw * c..(bb + 1) * hw * c], silu, o);
         });
     }
 }
