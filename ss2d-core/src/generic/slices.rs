@@ -151,13 +151,13 @@ level_fn! {
         out: &mut [f32],
     ) {
         let n = out.len() / c;
-        let g = ClGeom { k, h, w, c, oh, w0, silu };
+        let g = ClRow { taps, bias, img, k, h, w, c, oh, w0, silu };
         let mut c0 = 0;
         while c0 < c {
             if c - c0 >= LANES {
-                cl_panel::<true>(&g, taps, bias, img, c0, n, out);
+                cl_panel::<true>(&g, c0, n, out);
             } else {
-                cl_panel::<false>(&g, taps, bias, img, c0, n, out);
+                cl_panel::<false>(&g, c0, n, out);
             }
             c0 += LANES;
         }
@@ -167,34 +167,25 @@ level_fn! {
 /// The `n` output pixels of [`depthwise_cl_row`] for the channel panel from `c0` (`FULL`:
 /// `LANES` channels, else the `c - c0` left).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn cl_panel<const FULL: bool>(
-    g: &ClGeom,
-    taps: &[f32],
-    bias: Option<&[f32]>,
-    img: &[f32],
-    c0: usize,
-    n: usize,
-    out: &mut [f32],
-) {
+fn cl_panel<const FULL: bool>(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     if FULL && g.k == 3 && g.oh >= 1 && g.oh + 1 < g.h && g.w >= 3 {
-        cl3_inner_row(g, taps, bias, img, c0, n, out);
+        cl3_inner_row(g, c0, n, out);
         return;
     }
     let mut t = 0;
     while t + PIXELS <= n {
-        cl_pixels::<PIXELS, FULL>(g, taps, bias, img, c0, t, out);
+        cl_pixels::<PIXELS, FULL>(g, c0, t, out);
         t += PIXELS;
     }
     match n - t {
         0 => {}
-        1 => cl_pixels::<1, FULL>(g, taps, bias, img, c0, t, out),
-        2 => cl_pixels::<2, FULL>(g, taps, bias, img, c0, t, out),
-        3 => cl_pixels::<3, FULL>(g, taps, bias, img, c0, t, out),
-        4 => cl_pixels::<4, FULL>(g, taps, bias, img, c0, t, out),
-        5 => cl_pixels::<5, FULL>(g, taps, bias, img, c0, t, out),
-        6 => cl_pixels::<6, FULL>(g, taps, bias, img, c0, t, out),
-        _ => cl_pixels::<7, FULL>(g, taps, bias, img, c0, t, out),
+        1 => cl_pixels::<1, FULL>(g, c0, t, out),
+        2 => cl_pixels::<2, FULL>(g, c0, t, out),
+        3 => cl_pixels::<3, FULL>(g, c0, t, out),
+        4 => cl_pixels::<4, FULL>(g, c0, t, out),
+        5 => cl_pixels::<5, FULL>(g, c0, t, out),
+        6 => cl_pixels::<6, FULL>(g, c0, t, out),
+        _ => cl_pixels::<7, FULL>(g, c0, t, out),
     }
 }
 
@@ -203,34 +194,26 @@ fn cl_panel<const FULL: bool>(
 /// body whose chains the core overlaps), the image's first and last pixel through
 /// [`cl_pixels`]. Same per-element expression (taps ascending, then bias).
 #[inline(always)]
-fn cl3_inner_row(
-    g: &ClGeom,
-    taps: &[f32],
-    bias: Option<&[f32]>,
-    img: &[f32],
-    c0: usize,
-    n: usize,
-    out: &mut [f32],
-) {
+fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     let c = g.c;
     // Local pixels `first..last` have both horizontal neighbours inside the image.
     let first = usize::from(g.w0 == 0).min(n);
     let last = ((g.w0 + n).min(g.w - 1).saturating_sub(g.w0)).max(first);
     for t in (0..first).chain(last..n) {
-        cl_pixels::<1, true>(g, taps, bias, img, c0, t, out);
+        cl_pixels::<1, true>(g, c0, t, out);
     }
     if last == first {
         return;
     }
-    let bv = bias.map(|b| load(&b[c0..]));
+    let bv = g.bias.map(|b| load(&b[c0..]));
     let mut tv = [splat(0.0); 9];
     for (t, v) in tv.iter_mut().enumerate() {
-        *v = load(&taps[t * c + c0..]);
+        *v = load(&g.taps[t * c + c0..]);
     }
     let rs = g.w * c;
     // Tap (0, 0) of pixel `first`, and everything up to the last load of pixel `last - 1`.
     let lo = ((g.oh - 1) * g.w + g.w0 + first - 1) * c + c0;
-    let span = &img[lo..lo + (last - 1 - first) * c + 2 * rs + 2 * c + LANES];
+    let span = &g.img[lo..lo + (last - 1 - first) * c + 2 * rs + 2 * c + LANES];
     let p = span.as_ptr();
     for t in first..last {
         let off = (t - first) * c;
@@ -246,19 +229,21 @@ fn cl3_inner_row(
                 );
             }
         }
-        let r = match bv {
-            Some(b) => acc + b,
-            None => acc,
-        };
-        store(&mut out[t * c + c0..], activate(g, r));
+        store(&mut out[t * c + c0..], g.finish(acc, bv));
     }
 }
 
 /// Output pixels [`depthwise_cl_row`] computes together.
 const PIXELS: usize = 8;
 
-/// The image and the output row of [`depthwise_cl_row`].
-struct ClGeom {
+/// The inputs and the output row of [`depthwise_cl_row`].
+struct ClRow<'a> {
+    /// `(k*k, c)`.
+    taps: &'a [f32],
+    /// `(c,)`.
+    bias: Option<&'a [f32]>,
+    /// `(h, w, c)`.
+    img: &'a [f32],
     k: usize,
     h: usize,
     w: usize,
@@ -269,14 +254,20 @@ struct ClGeom {
     silu: bool,
 }
 
-/// `v`, or SiLU of it when the geometry asks for it (the vector function of `crate::math::map`,
-/// so the bits are those of a separate pass).
-#[inline(always)]
-fn activate(g: &ClGeom, v: V) -> V {
-    if g.silu {
-        super::math::silu(v)
-    } else {
-        v
+impl ClRow<'_> {
+    /// An output vector from its accumulated taps: `+ bias`, then SiLU when asked (the
+    /// vector function of `crate::math::map`, so the bits are those of a separate pass).
+    #[inline(always)]
+    fn finish(&self, acc: V, bias: Option<V>) -> V {
+        let r = match bias {
+            Some(b) => acc + b,
+            None => acc,
+        };
+        if self.silu {
+            super::math::silu(r)
+        } else {
+            r
+        }
     }
 }
 
@@ -294,19 +285,15 @@ fn load_panel<const FULL: bool>(s: &[f32], at: usize, nl: usize) -> V {
 
 /// Pixels `t .. t + NP` of [`depthwise_cl_row`]'s output, channels `c0 ..` (one panel).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 // Indexed loops over the accumulators (the iterator forms kept them on the stack).
 #[allow(clippy::needless_range_loop)]
 fn cl_pixels<const NP: usize, const FULL: bool>(
-    g: &ClGeom,
-    taps: &[f32],
-    bias: Option<&[f32]>,
-    img: &[f32],
+    g: &ClRow<'_>,
     c0: usize,
     t: usize,
     out: &mut [f32],
 ) {
-    let (k, c) = (g.k, g.c);
+    let (k, c, img) = (g.k, g.c, g.img);
     let nl = (c - c0).min(LANES);
     let pad = k / 2;
     let mut acc = [splat(0.0); NP];
@@ -319,7 +306,7 @@ fn cl_pixels<const NP: usize, const FULL: bool>(
         };
         let row = ih * g.w;
         for j in 0..k {
-            let tap = load_panel::<FULL>(taps, (i * k + j) * c + c0, nl);
+            let tap = load_panel::<FULL>(g.taps, (i * k + j) * c + c0, nl);
             // Pixel q reads column `ow0 + q + j - pad`.
             let first = ow0 + j;
             if first >= pad && first + NP - pad <= g.w {
@@ -348,13 +335,9 @@ fn cl_pixels<const NP: usize, const FULL: bool>(
             }
         }
     }
-    let bias = bias.map(|b| load_panel::<FULL>(b, c0, nl));
+    let bias = g.bias.map(|b| load_panel::<FULL>(b, c0, nl));
     for (q, a) in acc.iter().enumerate() {
-        let r = match bias {
-            Some(b) => *a + b,
-            None => *a,
-        };
-        let r = activate(g, r);
+        let r = g.finish(*a, bias);
         let o = (t + q) * c + c0;
         if FULL {
             store(&mut out[o..], r);

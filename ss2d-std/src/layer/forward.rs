@@ -300,8 +300,10 @@ impl Ss2d {
         if let Some(dbg) = debug.as_deref_mut() {
             dbg.out_norm_in = module_layout(&y, di);
         }
-        // The scan output in the layout of the activations, for recomputing the plain norm.
-        let y_dbg = debug.as_ref().map(|_| y.clone());
+        // The scan output in the layout of the activations, for recomputing the plain norm
+        // below (only where GELU or the gate follow it).
+        let recompute = d.forward.has_z() || d.forward.out_gelu;
+        let y_dbg = debug.as_ref().filter(|_| recompute).map(|_| y.clone());
         t.scan = t0.elapsed();
 
         // 12-13. out-norm, GELU, gate. Channel-first output is tiled by position blocks.
@@ -321,7 +323,7 @@ impl Ss2d {
         }
         t.norm_gate = t0.elapsed();
         if let Some(dbg) = debug {
-            dbg.out_norm_out = if d.forward.has_z() || d.forward.out_gelu {
+            dbg.out_norm_out = if recompute {
                 // The golden out_norm_out is before the GELU and the gate: recompute it.
                 let plain = ops::NormArgs {
                     gelu: false,
@@ -351,7 +353,11 @@ impl Ss2d {
         let bias = w.out_proj_bias.as_deref();
         // The channel-first output's product (tiles, or channel-last rows) before it is
         // copied or transposed into place.
-        let mut scratch = crate::pool::take(if tiled || cf_io { b * dm * l } else { 0 });
+        let mut scratch = crate::pool::take(if tiled || (cf_io && !cf) {
+            b * dm * l
+        } else {
+            0
+        });
         ops::linear_from_tiles(
             naive,
             cf,

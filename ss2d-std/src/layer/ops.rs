@@ -4,8 +4,8 @@
 //!
 //! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. The fast
 //! path keeps its activations channel-last whatever the module layout (`in_proj` reads a
-//! channel-first input through strides, [`linear_cl_to_cf`] transposes `out_proj`'s result
-//! into place), except under the cascade scan, which takes channel-first data only. On that
+//! channel-first input through strides, [`linear_from_tiles`] transposes `out_proj`'s
+//! result into place), except under the cascade scan, which takes channel-first data only. On that
 //! channel-first fast path the products' outputs (`in_proj`'s x and z) and the out-norm's
 //! output are *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`] positions (the
 //! last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns a contiguous
@@ -63,8 +63,8 @@ pub(super) fn transpose(w: &[f32], o: usize, i: usize) -> Vec<f32> {
 }
 
 /// `c (m, n) = a (m, k) @ b (k, n)` on `ss2d_core::gemm` (`a`'s row and column strides `a_s`,
-/// row strides `b_rs`, `c_rs`; unit column strides for `b` and `c`). Every output element is one fixed chain of FMAs (`k` ascending),
-/// whatever the blocking, so the result does not depend on the split. The views are built from
+/// row strides `b_rs`, `c_rs`; unit column strides for `b` and `c`). Every output element is
+/// one fixed chain of FMAs (`k` ascending), whatever the blocking, so the result does not depend on the split. The views are built from
 /// validated sizes, so it cannot fail.
 #[allow(clippy::too_many_arguments)]
 fn mm(
@@ -297,19 +297,18 @@ pub(super) fn untile_into(
     });
 }
 
-/// Output rows per item of [`transpose_batches`] in [`linear_from_tiles`]: whole vectors of
-/// channels for the blocked transpose.
+/// Output rows per item of [`transpose_batches`]: whole vectors of channels for the blocked
+/// transpose.
 const TRANSPOSE_ROWS: usize = 16;
 
 /// Each batch item of `src (B, rows, cols)` transposed into `dst (B, cols, rows)`, in parallel
-/// items of `per` output rows (within a batch item), on `ss2d_core::transpose`.
-pub(super) fn transpose_batches(
+/// items of [`TRANSPOSE_ROWS`] output rows (within a batch item), on `ss2d_core::transpose`.
+fn transpose_batches(
     src: &[f32],
     b: usize,
     rows: usize,
     cols: usize,
     dst: &mut [f32],
-    per: usize,
     par: Parallelism<'_>,
 ) {
     let n = rows * cols;
@@ -318,8 +317,8 @@ pub(super) fn transpose_batches(
     }
     let mut items = Vec::new();
     for (bb, ob) in dst[..b * n].chunks_mut(n).enumerate() {
-        let chunks = ob.chunks_mut(per.max(1) * rows).enumerate();
-        items.extend(chunks.map(|(j, c)| (bb, j * per.max(1), c)));
+        let chunks = ob.chunks_mut(TRANSPOSE_ROWS * rows).enumerate();
+        items.extend(chunks.map(|(j, c)| (bb, j * TRANSPOSE_ROWS, c)));
     }
     par.for_each(items, |(bb, c0, d)| {
         let s = &src[bb * n..(bb + 1) * n];
@@ -397,7 +396,7 @@ pub(super) fn linear_from_tiles(
             tail,
         };
         linear(false, false, false, o, i, y, b, l, vec![p], par);
-        return transpose_batches(scratch, b, l, o, out, TRANSPOSE_ROWS, par);
+        return transpose_batches(scratch, b, l, o, out, par);
     }
     if !cf {
         let p = Proj { w, wt, out, tail };
