@@ -12,10 +12,10 @@ use crate::gemm::Raw;
 use core::mem::MaybeUninit;
 
 /// Rows of `A` per register tile.
-const MR: usize = 6;
+const MR: usize = if LANES == 16 { 8 } else { 6 };
 /// Vectors of `B` columns per register tile: `MR x NV` accumulators, `NV` loads and a
 /// broadcast fit 32 registers at 16 lanes (AVX-512) and 16 at 8 lanes (AVX2).
-const NV: usize = if LANES == 16 { 4 } else { 2 };
+const NV: usize = if LANES == 16 { 3 } else { 2 };
 /// `k` per pass over a strip of `B` (`KC x NV x LANES` floats: 24 KiB at 16 lanes).
 const KC: usize = 96;
 
@@ -152,21 +152,27 @@ unsafe fn tile<const R: usize, const C: usize, const S: u8>(
             bp = bp.wrapping_add(brs);
             kk += 1;
         }
-        // The epilogue and the stores work on a copy: its loops (SiLU is long) need not be
-        // unrolled, while `acc` stays in registers through the `k` loop.
-        let mut out = acc;
-        if k1 == p.k {
-            finish::<C>(p, &mut out, i0, j0, part, tail);
-        }
-        for (r, row) in out.iter().enumerate() {
-            for (c, &a) in row.iter().enumerate() {
-                let q = cp.add(r * p.crs + c * LANES);
-                if part && c == C - 1 {
-                    store_part(q, a, tail);
-                } else {
-                    store_at(q, a);
+        let store = |out: &[[V; C]; R]| {
+            for (r, row) in out.iter().enumerate() {
+                for (c, &a) in row.iter().enumerate() {
+                    let q = cp.add(r * p.crs + c * LANES);
+                    if part && c == C - 1 {
+                        store_part(q, a, tail);
+                    } else {
+                        store_at(q, a);
+                    }
                 }
             }
+        };
+        if k1 == p.k && (p.silu || !p.bias_row.is_null() || !p.bias_col.is_null()) {
+            // The epilogue works on a copy: its loops (SiLU is long) need not be unrolled,
+            // while `acc` stays in registers through the `k` loop.
+            let mut out = acc;
+            finish::<C>(p, &mut out, i0, j0, part, tail);
+            store(&out);
+        } else {
+            // Straight from the accumulators (a copy would go through the stack).
+            store(&acc);
         }
     }
 }
@@ -252,7 +258,13 @@ unsafe fn tile_dyn(
         };
     }
     // SAFETY: the caller's contract; `rows <= MR` and `vecs <= NV` by the driver's choice.
-    unsafe { pick!(1 2 3 4 5 6; 1 2 3 4) }
+    unsafe {
+        if LANES == 16 {
+            pick!(1 2 3 4 5 6 7 8; 1 2 3)
+        } else {
+            pick!(1 2 3 4 5 6; 1 2)
+        }
+    }
 }
 
 /// Copies rows `k0..k1` of the strip of `vecs` vectors at column `j0` (the last one `tail`

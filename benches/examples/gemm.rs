@@ -1,0 +1,65 @@
+//! Single-threaded timing of `ss2d_core::gemm` on the layer's product shapes:
+//! `cargo run --release -p ss2d-benches --example gemm -- M K N BLOCK [cl|cf] [reps]`
+//! (`M` rows in blocks of `BLOCK` rows, one call each, as the layer's items; `cl`: `A` rows
+//! adjacent in memory, `cf`: `A` read through strides from a channel-first `(K, M)` input).
+//! Prints the median GFLOP/s (`2 M K N` per run).
+use ss2d_core::gemm::{Bias, Product};
+use std::time::Instant;
+
+fn main() {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .take(4)
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (m, k, n, block) = (a[0], a[1], a[2], a[3]);
+    let cf = std::env::args().nth(5).as_deref() == Some("cf");
+    let reps: usize = std::env::args().nth(6).map_or(51, |s| s.parse().unwrap());
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let mut c = vec![0.0f32; m * n];
+    let mut run = || {
+        for (j, cb) in c.chunks_mut(block * n).enumerate() {
+            let l0 = j * block;
+            let rows = cb.len() / n;
+            let (a, a_strides) = if cf {
+                (&x[l0..], (1, m))
+            } else {
+                (&x[l0 * k..(l0 + rows) * k], (k, 1))
+            };
+            let p = Product {
+                m: rows,
+                k,
+                n,
+                a,
+                a_strides,
+                b: &w,
+                b_row_stride: n,
+                bias: Bias::None,
+                silu: false,
+            };
+            p.run(cb, n).unwrap();
+        }
+    };
+    let warm = Instant::now();
+    while warm.elapsed().as_secs_f64() < 0.3 {
+        run();
+    }
+    let mut times = vec![];
+    for _ in 0..reps {
+        let t = Instant::now();
+        run();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let med = times[times.len() / 2];
+    let flop = 2.0 * (m * k * n) as f64;
+    println!(
+        "M={m} K={k} N={n} block {block} {}: median {:.1} us, {:.1} GFLOP/s (best {:.1}) ({})",
+        if cf { "cf" } else { "cl" },
+        med * 1e6,
+        flop / med / 1e9,
+        flop / times[0] / 1e9,
+        ss2d_core::SimdLevel::current()
+    );
+}
