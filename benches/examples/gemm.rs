@@ -15,8 +15,12 @@ fn main() {
     let (m, k, n, block) = (a[0], a[1], a[2], a[3]);
     let cf = std::env::args().nth(5).as_deref() == Some("cf");
     let reps: usize = std::env::args().nth(6).map_or(51, |s| s.parse().unwrap());
-    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
     let mut c = vec![0.0f32; m * n];
     let mut run = || {
         for (j, cb) in c.chunks_mut(block * n).enumerate() {

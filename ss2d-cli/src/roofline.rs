@@ -25,8 +25,7 @@
 //! The share printed is `limit / measured` (100% = at the model's limit). The layer's GEMM
 //! stages (`ss2d_core::gemm`) run at the current level like the other kernels; the `gemm_in`
 //! stage also applies `in_proj`'s bias and, for gated forwards, the SiLU of `z`, which the
-//! model does not count. The fused scan's `x_proj` still runs on the `gemm` crate, which picks
-//! its own instructions at run time whatever `--isa` says.
+//! model does not count. The fused scan's `x_proj` runs on the same kernel, at the same level.
 
 use std::time::Instant;
 

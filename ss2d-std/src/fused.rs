@@ -15,6 +15,7 @@
 //!    every thread two units.
 
 use ss2d_core::fused::{combine, FusedPlan, FusedShape, FusedSplit, FusedWeights};
+use ss2d_core::gemm::{Bias, Product};
 use ss2d_core::{Error, Layout};
 
 use crate::pool::Buf;
@@ -26,12 +27,6 @@ const PROJ_BLOCK: usize = 256;
 
 /// Elements per block of the final combine pass.
 const COMBINE_BLOCK: usize = 1 << 14;
-
-fn gemm_err(_: ss2d_gemm::Error) -> Error {
-    Error::Unsupported {
-        what: "x_proj matrix product refused its arguments",
-    }
-}
 
 /// The x_proj projection on the unpermuted grid: `proj[b, l, k*C + c] = sum_d W[k, c, d] x[b, d, l]`,
 /// `(B, L, 4 * C)` row-major with `C = R + 2N`.
@@ -62,28 +57,36 @@ fn project_into(
         proj.fill(0.0);
         return Ok(());
     }
-    // W^T as a (D x 4C) view of the (4C x D) row-major weight.
-    let wt = ss2d_gemm::MatRef::row_major(x_proj_weight, c4, d).t();
+    // W^T, (D x 4C) row-major: the product's `B` (rows of lanes), from the (4C x D) weight.
+    let mut wt = crate::pool::take(d * c4);
+    for (r, row) in x_proj_weight.chunks_exact(d).take(c4).enumerate() {
+        for (k, &v) in row.iter().enumerate() {
+            wt[k * c4 + r] = v;
+        }
+    }
     let blocks_per_b = l.div_ceil(PROJ_BLOCK);
     let run = |i: usize, dst: &mut [f32]| -> Result<(), Error> {
         let (b, blk) = (i / blocks_per_b, i % blocks_per_b);
         let l0 = blk * PROJ_BLOCK;
         let rows = dst.len() / c4;
         // x rows l0.. of batch b as an (rows x D) view.
-        let (off, rs, cs) = if shape.channel_first {
-            (b * d * l + l0, 1, l)
+        let (off, strides) = if shape.channel_first {
+            (b * d * l + l0, (1, l))
         } else {
-            (b * l * d + l0 * d, d, 1)
+            (b * l * d + l0 * d, (d, 1))
         };
-        let xv = ss2d_gemm::MatRef {
-            data: &x[off..],
-            rows,
-            cols: d,
-            row_stride: rs,
-            col_stride: cs,
-        };
-        let dv = ss2d_gemm::MatMut::row_major(dst, rows, c4);
-        ss2d_gemm::matmul(dv, xv, wt).map_err(gemm_err)
+        Product {
+            m: rows,
+            k: d,
+            n: c4,
+            a: &x[off..],
+            a_strides: strides,
+            b: &wt,
+            b_row_stride: c4,
+            bias: Bias::None,
+            silu: false,
+        }
+        .run(dst, c4)
     };
     // Blocks never straddle batch items: chunk per batch item, then per PROJ_BLOCK rows.
     let chunks: Vec<(usize, &mut [f32])> = proj
@@ -91,7 +94,9 @@ fn project_into(
         .flat_map(|pb| pb.chunks_mut(PROJ_BLOCK * c4))
         .enumerate()
         .collect();
-    par.try_for_each(chunks, |(i, ch)| run(i, ch))
+    let r = par.try_for_each(chunks, |(i, ch)| run(i, ch));
+    crate::pool::give(wt);
+    r
 }
 
 /// `(B, D, L)` -> `(B, L, D)` (or back with `d` and `l` swapped): per batch item the blocked

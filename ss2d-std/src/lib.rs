@@ -4,9 +4,9 @@
 //! the SS2D layer, on top of the `no_std` kernels of `ss2d-core`.
 //!
 //! Cargo feature `layer` (on by default): the SS2D layer ([`layer`], its products on
-//! `ss2d_core::gemm`) and the fused SS2D scan ([`fused`], its `x_proj` on `ss2d-gemm`). With
+//! `ss2d_core::gemm`) and the fused SS2D scan ([`fused`], its `x_proj` on the same kernel). With
 //! `default-features = false` the crate builds only the scans (the selective scan, cross-scan /
-//! cross-merge and the unfused SS2D scan) and pulls in no GEMM code.
+//! cross-merge and the unfused SS2D scan), without the layer and the fused scan.
 //!
 //! Every entry point takes a [`Parallelism`], the one executor of the crate (and of
 //! `ss2d-capi`): on the calling thread, on `n` threads of the library's pool, on a caller's
