@@ -4,7 +4,6 @@
 //! adjacent in memory, `cf`: `A` read through strides from a channel-first `(K, M)` input).
 //! Prints the median GFLOP/s (`2 M K N` per run).
 use ss2d_core::gemm::{Bias, Product};
-use std::time::Instant;
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -22,7 +21,7 @@ fn main() {
         .map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
     let mut c = vec![0.0f32; m * n];
-    let mut run = || {
+    let run = || {
         for (j, cb) in c.chunks_mut(block * n).enumerate() {
             let l0 = j * block;
             let rows = cb.len() / n;
@@ -45,25 +44,14 @@ fn main() {
             p.run(cb, n).unwrap();
         }
     };
-    let warm = Instant::now();
-    while warm.elapsed().as_secs_f64() < 0.3 {
-        run();
-    }
-    let mut times = vec![];
-    for _ in 0..reps {
-        let t = Instant::now();
-        run();
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let med = times[times.len() / 2];
+    let (med, best) = ss2d_benches::time_runs(reps, run);
     let flop = 2.0 * (m * k * n) as f64;
     println!(
         "M={m} K={k} N={n} block {block} {}: median {:.1} us, {:.1} GFLOP/s (best {:.1}) ({})",
         if cf { "cf" } else { "cl" },
         med * 1e6,
         flop / med / 1e9,
-        flop / times[0] / 1e9,
+        flop / best / 1e9,
         ss2d_core::SimdLevel::current()
     );
 }

@@ -2,7 +2,6 @@
 //! `cargo run --release -p ss2d-benches --example xproj -- D H W N R [cf|cl] [reps]`.
 use ss2d_std::unfused::Ss2dScanShape;
 use ss2d_std::Parallelism;
-use std::time::Instant;
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -34,18 +33,7 @@ fn main() {
         let p = ss2d_std::fused::project_grid(&shape, &wt, &x, Parallelism::Sequential).unwrap();
         std::hint::black_box(&p);
     };
-    let warm = Instant::now();
-    while warm.elapsed().as_secs_f64() < 0.3 {
-        run();
-    }
-    let mut times = vec![];
-    for _ in 0..reps {
-        let t = Instant::now();
-        run();
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let med = times[times.len() / 2];
+    let (med, _) = ss2d_benches::time_runs(reps, run);
     let flop = 2.0 * (h * w * d * c4) as f64;
     println!(
         "x_proj D={d} {h}x{w} 4C={c4} {}: median {:.1} us, {:.1} GFLOP/s",

@@ -75,3 +75,21 @@ impl ScanInputs {
         }
     }
 }
+
+/// Runs `f` for about 0.3 s (the clock ramps up), then `reps` timed runs: `(median, best)`
+/// seconds.
+pub fn time_runs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let warm = std::time::Instant::now();
+    while warm.elapsed().as_secs_f64() < 0.3 {
+        f();
+    }
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0])
+}
