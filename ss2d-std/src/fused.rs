@@ -336,7 +336,7 @@ fn sizing(s: &Ss2dScanShape, fw: FusedWeights<'_>, par: Parallelism<'_>) -> Resu
             .with_group(1)
             .units(FusedSplit::Dirs)
             .saturating_mul(s.batch);
-        'pick: for g in [ss2d_core::fused::MAX_GROUP, 2, 1] {
+        'pick: for g in [ss2d_core::fused::MAX_GROUP, 3, 2, 1] {
             let plan = one.with_group(g);
             for sp in splits {
                 let u = plan.units(sp).saturating_mul(s.batch);

@@ -522,6 +522,7 @@ fn grouped_n1_kernel_is_bitwise_the_general_kernel() {
         (2 * LANES, 6, 5, 3, CrossMode::Cross2d),
         (3 * LANES + 5, 3, 11, 6, CrossMode::Unidi),
         (5 * LANES, 7, 6, 4, CrossMode::Cross2d),
+        (6 * LANES - 3, 4, 5, 6, CrossMode::Cross2d),
     ];
     let mut compared = 0;
     for (i, (dim, h, w, r, mode)) in cases.into_iter().enumerate() {

@@ -43,7 +43,9 @@ level_fn! {
             1 => unit::<1>(plan, split, part, sinks, b, p0, scratch),
             2 => unit::<2>(plan, split, part, sinks, b, p0, scratch),
             3 => unit::<3>(plan, split, part, sinks, b, p0, scratch),
-            _ => unit::<4>(plan, split, part, sinks, b, p0, scratch),
+            4 => unit::<4>(plan, split, part, sinks, b, p0, scratch),
+            5 => unit::<5>(plan, split, part, sinks, b, p0, scratch),
+            _ => unit::<6>(plan, split, part, sinks, b, p0, scratch),
         }
     }
     }
@@ -210,7 +212,13 @@ fn dir<const P: usize, const ADD: bool>(
     let pstride = 4 * c;
     // Steps per chunk: the three per-step arrays (`3 * P * steps` vectors) stay within 24 KiB
     // at 16 lanes, inside L1 beside the rest.
-    let steps = if P <= 2 { CHUNK } else { CHUNK / 2 };
+    let steps = if P <= 2 {
+        CHUNK
+    } else if P <= 4 {
+        CHUNK / 2
+    } else {
+        CHUNK / 4
+    };
     let mut pos = [0usize; CHUNK];
     let mut s0 = 0;
     while s0 < l {
@@ -270,7 +278,14 @@ fn dir<const P: usize, const ADD: bool>(
             let bc = &plan.proj[prow + p * pstride + r..][..2];
             let (bv, cv) = (splat(bc[0]), splat(bc[1]));
             let o = at.base + p * at.pstride;
-            let pair = pair.map(|v| &v[p * P..p * P + P]);
+            // A `match`, not `Option::map`: the closure of a `map` inside this
+            // `#[target_feature]` function was not inlined (a call per step, every live vector
+            // spilled around it).
+            #[allow(clippy::manual_map)]
+            let pair = match pair {
+                Some(v) => Some(&v[p * P..p * P + P]),
+                None => None,
+            };
             for j in 0..P {
                 let t = softplus_finish(xs[j], es[j]);
                 let u = us[j];
