@@ -5,11 +5,7 @@ use ss2d_std::unfused::{Ss2dScanShape, Ss2dScanWeights};
 use ss2d_std::Parallelism;
 
 fn main() {
-    let a: Vec<usize> = std::env::args()
-        .skip(1)
-        .take(5)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let a = ss2d_benches::size_args(5, "fused D H W N R [reps]");
     let (d, h, w, n, r) = (a[0], a[1], a[2], a[3], a[4]);
     let reps: usize = std::env::args().nth(6).map_or(51, |s| s.parse().unwrap());
     let shape = Ss2dScanShape {

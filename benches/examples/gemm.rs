@@ -6,11 +6,7 @@
 use ss2d_core::gemm::{Bias, Product};
 
 fn main() {
-    let a: Vec<usize> = std::env::args()
-        .skip(1)
-        .take(4)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let a = ss2d_benches::size_args(4, "gemm M K N BLOCK [cl|cf] [reps]");
     let (m, k, n, block) = (a[0], a[1], a[2], a[3]);
     let cf = std::env::args().nth(5).as_deref() == Some("cf");
     let reps: usize = std::env::args().nth(6).map_or(51, |s| s.parse().unwrap());

@@ -4,11 +4,7 @@ use ss2d_std::unfused::Ss2dScanShape;
 use ss2d_std::Parallelism;
 
 fn main() {
-    let a: Vec<usize> = std::env::args()
-        .skip(1)
-        .take(5)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let a = ss2d_benches::size_args(5, "xproj D H W N R [cf|cl] [reps]");
     let (d, h, w, n, r) = (a[0], a[1], a[2], a[3], a[4]);
     let cf = std::env::args().nth(6).as_deref() != Some("cl");
     let reps: usize = std::env::args().nth(7).map_or(101, |s| s.parse().unwrap());

@@ -93,3 +93,15 @@ pub fn time_runs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[0])
 }
+
+/// The first `n` command-line arguments as numbers (the examples' sizes); panics with the
+/// example's usage line when one is missing or not a number.
+pub fn size_args(n: usize, usage: &str) -> Vec<usize> {
+    let a: Vec<usize> = std::env::args()
+        .skip(1)
+        .take(n)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert!(a.len() == n, "usage: {usage}");
+    a
+}

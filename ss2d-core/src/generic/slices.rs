@@ -215,7 +215,51 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     let lo = ((g.oh - 1) * g.w + g.w0 + first - 1) * c + c0;
     let span = &g.img[lo..lo + (last - 1 - first) * c + 2 * rs + 2 * c + LANES];
     let p = span.as_ptr();
-    for t in first..last {
+    // Groups of `G` pixels: per kernel row, each of the `G + 2` input columns is loaded once
+    // and serves the (tap, pixel) pairs that read it, in each pixel's tap order (`j`
+    // ascending within the row, rows ascending): the same FMA chain per output as below, with
+    // `G` chains in flight and about half the loads.
+    const G: usize = 8;
+    let mut t = first;
+    while t + G <= last {
+        let off = (t - first) * c;
+        let mut acc = [splat(0.0); G];
+        // Written out (constant rows, columns and pixels) so that the accumulators and taps
+        // stay in registers.
+        macro_rules! row {
+            ($i:literal) => {
+                row!(@cols $i; 0 1 2 3 4 5 6 7 8 9)
+            };
+            (@cols $i:literal; $($m:literal)*) => {$(
+                // SAFETY: `off + i * rs + m * c + LANES <= (last - 1 - first) * c + 2 * rs
+                // + 2 * c + LANES = span.len()`, as `off + (G - 1) * c <= (last - 1 - first)
+                // * c` (`t + G <= last`) and `m <= G + 1`.
+                let v = unsafe { load_at(p.add(off + $i * rs + $m * c)) };
+                col::<$m>(&mut acc, [tv[$i * 3], tv[$i * 3 + 1], tv[$i * 3 + 2]], v);
+            )*};
+        }
+        row!(0);
+        row!(1);
+        row!(2);
+        let dst = &mut out[t * c + c0..(t + G - 1) * c + c0 + LANES];
+        let d = dst.as_mut_ptr();
+        if let Some(b) = bv {
+            for a in acc.iter_mut() {
+                *a += b;
+            }
+        }
+        if g.silu {
+            for a in acc.iter_mut() {
+                *a = super::math::silu(*a);
+            }
+        }
+        for (q, a) in acc.iter().enumerate() {
+            // SAFETY: `q * c + LANES <= (G - 1) * c + LANES = dst.len()`.
+            unsafe { super::store_at(d.add(q * c), *a) };
+        }
+        t += G;
+    }
+    for t in t..last {
         let off = (t - first) * c;
         let mut acc = splat(0.0);
         for i in 0..3 {
@@ -230,6 +274,17 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
             }
         }
         store(&mut out[t * c + c0..], g.finish(acc, bv));
+    }
+}
+
+/// Column `M` of a kernel row in [`cl3_inner_row`]'s pixel group: pixel `q` reads it with tap
+/// `j = M - q` (where `0 <= j < 3`).
+#[inline(always)]
+fn col<const M: usize>(acc: &mut [V; 8], taps: [V; 3], v: V) {
+    for (q, a) in acc.iter_mut().enumerate() {
+        if M >= q && M - q < 3 {
+            *a = fma(taps[M - q], v, *a);
+        }
     }
 }
 

@@ -5,7 +5,10 @@ use super::*;
 /// The stages of a forward, as timed by [`StageTimes`].
 pub const STAGES: [&str; 5] = ["gemm_in", "conv", "scan", "norm_gate", "gemm_out"];
 
-/// Wall time of each stage of one forward.
+/// Wall time of each stage of one forward. Where `in_proj`'s x product and the conv run as
+/// one pass (channel-last activations with a conv, no intermediates requested), that pass's
+/// wall time is split between `gemm_in` and `conv` in proportion to the time its work items
+/// spent in each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StageTimes {
     /// `in_proj` (+ bias, + the z activation).
@@ -202,15 +205,21 @@ impl Ss2d {
         let z_silu = d.forward.z == ZBranch::Silu;
         let mut x = crate::pool::take(bdl);
         let mut z = d.forward.has_z().then(|| crate::pool::take(bdl));
-        let mut projs = vec![ops::Proj {
-            w: &w.in_proj_weight[..di * dm],
-            wt: &self.proj_t[0],
-            out: &mut x,
-            tail: ops::Tail {
-                bias: bias.map(|b| &b[..di]),
-                silu: false,
-            },
-        }];
+        // Channel-last activations with a conv and no intermediates: x's product and the conv
+        // run as one pass (`ops::linear_conv_cl`) below; z's product (if any) runs here.
+        let conv_fused = !naive && !cf && fuse && w.conv2d_weight.is_some();
+        let mut projs = Vec::new();
+        if !conv_fused {
+            projs.push(ops::Proj {
+                w: &w.in_proj_weight[..di * dm],
+                wt: &self.proj_t[0],
+                out: &mut x,
+                tail: ops::Tail {
+                    bias: bias.map(|b| &b[..di]),
+                    silu: false,
+                },
+            });
+        }
         if let Some(z) = z.as_deref_mut() {
             projs.push(ops::Proj {
                 w: &w.in_proj_weight[di * dm..],
@@ -224,7 +233,9 @@ impl Ss2d {
         }
         // A channel-first input of the channel-last path is read through strides (measured
         // faster than transposing it first: s1l8 gemm_in 0.45-0.47 against 0.50-0.53 ms).
-        ops::linear(naive, cf, cf_io && !cf, di, dm, input, b, l, projs, par);
+        if !projs.is_empty() {
+            ops::linear(naive, cf, cf_io && !cf, di, dm, input, b, l, projs, par);
+        }
         if let Some(dbg) = debug.as_deref_mut() {
             let module = |v: &[f32]| {
                 if tiled {
@@ -248,17 +259,29 @@ impl Ss2d {
         // the SiLU.
         let t0 = Instant::now();
         let mut xc = crate::pool::take(bdl);
-        if let Some(cw) = &w.conv2d_weight {
-            let conv = ops::ConvArgs {
-                k: d.d_conv,
-                weight: cw,
-                taps: &self.conv_taps,
-                bias: w.conv2d_bias.as_deref(),
-                channels: di,
-                h: grid.h,
-                w: grid.w,
-            };
-            ops::dwconv(naive, cf, &conv, &x, tiled, b, &mut xc, fuse, par);
+        let conv = w.conv2d_weight.as_deref().map(|cw| ops::ConvArgs {
+            k: d.d_conv,
+            weight: cw,
+            taps: &self.conv_taps,
+            bias: w.conv2d_bias.as_deref(),
+            channels: di,
+            h: grid.h,
+            w: grid.w,
+        });
+        if let (true, Some(conv)) = (conv_fused, &conv) {
+            let parts = ops::PartTimes::default();
+            let x_bias = bias.map(|b| &b[..di]);
+            let wt = &self.proj_t[0];
+            ops::linear_conv_cl(
+                cf_io, dm, input, wt, x_bias, conv, b, &mut x, &mut xc, &parts, par,
+            );
+            // One pass: its wall time split between the two stages in proportion to the time
+            // its items spent in each.
+            let (g, c) = parts.split(t0.elapsed());
+            t.gemm_in += g;
+            t.conv = c;
+        } else if let Some(conv) = &conv {
+            ops::dwconv(naive, cf, conv, &x, tiled, b, &mut xc, fuse, par);
             if let Some(dbg) = debug.as_deref_mut() {
                 dbg.conv2d_out = ops::to_channel_first(cf, &xc, b, l, di);
                 ops::silu_inplace(naive, &mut xc, par);
@@ -275,7 +298,9 @@ impl Ss2d {
         }
         crate::pool::give(x);
         let x = xc;
-        t.conv = t0.elapsed();
+        if !conv_fused {
+            t.conv = t0.elapsed();
+        }
 
         // 6-11. the scan.
         let t0 = Instant::now();

@@ -24,6 +24,8 @@ use ss2d_core::math::{self, MathFn};
 use super::OutNorm;
 use crate::pool::Buf;
 use crate::Parallelism;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Positions per channel-first product block (and per tile of the tiled layout). A constant,
 /// so that the tiles do not depend on the thread count. 64 positions cost nothing against 256
@@ -577,6 +579,130 @@ pub(super) fn dwconv(
             conv_row(a, oh, w0, &x[bb * hw * c..(bb + 1) * hw * c], silu, o);
         });
     }
+}
+
+/// Wall-time shares of a fused pass: nanoseconds its items spent in each part.
+#[derive(Default)]
+pub(super) struct PartTimes {
+    /// In the products.
+    pub gemm: AtomicU64,
+    /// In the conv.
+    pub conv: AtomicU64,
+}
+
+impl PartTimes {
+    fn add(slot: &AtomicU64, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        slot.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// `wall` split in proportion to the parts' times: `(gemm, conv)`.
+    pub fn split(&self, wall: Duration) -> (Duration, Duration) {
+        let (g, c) = (
+            self.gemm.load(Ordering::Relaxed) as f64,
+            self.conv.load(Ordering::Relaxed) as f64,
+        );
+        if g + c > 0.0 {
+            let gw = wall.mul_f64(g / (g + c));
+            (gw, wall.saturating_sub(gw))
+        } else {
+            (wall, Duration::ZERO)
+        }
+    }
+}
+
+/// `in_proj`'s x product (`+ bias`) into `x` and the channel-last depthwise conv of `x` (`+
+/// bias`, SiLU) into `xc`, in one parallel pass over bands of image rows (channel-last
+/// activations; `x_cf`: the input is channel-first and read through strides): a band item
+/// computes its positions in blocks of [`GEMM_BLOCK_CL`] and convolves each of its rows as soon
+/// as the rows it reads are done, so the conv reads `x` while it is in cache instead of in a
+/// second pass over the whole buffer. Rows whose kernel reaches into a neighbouring band are
+/// convolved after the pass, from the finished `x`. Every element is the expression of
+/// [`linear`] then [`dwconv`] (the same product per position, the same conv per pixel), so the
+/// bits do not depend on the bands; one band per image on one thread.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear_conv_cl(
+    x_cf: bool,
+    dm: usize,
+    input: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    a: &ConvArgs<'_>,
+    b: usize,
+    x: &mut [f32],
+    xc: &mut [f32],
+    times: &PartTimes,
+    par: Parallelism<'_>,
+) {
+    let (h, w, c) = (a.h, a.w, a.channels);
+    let hw = h * w;
+    if hw == 0 || c == 0 || b == 0 {
+        return;
+    }
+    let tail = Tail { bias, silu: false };
+    let pad = a.k / 2;
+    // Bands per image: enough for every thread to have one.
+    let bands = par.threads().div_ceil(b).clamp(1, h);
+    let rpb = h.div_ceil(bands);
+    // Rows convolved inside their band: every row the kernel reads is in the band, or outside
+    // the image.
+    let inside =
+        |r0: usize, r1: usize, r: usize| (r0 == 0 || r >= r0 + pad) && (r1 == h || r + pad < r1);
+    let mut items = Vec::new();
+    let xs = x[..b * hw * c].chunks_mut(hw * c);
+    let cs = xc[..b * hw * c].chunks_mut(hw * c);
+    for (bb, (xb, cb)) in xs.zip(cs).enumerate() {
+        let bands = xb.chunks_mut(rpb * w * c).zip(cb.chunks_mut(rpb * w * c));
+        items.extend(bands.enumerate().map(|(j, (xt, ct))| (bb, j * rpb, xt, ct)));
+    }
+    par.for_each(items, |(bb, r0, xt, ct)| {
+        let r1 = r0 + xt.len() / (w * c);
+        let band = ConvArgs { h: r1 - r0, ..*a };
+        let (p_start, np) = (r0 * w, (r1 - r0) * w);
+        let mut next = r0; // next row to convolve (or to leave for later)
+        let mut done = 0; // positions of the band computed
+        while done < np {
+            let nb = GEMM_BLOCK_CL.min(np - done);
+            let t0 = Instant::now();
+            let p0 = p_start + done;
+            let out = &mut xt[done * c..(done + nb) * c];
+            if x_cf {
+                let lhs = &input[bb * dm * hw + p0..(bb + 1) * dm * hw];
+                mm(nb, dm, c, lhs, (1, hw), wt, c, out, c);
+            } else {
+                let lhs = &input[(bb * hw + p0) * dm..(bb * hw + p0 + nb) * dm];
+                mm(nb, dm, c, lhs, (dm, 1), wt, c, out, c);
+            }
+            tail.rows(out);
+            PartTimes::add(&times.gemm, t0);
+            done += nb;
+            // Rows of the image complete so far.
+            let rows_done = r0 + done / w;
+            let t0 = Instant::now();
+            while next < r1 && ((next + pad).min(h - 1) < rows_done || done == np) {
+                if inside(r0, r1, next) {
+                    let o = &mut ct[(next - r0) * w * c..(next - r0 + 1) * w * c];
+                    conv_row(&band, next - r0, 0, xt, true, o);
+                }
+                next += 1;
+            }
+            PartTimes::add(&times.conv, t0);
+        }
+    });
+    // The rows left: those whose kernel reaches into another band.
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    for (row, o) in xc[..b * hw * c].chunks_mut(w * c).enumerate() {
+        let (bb, r) = (row / h, row % h);
+        let r0 = r / rpb * rpb;
+        if !inside(r0, (r0 + rpb).min(h), r) {
+            rest.push((bb, r, o));
+        }
+    }
+    par.for_each(rest, |(bb, r, o)| {
+        conv_row(a, r, 0, &x[bb * hw * c..(bb + 1) * hw * c], true, o);
+    });
+    PartTimes::add(&times.conv, t0);
 }
 
 /// The reference conv: one output element at a time.

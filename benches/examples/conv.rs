@@ -1,0 +1,46 @@
+//! Single-threaded timing of the channel-last depthwise conv (`ss2d_core::conv::depthwise_cl_row`)
+//! over an image, row by row: `cargo run --release -p ss2d-benches --example conv -- H W C K
+//! [silu 0|1] [reps]`. A small image stays in cache: it times the kernel, not memory.
+fn main() {
+    let a = ss2d_benches::size_args(4, "conv H W C K [silu 0|1] [reps]");
+    let (h, w, c, k) = (a[0], a[1], a[2], a[3]);
+    let silu = std::env::args().nth(5).as_deref() != Some("0");
+    let reps: usize = std::env::args().nth(6).map_or(101, |s| s.parse().unwrap());
+    let val = |i: usize, s: usize| ((i * s) % 1000) as f32 / 1000.0 - 0.5;
+    // `ALIGN=a`: the image and the output start `a` floats past a 64-byte boundary.
+    let al: usize = std::env::var("ALIGN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(99);
+    let mut imgb = vec![0.0f32; h * w * c + 32];
+    let mut outb = vec![0.0f32; h * w * c + 32];
+    let skip = |v: &Vec<f32>| {
+        if al == 99 {
+            0
+        } else {
+            (16 - (v.as_ptr() as usize / 4) % 16) % 16 + al
+        }
+    };
+    let (si, so) = (skip(&imgb), skip(&outb));
+    for (i, x) in imgb[si..si + h * w * c].iter_mut().enumerate() {
+        *x = val(i, 7919);
+    }
+    let img = &imgb[si..si + h * w * c];
+    let taps: Vec<f32> = (0..k * k * c).map(|i| val(i, 104_729)).collect();
+    let bias: Vec<f32> = (0..c).map(|i| val(i, 15_485_863)).collect();
+    let out = &mut outb[so..so + h * w * c];
+    let run = || {
+        for (oh, o) in out.chunks_mut(w * c).enumerate() {
+            ss2d_core::conv::depthwise_cl_row(&taps, Some(&bias), k, h, w, c, img, oh, 0, silu, o)
+                .unwrap();
+        }
+    };
+    let (med, best) = ss2d_benches::time_runs(reps, run);
+    let vecs = (h * w * c) as f64 / 16.0;
+    println!(
+        "conv {h}x{w}x{c} k={k} silu={silu}: median {:.1} us (best {:.1}), {:.2} ns per 16 outputs",
+        med * 1e6,
+        best * 1e6,
+        med * 1e9 / vecs
+    );
+}
