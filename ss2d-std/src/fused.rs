@@ -37,8 +37,8 @@ pub fn project_grid(
     par: Parallelism<'_>,
 ) -> Result<Vec<f32>, Error> {
     let c4 = 4 * (shape.dt_rank + 2 * shape.dstate);
-    // A reused buffer (stale contents): every element is written below.
-    let mut proj = crate::pool::take(shape.batch * shape.h * shape.w * c4);
+    // The caller's own buffer (the scan itself projects into its pooled scratch).
+    let mut proj = vec![0.0f32; shape.batch * shape.h * shape.w * c4];
     project_into(shape, x_proj_weight, x, &mut proj, par)?;
     Ok(proj)
 }

@@ -328,7 +328,7 @@ impl Ss2d {
         // The scan output in the layout of the activations, for recomputing the plain norm
         // below (only where GELU or the gate follow it).
         let recompute = d.forward.has_z() || d.forward.out_gelu;
-        let y_dbg = debug.as_ref().filter(|_| recompute).map(|_| y.clone());
+        let y_dbg = debug.as_ref().filter(|_| recompute).map(|_| y.to_vec());
         t.scan = t0.elapsed();
 
         // 12-13. out-norm, GELU, gate. Channel-first output is tiled by position blocks.

@@ -96,16 +96,6 @@ fn mm(
     }
 }
 
-/// Makes `v` exactly `len` long without touching the elements it keeps (every user
-/// overwrites all of them).
-pub(super) fn fit(v: &mut Vec<f32>, len: usize) {
-    if v.len() >= len {
-        v.truncate(len);
-    } else {
-        v.resize(len, 0.0);
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Products
 
@@ -380,7 +370,7 @@ pub(super) fn linear_from_tiles(
     l: usize,
     out: &mut [f32],
     bias: Option<&[f32]>,
-    scratch: &mut Vec<f32>,
+    scratch: &mut crate::pool::Aligned,
     par: Parallelism<'_>,
 ) {
     let tail = Tail { bias, silu: false };
@@ -390,7 +380,7 @@ pub(super) fn linear_from_tiles(
         if o == 0 || l == 0 || b == 0 {
             return;
         }
-        fit(scratch, b * l * o);
+        scratch.fit(b * l * o);
         let p = Proj {
             w,
             wt,
@@ -418,7 +408,7 @@ pub(super) fn linear_from_tiles(
         tail.naive(cf, l, out);
         return;
     }
-    fit(scratch, b * o * l);
+    scratch.fit(b * o * l);
     par.for_each(split_tiles(scratch, b, l, o), |(bb, l0, t)| {
         let (j, nb) = (l0 / GEMM_BLOCK, t.len() / o);
         let rhs = &y[tile_offset(i, l, bb, j)..][..i * nb];
