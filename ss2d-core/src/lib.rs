@@ -180,6 +180,7 @@ pub mod fused;
 pub mod gemm;
 pub mod level;
 pub mod math;
+pub mod norm;
 mod pack;
 pub mod peak;
 mod platform;

@@ -152,27 +152,44 @@ unsafe fn tile<const R: usize, const C: usize, const S: u8>(
             bp = bp.wrapping_add(brs);
             kk += 1;
         }
-        let store = |out: &[[V; C]; R]| {
-            for (r, row) in out.iter().enumerate() {
-                for (c, &a) in row.iter().enumerate() {
-                    let q = cp.add(r * p.crs + c * LANES);
-                    if part && c == C - 1 {
-                        store_part(q, a, tail);
-                    } else {
-                        store_at(q, a);
-                    }
-                }
-            }
-        };
         if k1 == p.k && (p.silu || !p.bias_row.is_null() || !p.bias_col.is_null()) {
             // The epilogue works on a copy: its loops (SiLU is long) need not be unrolled,
             // while `acc` stays in registers through the `k` loop.
             let mut out = acc;
             finish::<C>(p, &mut out, i0, j0, part, tail);
-            store(&out);
+            store_tile(cp, p.crs, &out, part, tail);
         } else {
             // Straight from the accumulators (a copy would go through the stack).
-            store(&acc);
+            store_tile(cp, p.crs, &acc, part, tail);
+        }
+    }
+}
+
+/// Stores the `R x C`-vector tile `out` at `cp` (rows `crs` apart; `part`: the last vector only
+/// `tail` columns). A function, not a closure: a closure here is compiled without the level's
+/// target features, and its legacy SSE moves after AVX code cost a state transition per tile.
+///
+/// # Safety
+/// As [`tile`]: the tile's columns are writable at `cp`.
+#[inline(always)]
+unsafe fn store_tile<const R: usize, const C: usize>(
+    cp: *mut f32,
+    crs: usize,
+    out: &[[V; C]; R],
+    part: bool,
+    tail: usize,
+) {
+    for (r, row) in out.iter().enumerate() {
+        for (c, &a) in row.iter().enumerate() {
+            // SAFETY: inside the tile (the caller's contract).
+            unsafe {
+                let q = cp.add(r * crs + c * LANES);
+                if part && c == C - 1 {
+                    store_part(q, a, tail);
+                } else {
+                    store_at(q, a);
+                }
+            }
         }
     }
 }

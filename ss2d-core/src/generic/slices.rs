@@ -2,7 +2,7 @@
 //! depthwise convolution of a plane (public `crate::conv`).
 
 use super::vecs::{load, store};
-use super::{fma, load_at, splat, to_arr, transpose as transpose_block, LANES, V};
+use super::{fma, load_at, splat, sqrt, to_arr, transpose as transpose_block, LANES, V};
 
 level_fn! {
     /// Columns `c0 .. c0 + dst.len() / rows` of `src` (`rows x cols`) as rows of `dst`
@@ -398,6 +398,90 @@ fn cl_pixels<const NP: usize, const FULL: bool>(
             store(&mut out[o..], r);
         } else {
             out[o..o + nl].copy_from_slice(&to_arr(r)[..nl]);
+        }
+    }
+}
+
+/// The sum of a vector's lanes, halves added pairwise (a fixed order per level).
+#[inline(always)]
+fn lane_sum(v: V) -> f32 {
+    let mut a = to_arr(v);
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            a[i] += a[i + n];
+        }
+    }
+    a[0]
+}
+
+/// Lanes `0..s.len()` of a vector from `s` (shorter than a vector), the rest `fill`.
+#[inline(always)]
+fn load_short(s: &[f32], fill: f32) -> V {
+    let mut a = [fill; LANES];
+    a[..s.len()].copy_from_slice(s);
+    super::from_arr(a)
+}
+
+level_fn! {
+    /// LayerNorm of each `c`-value row of `y` into `out` (arguments checked by
+    /// `crate::norm::layer_norm_rows`): lane sums for the mean and the variance, then
+    /// `(x - mean) * rstd` and the affine.
+    pub(crate) fn layer_norm_rows(
+        c: usize,
+        eps: f32,
+        affine: Option<(&[f32], &[f32])>,
+        y: &[f32],
+        out: &mut [f32],
+    ) {
+        let full = c / LANES * LANES;
+        let inv_c = 1.0 / c as f32;
+        for (row, o) in y.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            let (body, tail) = row.split_at(full);
+            let mut acc = splat(0.0);
+            for x in body.chunks_exact(LANES) {
+                acc += load(x);
+            }
+            if !tail.is_empty() {
+                acc += load_short(tail, 0.0);
+            }
+            let mean = lane_sum(acc) * inv_c;
+            let mv = splat(mean);
+            let mut acc = splat(0.0);
+            for x in body.chunks_exact(LANES) {
+                let d = load(x) - mv;
+                acc = fma(d, d, acc);
+            }
+            if !tail.is_empty() {
+                // Padding lanes hold the mean: their deviation is 0.
+                let d = load_short(tail, mean) - mv;
+                acc = fma(d, d, acc);
+            }
+            let var = lane_sum(acc) * inv_c;
+            // On lanes, not `libm::sqrtf`: its `sqrtss` is a legacy SSE instruction, which
+            // after AVX-512 code costs a state transition (the row took 4x longer).
+            let rs = splat(1.0) / sqrt(splat(var + eps));
+            let mut j = 0;
+            while j < c {
+                let n = LANES.min(c - j);
+                let x = if n == LANES { load(&row[j..]) } else { load_short(&row[j..], 0.0) };
+                let mut r = (x - mv) * rs;
+                if let Some((w, b)) = affine {
+                    let (wv, bv) = if n == LANES {
+                        (load(&w[j..]), load(&b[j..]))
+                    } else {
+                        (load_short(&w[j..], 0.0), load_short(&b[j..], 0.0))
+                    };
+                    r = fma(r, wv, bv);
+                }
+                if n == LANES {
+                    store(&mut o[j..], r);
+                } else {
+                    o[j..].copy_from_slice(&to_arr(r)[..n]);
+                }
+                j += LANES;
+            }
         }
     }
 }

@@ -83,6 +83,12 @@ pub(crate) fn abs(x: V) -> V {
     x.abs()
 }
 
+/// The square root of each lane (IEEE, correctly rounded; NaN for negative lanes).
+#[inline(always)]
+pub(crate) fn sqrt(x: V) -> V {
+    x.sqrt()
+}
+
 /// Rounds to the nearest integer (ties to even) for `|x| < 2^22`; NaN stays NaN.
 #[inline(always)]
 pub(crate) fn round_nearest(x: V) -> V {

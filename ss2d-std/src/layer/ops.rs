@@ -985,6 +985,25 @@ pub(super) fn norm_gate(
     } else {
         par.for_each_chunk(out, NORM_ROWS * c, |j, chunk| {
             let r0 = j * NORM_ROWS;
+            if a.kind == OutNorm::LayerNorm {
+                // The norm and its affine on lanes (ss2d-core, the current SIMD level), then
+                // GELU and the gate as whole-chunk passes.
+                let yr = &y[r0 * c..r0 * c + chunk.len()];
+                let affine = a.weight.zip(a.bias);
+                if let Err(e) =
+                    ss2d_core::norm::layer_norm_rows(c, super::LN_EPS, affine, yr, chunk)
+                {
+                    unreachable!("out-norm shapes validated by the layer: {e}");
+                }
+                if a.gelu {
+                    chunk.iter_mut().for_each(|o| *o = gelu(*o));
+                }
+                if let Some(z) = z {
+                    let zr = &z[r0 * c..r0 * c + chunk.len()];
+                    chunk.iter_mut().zip(zr).for_each(|(o, &zv)| *o *= zv);
+                }
+                return;
+            }
             for (k, orow) in chunk.chunks_exact_mut(c).enumerate() {
                 let r = r0 + k;
                 let st = if stats.is_empty() {

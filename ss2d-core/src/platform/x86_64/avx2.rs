@@ -117,6 +117,13 @@ pub(crate) fn abs(x: V) -> V {
     V(unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), x.0) })
 }
 
+/// The square root of each lane (IEEE, correctly rounded; NaN for negative lanes).
+#[inline(always)]
+pub(crate) fn sqrt(x: V) -> V {
+    // SAFETY: lane values exist only at their level.
+    V(unsafe { _mm256_sqrt_ps(x.0) })
+}
+
 /// Rounds to the nearest integer, ties to even; NaN stays NaN.
 #[inline(always)]
 pub(crate) fn round_nearest(x: V) -> V {
