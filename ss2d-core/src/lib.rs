@@ -46,7 +46,13 @@
 //! [`scan::CHUNK`] steps into L1-sized panels (transposed for channel-first data), so the same
 //! micro-kernel serves both layouts, any [`Walk`] (reversed, 2D directions) and the fused
 //! 2D scan of `ss2d-std`. The SS2D layer's projections run on [`gemm`], a register-blocked
-//! matrix product on the same lanes (bias and SiLU applied in registers).
+//! matrix product on the same lanes (bias and SiLU applied in registers); its depthwise conv on
+//! [`conv`] and its out-norm on [`norm`].
+//!
+//! Lane code must not meet legacy (non-VEX) SSE instructions: after AVX code they cost a state
+//! transition each. So the kernels take square roots on lanes (not `libm::sqrtf`, whose
+//! `sqrtss` is legacy SSE) and keep closures out of their loops (a closure is compiled
+//! without the level's target features).
 //!
 //! ## Embedded use
 //! The crate is `#![no_std]`, never allocates and needs only scalar `f32` on targets without a
