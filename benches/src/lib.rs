@@ -105,3 +105,58 @@ pub fn size_args(n: usize, usage: &str) -> Vec<usize> {
     assert!(a.len() == n, "usage: {usage}");
     a
 }
+
+/// A deterministic SS2D scan problem (batch 1) for the examples: `x` `(D, H, W)` or `(H, W, D)`
+/// and the scan's weights.
+pub struct Ss2dCase {
+    /// The shape.
+    pub shape: ss2d_std::unfused::Ss2dScanShape,
+    /// The input.
+    pub x: Vec<f32>,
+    x_proj_weight: Vec<f32>,
+    dt_projs_weight: Vec<f32>,
+    dt_projs_bias: Vec<f32>,
+    a_logs: Vec<f32>,
+    ds: Vec<f32>,
+}
+
+impl Ss2dCase {
+    /// `d` channels on an `h x w` grid, `n` states, rank `r`, channel-first when `cf`.
+    pub fn new(d: usize, h: usize, w: usize, n: usize, r: usize, cf: bool) -> Self {
+        let val = |i: usize, s: usize| ((i * s) % 1000) as f32 / 1000.0 - 0.5;
+        let shape = ss2d_std::unfused::Ss2dScanShape {
+            batch: 1,
+            dim: d,
+            h,
+            w,
+            dstate: n,
+            dt_rank: r,
+            mode: Default::default(),
+            channel_first: cf,
+        };
+        Ss2dCase {
+            shape,
+            x: (0..d * h * w).map(|i| val(i, 7919)).collect(),
+            x_proj_weight: (0..4 * (r + 2 * n) * d)
+                .map(|i| val(i, 104_729) * 0.2)
+                .collect(),
+            dt_projs_weight: (0..4 * d * r).map(|i| val(i, 15_485_863)).collect(),
+            dt_projs_bias: (0..4 * d).map(|i| val(i, 32_452_843) - 3.0).collect(),
+            a_logs: (0..4 * d * n)
+                .map(|i| ((i % n) as f32 + 1.0).ln())
+                .collect(),
+            ds: vec![1.0f32; 4 * d],
+        }
+    }
+
+    /// The weights, borrowed.
+    pub fn weights(&self) -> ss2d_std::unfused::Ss2dScanWeights<'_> {
+        ss2d_std::unfused::Ss2dScanWeights {
+            x_proj_weight: &self.x_proj_weight,
+            dt_projs_weight: &self.dt_projs_weight,
+            dt_projs_bias: &self.dt_projs_bias,
+            a_logs: &self.a_logs,
+            ds: &self.ds,
+        }
+    }
+}
