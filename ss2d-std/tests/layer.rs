@@ -168,6 +168,16 @@ fn bitwise_identical_across_threads_on_ragged_shapes() {
                 w: 17,
             },
         ),
+        // One image over several threads: in_proj and the conv run in several bands of rows,
+        // with the rows at the band edges convolved after the pass.
+        (
+            Ss2dConfig::s1l8(24),
+            Grid {
+                batch: 1,
+                h: 13,
+                w: 9,
+            },
+        ),
         (
             Ss2dConfig::s2l5(20),
             Grid {
