@@ -53,17 +53,16 @@ fn project_into(
 ) -> Result<(), Error> {
     let (d, l) = (shape.dim, shape.h * shape.w);
     let c4 = 4 * (shape.dt_rank + 2 * shape.dstate);
+    // The weight's length as `unfused::x_proj` checks it (the product below reads `W^T`).
+    let wlen = crate::unfused::mul("x_proj_weight size", c4, d)?;
+    crate::unfused::check_len("x_proj_weight", wlen, x_proj_weight.len())?;
     if proj.is_empty() || d == 0 {
         proj.fill(0.0);
         return Ok(());
     }
     // W^T, (D x 4C) row-major: the product's `B` (rows of lanes), from the (4C x D) weight.
     let mut wt = crate::pool::take(d * c4);
-    for (r, row) in x_proj_weight.chunks_exact(d).take(c4).enumerate() {
-        for (k, &v) in row.iter().enumerate() {
-            wt[k * c4 + r] = v;
-        }
-    }
+    ss2d_core::transpose::transpose(x_proj_weight, c4, d, 0, &mut wt)?;
     let blocks_per_b = l.div_ceil(PROJ_BLOCK);
     let run = |i: usize, dst: &mut [f32]| -> Result<(), Error> {
         let (b, blk) = (i / blocks_per_b, i % blocks_per_b);

@@ -80,11 +80,11 @@ pub struct Ss2dSizes {
     pub bc_len: usize,
 }
 
-fn mul(what: &'static str, a: usize, b: usize) -> Result<usize, Error> {
+pub(crate) fn mul(what: &'static str, a: usize, b: usize) -> Result<usize, Error> {
     a.checked_mul(b).ok_or(Error::Overflow { what })
 }
 
-fn check_len(tensor: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+pub(crate) fn check_len(tensor: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
     if expected == actual {
         Ok(())
     } else {

@@ -185,9 +185,9 @@ proptest! {
     }
 }
 
-#[test]
-fn validation_names_the_buffer_and_writes_nothing() {
-    let shape = Ss2dScanShape {
+/// B=1, D=5 on a 3 x 4 grid, N=2, R=1, channel-first.
+fn small_shape() -> Ss2dScanShape {
+    Ss2dScanShape {
         batch: 1,
         dim: 5,
         h: 3,
@@ -196,7 +196,12 @@ fn validation_names_the_buffer_and_writes_nothing() {
         dt_rank: 1,
         mode: ScanMode::Cross2d,
         channel_first: true,
-    };
+    }
+}
+
+#[test]
+fn validation_names_the_buffer_and_writes_nothing() {
+    let shape = small_shape();
     let p = Problem::new(shape, 1);
     let mut y = vec![7.0f32; p.x.len()];
     let err = ss2d_scan(
@@ -230,4 +235,38 @@ fn validation_names_the_buffer_and_writes_nothing() {
         Err(Error::Length { .. })
     ));
     assert!(y.iter().all(|&v| v == 7.0));
+}
+
+/// `project_grid` (public) checks the weight's length before it transposes it, as
+/// `unfused::x_proj` does, and projects within rounding of the f64 product.
+#[test]
+fn project_grid_checks_the_weight_and_matches_x_proj() {
+    let shape = small_shape();
+    let c4 = 4 * (1 + 2 * 2);
+    let mut rng = Lcg::new(17);
+    let x: Vec<f32> = (0..5 * 12).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let w: Vec<f32> = (0..c4 * 5).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let e = ss2d_std::fused::project_grid(&shape, &w[1..], &x, Parallelism::Sequential);
+    assert_eq!(
+        e.unwrap_err(),
+        Error::Length {
+            tensor: "x_proj_weight",
+            expected: c4 * 5,
+            actual: c4 * 5 - 1
+        }
+    );
+    let p = ss2d_std::fused::project_grid(&shape, &w, &x, Parallelism::Sequential).unwrap();
+    // proj[l, k*C + c] = sum_d W[k*C + c, d] x[d, l], in f64.
+    let mut compared = 0;
+    for l in 0..12 {
+        for j in 0..c4 {
+            let want: f64 = (0..5)
+                .map(|d| w[j * 5 + d] as f64 * x[d * 12 + l] as f64)
+                .sum();
+            let got = p[l * c4 + j] as f64;
+            assert!((got - want).abs() <= 1e-5, "l {l} j {j}: {got} vs {want}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 12 * c4);
 }
