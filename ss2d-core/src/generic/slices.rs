@@ -219,7 +219,7 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     // and serves the (tap, pixel) pairs that read it, in each pixel's tap order (`j`
     // ascending within the row, rows ascending): the same FMA chain per output as below, with
     // `G` chains in flight and about half the loads.
-    const G: usize = 8;
+    const G: usize = CL3_GROUP;
     let mut t = first;
     while t + G <= last {
         let off = (t - first) * c;
@@ -277,10 +277,14 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     }
 }
 
+/// Pixels per group of [`cl3_inner_row`]'s inner loop (its `row!` macro lists the `CL3_GROUP + 2`
+/// columns they read).
+const CL3_GROUP: usize = 8;
+
 /// Column `M` of a kernel row in [`cl3_inner_row`]'s pixel group: pixel `q` reads it with tap
 /// `j = M - q` (where `0 <= j < 3`).
 #[inline(always)]
-fn col<const M: usize>(acc: &mut [V; 8], taps: [V; 3], v: V) {
+fn col<const M: usize>(acc: &mut [V; CL3_GROUP], taps: [V; 3], v: V) {
     for (q, a) in acc.iter_mut().enumerate() {
         if M >= q && M - q < 3 {
             *a = fma(taps[M - q], v, *a);

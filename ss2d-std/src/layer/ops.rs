@@ -241,17 +241,48 @@ pub(super) fn linear(
             let rhs = &x[bb * i * l + l0..(bb + 1) * i * l];
             mm(o, i, nb, w, (i, 1), rhs, l, t, nb);
             tail.tile(t, nb);
-        } else if x_cf {
-            // Rows are positions `l0..` of batch item `bb`, columns channels `l` apart.
-            let lhs = &x[bb * i * l + l0..(bb + 1) * i * l];
-            mm(nb, i, o, lhs, (1, l), wt, o, t, o);
-            tail.rows(t);
         } else {
-            let lhs = &x[l0 * i..(l0 + nb) * i];
-            mm(nb, i, o, lhs, (i, 1), wt, o, t, o);
-            tail.rows(t);
+            // Channel-last blocks count positions over the whole batch (`bb = 0`).
+            rows_product(x_cf, x, i, l, bb, l0, wt, o, t, tail);
         }
     });
+}
+
+/// Positions `p0 .. p0 + out.len() / o` of batch item `bb` of `x` times `W^T (i, o)` into the
+/// channel-last rows `out`, then `tail`: `x` is channel-first `(B, i, l)` read through strides
+/// (`x_cf`) or channel-last `(B*l, i)`.
+#[allow(clippy::too_many_arguments)]
+fn rows_product(
+    x_cf: bool,
+    x: &[f32],
+    i: usize,
+    l: usize,
+    bb: usize,
+    p0: usize,
+    wt: &[f32],
+    o: usize,
+    out: &mut [f32],
+    tail: Tail<'_>,
+) {
+    let nb = out.len() / o;
+    if x_cf {
+        // Rows are positions `p0..` of batch item `bb`, columns channels `l` apart.
+        mm(
+            nb,
+            i,
+            o,
+            &x[bb * i * l + p0..(bb + 1) * i * l],
+            (1, l),
+            wt,
+            o,
+            out,
+            o,
+        );
+    } else {
+        let r0 = bb * l + p0;
+        mm(nb, i, o, &x[r0 * i..(r0 + nb) * i], (i, 1), wt, o, out, o);
+    }
+    tail.rows(out);
 }
 
 /// Copies the tiled channel-first `tiles` (`c` channels) into place in `out (B, c, L)`, then
@@ -654,16 +685,8 @@ pub(super) fn linear_conv_cl(
         while done < np {
             let nb = GEMM_BLOCK_CL.min(np - done);
             let t0 = Instant::now();
-            let p0 = p_start + done;
             let out = &mut xt[done * c..(done + nb) * c];
-            if x_cf {
-                let lhs = &input[bb * dm * hw + p0..(bb + 1) * dm * hw];
-                mm(nb, dm, c, lhs, (1, hw), wt, c, out, c);
-            } else {
-                let lhs = &input[(bb * hw + p0) * dm..(bb * hw + p0 + nb) * dm];
-                mm(nb, dm, c, lhs, (dm, 1), wt, c, out, c);
-            }
-            tail.rows(out);
+            rows_product(x_cf, input, dm, hw, bb, p_start + done, wt, c, out, tail);
             PartTimes::add(&times.gemm, t0);
             done += nb;
             // Rows of the image complete so far.
