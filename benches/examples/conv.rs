@@ -1,6 +1,7 @@
 //! Single-threaded timing of the channel-last depthwise conv (`ss2d_core::conv::depthwise_cl_row`)
 //! over an image, row by row: `cargo run --release -p ss2d-benches --example conv -- H W C K
-//! [silu 0|1] [reps]`. A small image stays in cache: it times the kernel, not memory.
+//! [silu 0|1] [reps]`. A small image stays in cache: it times the kernel, not memory. `ROWS=1`:
+//! one `depthwise_cl_rows` call over the image (row pairs) instead of one call per row.
 fn main() {
     let a = ss2d_benches::size_args(4, "conv H W C K [silu 0|1] [reps]");
     let (h, w, c, k) = (a[0], a[1], a[2], a[3]);
@@ -29,7 +30,14 @@ fn main() {
     let taps: Vec<f32> = (0..k * k * c).map(|i| val(i, 104_729)).collect();
     let bias: Vec<f32> = (0..c).map(|i| val(i, 15_485_863)).collect();
     let out = &mut outb[so..so + h * w * c];
+    // `ROWS=1`: the whole image in one `depthwise_cl_rows` call instead of a call per row.
+    let rows = std::env::var("ROWS").is_ok_and(|v| v == "1");
     let run = || {
+        if rows {
+            ss2d_core::conv::depthwise_cl_rows(&taps, Some(&bias), k, h, w, c, img, 0, silu, out)
+                .unwrap();
+            return;
+        }
         for (oh, o) in out.chunks_mut(w * c).enumerate() {
             ss2d_core::conv::depthwise_cl_row(&taps, Some(&bias), k, h, w, c, img, oh, 0, silu, o)
                 .unwrap();

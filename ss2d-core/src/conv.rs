@@ -77,16 +77,7 @@ pub fn depthwise_cl_row(
     silu: bool,
     out: &mut [f32],
 ) -> Result<(), Error> {
-    if c == 0 {
-        return Err(Error::Zero {
-            field: "conv channels",
-        });
-    }
-    check_len("conv taps", mul("k*k*C", mul("k*k", k, k)?, c)?, taps.len())?;
-    if let Some(b) = bias {
-        check_len("conv bias", c, b.len())?;
-    }
-    check_len("conv input", mul("H*W*C", mul("H*W", h, w)?, c)?, img.len())?;
+    check_cl(taps, bias, k, h, w, c, img)?;
     if !out.len().is_multiple_of(c) {
         return Err(Error::Mismatch {
             what: "conv output (whole pixels of C channels)",
@@ -119,8 +110,78 @@ pub fn depthwise_cl_row(
     Ok(())
 }
 
+/// The checks the channel-last entry points share: channels, taps, bias and input lengths.
+#[allow(clippy::too_many_arguments)]
+fn check_cl(
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    img: &[f32],
+) -> Result<(), Error> {
+    if c == 0 {
+        return Err(Error::Zero {
+            field: "conv channels",
+        });
+    }
+    check_len("conv taps", mul("k*k*C", mul("k*k", k, k)?, c)?, taps.len())?;
+    if let Some(b) = bias {
+        check_len("conv bias", c, b.len())?;
+    }
+    check_len("conv input", mul("H*W*C", mul("H*W", h, w)?, c)?, img.len())
+}
+
+/// Whole output rows `oh .. oh + out.len() / (w * c)` of the channel-last depthwise conv of
+/// [`depthwise_cl_row`] (same arguments, `out` holding whole rows of `w` pixels): the same
+/// values to the bit as one [`depthwise_cl_row`] call per row, faster where a 3 x 3 kernel's
+/// rows come in pairs with their neighbours inside the image (each input vector then serves
+/// both rows). Errors as [`depthwise_cl_row`]'s, and [`Error::Mismatch`] when `out` is not
+/// whole rows or its last row is not below `H`; nothing is written on error.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_cl_rows(
+    taps: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    img: &[f32],
+    oh: usize,
+    silu: bool,
+    out: &mut [f32],
+) -> Result<(), Error> {
+    check_cl(taps, bias, k, h, w, c, img)?;
+    let row = mul("W*C", w, c)?;
+    let rows = out.len().checked_div(row).unwrap_or(0);
+    if rows * row != out.len() {
+        return Err(Error::Mismatch {
+            what: "conv output (whole rows of W*C)",
+            expected: rows * row,
+            actual: out.len(),
+        });
+    }
+    if oh.checked_add(rows).is_none_or(|end| end > h) {
+        return Err(Error::Mismatch {
+            what: "conv output rows (within H)",
+            expected: h.saturating_sub(oh),
+            actual: rows,
+        });
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    crate::platform::dispatch!(
+        SimdLevel::current(),
+        slices::depthwise_cl_rows(taps, bias, k, h, w, c, img, oh, silu, out)
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     /// Planes wide enough for several groups of vectors plus a partial one, every odd `k`,
@@ -182,6 +243,14 @@ mod tests {
     /// Every pixel of images with full and partial channel panels, every odd `k`, row ranges
     /// that start and end anywhere: the same bits as the channel-first plane kernel on each
     /// channel (which the test above checks against f64), and the error variants.
+    /// `got` equals `want` bit for bit (NaN payloads included), element `q` named by `what(q)`.
+    fn assert_bits(got: &[f32], want: &[f32], what: impl Fn(usize) -> std::string::String) {
+        assert_eq!(got.len(), want.len());
+        for (q, (v, x)) in got.iter().zip(want).enumerate() {
+            assert_eq!(v.to_bits(), x.to_bits(), "{}", what(q));
+        }
+    }
+
     #[test]
     fn depthwise_cl_row_is_the_plane_kernel() {
         let mut cases = 0;
@@ -250,13 +319,9 @@ mod tests {
                         if silu {
                             crate::math::map(crate::math::MathFn::Silu, want_row);
                         }
-                        for (q, (v, x)) in out.iter().zip(want_row.iter()).enumerate() {
-                            assert_eq!(
-                                v.to_bits(),
-                                x.to_bits(),
-                                "k={k} {h}x{w}x{c} row {oh} from {w0} silu {silu}: {q}"
-                            );
-                        }
+                        assert_bits(out, want_row, |q| {
+                            std::format!("k={k} {h}x{w}x{c} row {oh} from {w0} silu {silu}: {q}")
+                        });
                         cases += 1;
                     }
                 }
@@ -375,5 +440,119 @@ mod tests {
             Error::Mismatch { .. }
         ));
         assert_eq!(out, [7.0; 8]);
+    }
+
+    /// Whole rows at once equal one `depthwise_cl_row` call per row, bit for bit: row pairs
+    /// inside the image (the paired kernel at 16 lanes), odd counts, boundary rows, partial
+    /// channel panels, widths below and at the pixel group's minimum, other kernel sizes.
+    #[test]
+    fn depthwise_cl_rows_are_rows_of_depthwise_cl_row() {
+        use std::vec::Vec;
+        let f = |i: usize, s: u32| {
+            (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 500.0 - 1.0
+        };
+        let mut cases = 0;
+        for (k, h, w, c) in [
+            (3, 6, 12, 16),
+            (3, 7, 21, 35),
+            (3, 5, 10, 32),
+            (3, 9, 19, 17),
+            (3, 4, 9, 16),
+            (3, 2, 12, 16),
+            (5, 6, 12, 16),
+            (1, 3, 11, 20),
+        ] {
+            let taps: Vec<f32> = (0..k * k * c).map(|i| f(i, 3)).collect();
+            let bias: Vec<f32> = (0..c).map(|i| f(i, 9)).collect();
+            let img: Vec<f32> = (0..h * w * c).map(|i| f(i, 5)).collect();
+            for b in [Some(&bias[..]), None] {
+                for silu in [false, true] {
+                    let mut want = std::vec![0.0f32; h * w * c];
+                    for (oh, o) in want.chunks_exact_mut(w * c).enumerate() {
+                        depthwise_cl_row(&taps, b, k, h, w, c, &img, oh, 0, silu, o).unwrap();
+                    }
+                    for oh in 0..=h {
+                        for rows in 0..=h - oh {
+                            let mut out = std::vec![f32::NAN; rows * w * c];
+                            depthwise_cl_rows(&taps, b, k, h, w, c, &img, oh, silu, &mut out)
+                                .unwrap();
+                            let at = oh * w * c;
+                            assert_bits(&out, &want[at..at + out.len()], |q| {
+                                std::format!("k={k} {h}x{w}x{c} rows {oh}+{rows} silu {silu}: {q}")
+                            });
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases >= 400, "{cases}");
+    }
+
+    /// Bad input to `depthwise_cl_rows`: the error naming it, nothing written.
+    #[test]
+    fn depthwise_cl_rows_refuses_bad_input() {
+        let (taps, img, bias) = ([0.5f32; 9 * 4], [1.0f32; 3 * 3 * 4], [0.0f32; 4]);
+        let mut out = [7.0f32; 24];
+        let mut run =
+            |taps: &[f32], b: Option<&[f32]>, c: usize, img: &[f32], oh: usize, n: usize| {
+                depthwise_cl_rows(taps, b, 3, 3, 3, c, img, oh, true, &mut out[..n])
+            };
+        assert_eq!(
+            run(&taps, None, 0, &img, 0, 12),
+            Err(Error::Zero {
+                field: "conv channels"
+            })
+        );
+        assert_eq!(
+            run(&taps[..35], None, 4, &img, 0, 12),
+            Err(Error::Length {
+                tensor: "conv taps",
+                expected: 36,
+                actual: 35
+            })
+        );
+        assert_eq!(
+            run(&taps, Some(&bias[..3]), 4, &img, 0, 12),
+            Err(Error::Length {
+                tensor: "conv bias",
+                expected: 4,
+                actual: 3
+            })
+        );
+        assert_eq!(
+            run(&taps, None, 4, &img[..35], 0, 12),
+            Err(Error::Length {
+                tensor: "conv input",
+                expected: 36,
+                actual: 35
+            })
+        );
+        assert_eq!(
+            run(&taps, None, 4, &img, 0, 13),
+            Err(Error::Mismatch {
+                what: "conv output (whole rows of W*C)",
+                expected: 12,
+                actual: 13
+            })
+        );
+        assert_eq!(
+            run(&taps, None, 4, &img, 2, 24),
+            Err(Error::Mismatch {
+                what: "conv output rows (within H)",
+                expected: 1,
+                actual: 2
+            })
+        );
+        assert_eq!(
+            run(&taps, None, 4, &img, usize::MAX, 12),
+            Err(Error::Mismatch {
+                what: "conv output rows (within H)",
+                expected: 0,
+                actual: 1
+            })
+        );
+        assert_eq!(run(&taps, None, 4, &img, 3, 0), Ok(()));
+        assert_eq!(out, [7.0; 24]);
     }
 }

@@ -150,16 +150,195 @@ level_fn! {
         silu: bool,
         out: &mut [f32],
     ) {
-        let n = out.len() / c;
         let g = ClRow { taps, bias, img, k, h, w, c, oh, w0, silu };
-        let mut c0 = 0;
-        while c0 < c {
-            if c - c0 >= LANES {
-                cl_panel::<true>(&g, c0, n, out);
+        cl_row(&g, out);
+    }
+}
+
+/// The pixels `g.w0 .. g.w0 + out.len() / g.c` of output row `g.oh`, every channel panel.
+#[inline(always)]
+fn cl_row(g: &ClRow<'_>, out: &mut [f32]) {
+    let (c, n) = (g.c, out.len() / g.c);
+    let mut c0 = 0;
+    while c0 < c {
+        if c - c0 >= LANES {
+            cl_panel::<true>(g, c0, n, out);
+        } else {
+            cl_panel::<false>(g, c0, n, out);
+        }
+        c0 += LANES;
+    }
+}
+
+level_fn! {
+    /// Output rows `oh .. oh + out.len() / (w * c)` (whole rows) of a channel-last depthwise
+    /// convolution (arguments validated by `crate::conv::depthwise_cl_rows`): the rows of
+    /// [`depthwise_cl_row`], two at a time where a 3 x 3 kernel has both rows' neighbours
+    /// inside the image (at 16 lanes): each input vector loaded once serves the taps of both
+    /// output rows that read it. Every output is the same expression as [`depthwise_cl_row`]'s,
+    /// so the bits do not depend on how rows are paired.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn depthwise_cl_rows(
+        taps: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        img: &[f32],
+        oh: usize,
+        silu: bool,
+        out: &mut [f32],
+    ) {
+        let rl = w * c;
+        let rows = out.len() / rl;
+        let mut r = 0;
+        while r < rows {
+            let row = oh + r;
+            let g = ClRow { taps, bias, img, k, h, w, c, oh: row, w0: 0, silu };
+            let pair = LANES == 16
+                && k == 3
+                && w >= PAIR_GROUP + 2
+                && r + 1 < rows
+                && row >= 1
+                && row + 2 < h;
+            if pair {
+                let (a, b) = out[r * rl..(r + 2) * rl].split_at_mut(rl);
+                let mut c0 = 0;
+                while c0 < c {
+                    if c - c0 >= LANES {
+                        cl3_pair_panel(&g, c0, a, b);
+                    } else {
+                        cl_panel::<false>(&g, c0, w, a);
+                        cl_panel::<false>(&ClRow { oh: row + 1, ..g }, c0, w, b);
+                    }
+                    c0 += LANES;
+                }
+                r += 2;
             } else {
-                cl_panel::<false>(&g, c0, n, out);
+                cl_row(&g, &mut out[r * rl..(r + 1) * rl]);
+                r += 1;
             }
-            c0 += LANES;
+        }
+    }
+}
+
+/// A full channel panel of two whole output rows `g.oh` (into `a`) and `g.oh + 1` (into `b`) of
+/// a 3 x 3 kernel, both rows' neighbours inside the image and `g.w >= CL3_GROUP + 2`: the
+/// image's first and last pixel of each row through [`cl_pixels`], the inner pixels in groups
+/// of [`CL3_GROUP`] per row (the last group overlapping the one before where the count is not a
+/// multiple: those pixels are computed again, to the same bits), each of the four input rows'
+/// `CL3_GROUP + 2` columns loaded once for both output rows. Per output the taps ascend (the
+/// input rows ascend, and within a row the columns), as in [`cl3_inner_row`].
+#[inline(always)]
+fn cl3_pair_panel(g: &ClRow<'_>, c0: usize, a: &mut [f32], b: &mut [f32]) {
+    const G: usize = PAIR_GROUP;
+    let (c, w) = (g.c, g.w);
+    let g1 = ClRow { oh: g.oh + 1, ..*g };
+    for t in [0, w - 1] {
+        cl_pixels::<1, true>(g, c0, t, a);
+        cl_pixels::<1, true>(&g1, c0, t, b);
+    }
+    let (first, last) = (1, w - 1);
+    let bv = g.bias.map(|b| load(&b[c0..]));
+    let mut tv = [splat(0.0); 9];
+    for (t, v) in tv.iter_mut().enumerate() {
+        *v = load(&g.taps[t * c + c0..]);
+    }
+    let rs = w * c;
+    // Tap (0, 0) of pixel `first` in row `oh - 1`, and everything up to the last load of the
+    // last group (pixel `last - 1`'s right neighbour in row `oh + 2`).
+    let lo = ((g.oh - 1) * w + first - 1) * c + c0;
+    let span = &g.img[lo..lo + (last - first + 1) * c + 3 * rs + LANES];
+    let p = span.as_ptr();
+    let mut t = first;
+    loop {
+        let off = (t - first) * c;
+        let mut acc0 = [splat(0.0); G];
+        let mut acc1 = [splat(0.0); G];
+        macro_rules! row {
+            ($i:literal) => {
+                row!(@cols $i; 0 1 2 3 4 5 6 7)
+            };
+            (@cols $i:literal; $($m:literal)*) => {$(
+                // SAFETY: `off + i * rs + m * c + LANES <= (last - G - first) * c + 3 * rs
+                // + (G + 1) * c + LANES = span.len()`, as `t + G <= last`, `i <= 3` and
+                // `m <= G + 1`.
+                let v = unsafe { load_at(p.add(off + $i * rs + $m * c)) };
+                col2::<$i, $m>(&mut acc0, &mut acc1, &tv, v);
+            )*};
+        }
+        row!(0);
+        row!(1);
+        row!(2);
+        row!(3);
+        group_out(
+            acc0,
+            bv,
+            g.silu,
+            &mut a[t * c + c0..(t + G - 1) * c + c0 + LANES],
+            c,
+        );
+        group_out(
+            acc1,
+            bv,
+            g.silu,
+            &mut b[t * c + c0..(t + G - 1) * c + c0 + LANES],
+            c,
+        );
+        if t + G == last {
+            break;
+        }
+        // The next group, or the last one ending at `last` (overlapping).
+        t = (t + G).min(last - G);
+    }
+}
+
+/// Pixels per row of a group of [`cl3_pair_panel`] (its `row!` macro lists the `PAIR_GROUP + 2`
+/// columns they read): two rows of accumulators and the nine taps stay in registers.
+const PAIR_GROUP: usize = 6;
+
+/// A pixel group's outputs `acc` (`+ bias`, then SiLU when asked) stored `c` apart from the
+/// start of `d` (`(CL3_GROUP - 1) * c + LANES` long).
+#[inline(always)]
+fn group_out(mut acc: [V; PAIR_GROUP], bias: Option<V>, silu: bool, d: &mut [f32], c: usize) {
+    if let Some(b) = bias {
+        for x in acc.iter_mut() {
+            *x += b;
+        }
+    }
+    if silu {
+        for x in acc.iter_mut() {
+            *x = super::math::silu(*x);
+        }
+    }
+    debug_assert_eq!(d.len(), (PAIR_GROUP - 1) * c + LANES);
+    let dp = d.as_mut_ptr();
+    for (q, x) in acc.iter().enumerate() {
+        // SAFETY: `q * c + LANES <= (PAIR_GROUP - 1) * c + LANES = d.len()` (the callers' slices).
+        unsafe { super::store_at(dp.add(q * c), *x) };
+    }
+}
+
+/// Input row `I` (of the four a row pair reads), column `M` of a pixel group in
+/// [`cl3_pair_panel`]: pixel `q` reads it with tap column `j = M - q` (where `0 <= j < 3`),
+/// kernel row `I` for the first output row and `I - 1` for the second.
+#[inline(always)]
+fn col2<const I: usize, const M: usize>(
+    acc0: &mut [V; PAIR_GROUP],
+    acc1: &mut [V; PAIR_GROUP],
+    taps: &[V; 9],
+    v: V,
+) {
+    for q in 0..PAIR_GROUP {
+        if M >= q && M - q < 3 {
+            let j = M - q;
+            if I < 3 {
+                acc0[q] = fma(taps[I * 3 + j], v, acc0[q]);
+            }
+            if I >= 1 {
+                acc1[q] = fma(taps[(I - 1) * 3 + j], v, acc1[q]);
+            }
         }
     }
 }

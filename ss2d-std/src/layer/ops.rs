@@ -538,6 +538,15 @@ fn conv_row(a: &ConvArgs<'_>, oh: usize, w0: usize, img: &[f32], silu: bool, out
         .expect("conv shapes validated by the layer");
 }
 
+/// Whole channel-last image rows `oh..` (`out.len() / (W * C)` of them) with SiLU:
+/// `ss2d_core::conv::depthwise_cl_rows`, the bits of [`conv_row`] on each row.
+fn conv_rows(a: &ConvArgs<'_>, oh: usize, img: &[f32], out: &mut [f32]) {
+    // The layer validated the shapes (taps k*k x C, images h x w x C, rows inside).
+    let (taps, bias, c) = (a.taps, a.bias, a.channels);
+    ss2d_core::conv::depthwise_cl_rows(taps, bias, a.k, a.h, a.w, c, img, oh, true, out)
+        .expect("conv shapes validated by the layer");
+}
+
 /// The depthwise conv (+ bias), then SiLU when `silu`: channel-first `(B, C, H, W)` or
 /// channel-last `(B, H, W, C)` into `out` in the same layout. `x` is in the module layout, or
 /// tiled channel-first (module docs) when `tiled`, as the fast [`linear`] writes it: each plane
@@ -692,12 +701,29 @@ pub(super) fn linear_conv_cl(
             // Rows of the image complete so far.
             let rows_done = r0 + done / w;
             let t0 = Instant::now();
+            // The rows ready now, convolved in runs of rows inside the band (one call per
+            // run: the kernel pairs rows that share input rows).
+            let mut run = None;
             while next < r1 && ((next + pad).min(h - 1) < rows_done || done == np) {
                 if inside(r0, r1, next) {
-                    let o = &mut ct[(next - r0) * w * c..(next - r0 + 1) * w * c];
-                    conv_row(&band, next - r0, 0, xt, true, o);
+                    run.get_or_insert(next);
+                } else if let Some(first) = run.take() {
+                    conv_rows(
+                        &band,
+                        first - r0,
+                        xt,
+                        &mut ct[(first - r0) * w * c..(next - r0) * w * c],
+                    );
                 }
                 next += 1;
+            }
+            if let Some(first) = run {
+                conv_rows(
+                    &band,
+                    first - r0,
+                    xt,
+                    &mut ct[(first - r0) * w * c..(next - r0) * w * c],
+                );
             }
             PartTimes::add(&times.conv, t0);
         }
