@@ -240,9 +240,6 @@ mod tests {
         assert_eq!(cases, 5);
     }
 
-    /// Every pixel of images with full and partial channel panels, every odd `k`, row ranges
-    /// that start and end anywhere: the same bits as the channel-first plane kernel on each
-    /// channel (which the test above checks against f64), and the error variants.
     /// `got` equals `want` bit for bit (NaN payloads included), element `q` named by `what(q)`.
     fn assert_bits(got: &[f32], want: &[f32], what: impl Fn(usize) -> std::string::String) {
         assert_eq!(got.len(), want.len());
@@ -251,6 +248,9 @@ mod tests {
         }
     }
 
+    /// Every pixel of images with full and partial channel panels, every odd `k`, row ranges
+    /// that start and end anywhere: the same bits as the channel-first plane kernel on each
+    /// channel (which the test above checks against f64), and the error variants.
     #[test]
     fn depthwise_cl_row_is_the_plane_kernel() {
         let mut cases = 0;

@@ -224,11 +224,11 @@ level_fn! {
 }
 
 /// A full channel panel of two whole output rows `g.oh` (into `a`) and `g.oh + 1` (into `b`) of
-/// a 3 x 3 kernel, both rows' neighbours inside the image and `g.w >= CL3_GROUP + 2`: the
+/// a 3 x 3 kernel, both rows' neighbours inside the image and `g.w >= PAIR_GROUP + 2`: the
 /// image's first and last pixel of each row through [`cl_pixels`], the inner pixels in groups
-/// of [`CL3_GROUP`] per row (the last group overlapping the one before where the count is not a
+/// of [`PAIR_GROUP`] per row (the last group overlapping the one before where the count is not a
 /// multiple: those pixels are computed again, to the same bits), each of the four input rows'
-/// `CL3_GROUP + 2` columns loaded once for both output rows. Per output the taps ascend (the
+/// `PAIR_GROUP + 2` columns loaded once for both output rows. Per output the taps ascend (the
 /// input rows ascend, and within a row the columns), as in [`cl3_inner_row`].
 #[inline(always)]
 fn cl3_pair_panel(g: &ClRow<'_>, c0: usize, a: &mut [f32], b: &mut [f32]) {
@@ -298,10 +298,17 @@ fn cl3_pair_panel(g: &ClRow<'_>, c0: usize, a: &mut [f32], b: &mut [f32]) {
 /// columns they read): two rows of accumulators and the nine taps stay in registers.
 const PAIR_GROUP: usize = 6;
 
-/// A pixel group's outputs `acc` (`+ bias`, then SiLU when asked) stored `c` apart from the
-/// start of `d` (`(CL3_GROUP - 1) * c + LANES` long).
+/// A pixel group's `G` outputs `acc` (`+ bias`, then SiLU when asked) stored `c` apart from the
+/// start of `d` (`(G - 1) * c + LANES` long): the end of every group of [`cl3_inner_row`] and
+/// [`cl3_pair_panel`].
 #[inline(always)]
-fn group_out(mut acc: [V; PAIR_GROUP], bias: Option<V>, silu: bool, d: &mut [f32], c: usize) {
+fn group_out<const G: usize>(
+    mut acc: [V; G],
+    bias: Option<V>,
+    silu: bool,
+    d: &mut [f32],
+    c: usize,
+) {
     if let Some(b) = bias {
         for x in acc.iter_mut() {
             *x += b;
@@ -312,10 +319,10 @@ fn group_out(mut acc: [V; PAIR_GROUP], bias: Option<V>, silu: bool, d: &mut [f32
             *x = super::math::silu(*x);
         }
     }
-    debug_assert_eq!(d.len(), (PAIR_GROUP - 1) * c + LANES);
+    debug_assert_eq!(d.len(), (G - 1) * c + LANES);
     let dp = d.as_mut_ptr();
     for (q, x) in acc.iter().enumerate() {
-        // SAFETY: `q * c + LANES <= (PAIR_GROUP - 1) * c + LANES = d.len()` (the callers' slices).
+        // SAFETY: `q * c + LANES <= (G - 1) * c + LANES = d.len()` (the callers' slices).
         unsafe { super::store_at(dp.add(q * c), *x) };
     }
 }
@@ -420,22 +427,13 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
         row!(0);
         row!(1);
         row!(2);
-        let dst = &mut out[t * c + c0..(t + G - 1) * c + c0 + LANES];
-        let d = dst.as_mut_ptr();
-        if let Some(b) = bv {
-            for a in acc.iter_mut() {
-                *a += b;
-            }
-        }
-        if g.silu {
-            for a in acc.iter_mut() {
-                *a = super::math::silu(*a);
-            }
-        }
-        for (q, a) in acc.iter().enumerate() {
-            // SAFETY: `q * c + LANES <= (G - 1) * c + LANES = dst.len()`.
-            unsafe { super::store_at(d.add(q * c), *a) };
-        }
+        group_out(
+            acc,
+            bv,
+            g.silu,
+            &mut out[t * c + c0..(t + G - 1) * c + c0 + LANES],
+            c,
+        );
         t += G;
     }
     for t in t..last {

@@ -674,10 +674,13 @@ pub(super) fn linear_conv_cl(
     // Bands per image: enough for every thread to have one.
     let bands = par.threads().div_ceil(b).clamp(1, h);
     let rpb = h.div_ceil(bands);
-    // Rows convolved inside their band: every row the kernel reads is in the band, or outside
-    // the image.
-    let inside =
-        |r0: usize, r1: usize, r: usize| (r0 == 0 || r >= r0 + pad) && (r1 == h || r + pad < r1);
+    // Rows convolved inside their band `r0..r1`: every row the kernel reads is in the band, or
+    // outside the image.
+    let inside = |r0: usize, r1: usize| {
+        let lo = if r0 == 0 { 0 } else { r0 + pad };
+        let hi = if r1 == h { h } else { r1.saturating_sub(pad) };
+        lo..hi.max(lo)
+    };
     let mut items = Vec::new();
     let xs = x[..b * hw * c].chunks_mut(hw * c);
     let cs = xc[..b * hw * c].chunks_mut(hw * c);
@@ -701,29 +704,17 @@ pub(super) fn linear_conv_cl(
             // Rows of the image complete so far.
             let rows_done = r0 + done / w;
             let t0 = Instant::now();
-            // The rows ready now, convolved in runs of rows inside the band (one call per
-            // run: the kernel pairs rows that share input rows).
-            let mut run = None;
+            // The rows ready now: those inside the band are one range, convolved in one call
+            // (the kernel pairs rows that share input rows).
+            let ready = next;
             while next < r1 && ((next + pad).min(h - 1) < rows_done || done == np) {
-                if inside(r0, r1, next) {
-                    run.get_or_insert(next);
-                } else if let Some(first) = run.take() {
-                    conv_rows(
-                        &band,
-                        first - r0,
-                        xt,
-                        &mut ct[(first - r0) * w * c..(next - r0) * w * c],
-                    );
-                }
                 next += 1;
             }
-            if let Some(first) = run {
-                conv_rows(
-                    &band,
-                    first - r0,
-                    xt,
-                    &mut ct[(first - r0) * w * c..(next - r0) * w * c],
-                );
+            let own = inside(r0, r1);
+            let (f0, f1) = (ready.max(own.start), next.min(own.end));
+            if f0 < f1 {
+                let o = &mut ct[(f0 - r0) * w * c..(f1 - r0) * w * c];
+                conv_rows(&band, f0 - r0, xt, o);
             }
             PartTimes::add(&times.conv, t0);
         }
@@ -734,7 +725,7 @@ pub(super) fn linear_conv_cl(
     for (row, o) in xc[..b * hw * c].chunks_mut(w * c).enumerate() {
         let (bb, r) = (row / h, row % h);
         let r0 = r / rpb * rpb;
-        if !inside(r0, (r0 + rpb).min(h), r) {
+        if !inside(r0, (r0 + rpb).min(h)).contains(&r) {
             rest.push((bb, r, o));
         }
     }
