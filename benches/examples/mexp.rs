@@ -1,4 +1,4 @@
-//! Throughput of the vector `exp2` and `softplus` at every SIMD level this CPU runs.
+//! Throughput of the vector `exp2`, `exp`, `softplus` and `silu` at every SIMD level this CPU runs.
 use ss2d_core::math::{map_at, MathFn};
 use ss2d_core::SimdLevel;
 use std::hint::black_box;
@@ -9,7 +9,12 @@ fn main() {
     let xs: Vec<f32> = (0..n).map(|i| -(i as f32) * 1e-3).collect();
     let reps = 2000;
     for level in SimdLevel::available() {
-        for (name, f) in [("exp2", MathFn::Exp2), ("softplus", MathFn::Softplus)] {
+        for (name, f) in [
+            ("exp2", MathFn::Exp2),
+            ("exp", MathFn::Exp),
+            ("softplus", MathFn::Softplus),
+            ("silu", MathFn::Silu),
+        ] {
             let mut buf = xs.clone();
             let t = Instant::now();
             for _ in 0..reps {
