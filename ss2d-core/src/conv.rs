@@ -261,6 +261,10 @@ mod tests {
             (7, 6, 11, 5),
             (3, 1, 2, 40),
             (3, 4, 3, 32),
+            // One row (no neighbour rows), two rows (each the first or the last), with full
+            // and partial channel panels.
+            (3, 1, 11, 16),
+            (3, 2, 10, 33),
         ] {
             let f = |i: usize, s: u32| {
                 (((i as u32).wrapping_mul(2_654_435_761) ^ s) % 1000) as f32 / 500.0 - 1.0

@@ -225,7 +225,7 @@ level_fn! {
 
 /// A full channel panel of two whole output rows `g.oh` (into `a`) and `g.oh + 1` (into `b`) of
 /// a 3 x 3 kernel, both rows' neighbours inside the image and `g.w >= PAIR_GROUP + 2`: the
-/// image's first and last pixel of each row through [`cl_pixels`], the inner pixels in groups
+/// image's first and last pixel of each row through [`cl3_edge`], the inner pixels in groups
 /// of [`PAIR_GROUP`] per row (the last group overlapping the one before where the count is not a
 /// multiple: those pixels are computed again, to the same bits), each of the four input rows'
 /// `PAIR_GROUP + 2` columns loaded once for both output rows. Per output the taps ascend (the
@@ -235,15 +235,15 @@ fn cl3_pair_panel(g: &ClRow<'_>, c0: usize, a: &mut [f32], b: &mut [f32]) {
     const G: usize = PAIR_GROUP;
     let (c, w) = (g.c, g.w);
     let g1 = ClRow { oh: g.oh + 1, ..*g };
-    for t in [0, w - 1] {
-        cl_pixels::<1, true>(g, c0, t, a);
-        cl_pixels::<1, true>(&g1, c0, t, b);
-    }
     let (first, last) = (1, w - 1);
     let bv = g.bias.map(|b| load(&b[c0..]));
     let mut tv = [splat(0.0); 9];
     for (t, v) in tv.iter_mut().enumerate() {
         *v = load(&g.taps[t * c + c0..]);
+    }
+    for t in [0, w - 1] {
+        cl3_edge::<0, 3>(g, c0, t, &tv, bv, &mut a[t * c..]);
+        cl3_edge::<0, 3>(&g1, c0, t, &tv, bv, &mut b[t * c..]);
     }
     let rs = w * c;
     // Tap (0, 0) of pixel `first` in row `oh - 1`, and everything up to the last load of the
@@ -354,8 +354,14 @@ fn col2<const I: usize, const M: usize>(
 /// `LANES` channels, else the `c - c0` left).
 #[inline(always)]
 fn cl_panel<const FULL: bool>(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
-    if FULL && g.k == 3 && g.oh >= 1 && g.oh + 1 < g.h && g.w >= 3 {
-        cl3_inner_row(g, c0, n, out);
+    if FULL && g.k == 3 && g.w >= 3 {
+        // The kernel rows whose input rows lie inside the image.
+        match (g.oh >= 1, g.oh + 1 < g.h) {
+            (true, true) => cl3_inner_row::<0, 3>(g, c0, n, out),
+            (false, true) => cl3_inner_row::<1, 3>(g, c0, n, out),
+            (true, false) => cl3_inner_row::<0, 2>(g, c0, n, out),
+            (false, false) => cl3_inner_row::<1, 2>(g, c0, n, out),
+        }
         return;
     }
     let mut t = 0;
@@ -375,31 +381,38 @@ fn cl_panel<const FULL: bool>(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32
     }
 }
 
-/// [`cl_panel`] for a full panel of a 3 x 3 kernel on an output row with both neighbour rows
-/// inside the image: the inner pixels one at a time with the nine taps in registers (a short
-/// body whose chains the core overlaps), the image's first and last pixel through
-/// [`cl_pixels`]. Same per-element expression (taps ascending, then bias).
+/// [`cl_panel`] for a full panel of a 3 x 3 kernel on an image at least 3 wide, whose kernel
+/// rows `LO..HI` read input rows inside the image (`0..3` for a row with both neighbour rows;
+/// the first or last row of the image drops one): the inner pixels in groups of
+/// [`CL3_GROUP`] and one at a time, the image's first and last pixel through [`cl3_edge`],
+/// all with the taps in registers. Same per-element expression (the taps inside the image
+/// ascending, then bias).
 #[inline(always)]
-fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
+fn cl3_inner_row<const LO: usize, const HI: usize>(
+    g: &ClRow<'_>,
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
     let c = g.c;
-    // Local pixels `first..last` have both horizontal neighbours inside the image.
-    let first = usize::from(g.w0 == 0).min(n);
-    let last = ((g.w0 + n).min(g.w - 1).saturating_sub(g.w0)).max(first);
-    for t in (0..first).chain(last..n) {
-        cl_pixels::<1, true>(g, c0, t, out);
-    }
-    if last == first {
-        return;
-    }
     let bv = g.bias.map(|b| load(&b[c0..]));
     let mut tv = [splat(0.0); 9];
     for (t, v) in tv.iter_mut().enumerate() {
         *v = load(&g.taps[t * c + c0..]);
     }
+    // Local pixels `first..last` have both horizontal neighbours inside the image.
+    let first = usize::from(g.w0 == 0).min(n);
+    let last = ((g.w0 + n).min(g.w - 1).saturating_sub(g.w0)).max(first);
+    for t in (0..first).chain(last..n) {
+        cl3_edge::<LO, HI>(g, c0, g.w0 + t, &tv, bv, &mut out[t * c..]);
+    }
+    if last == first {
+        return;
+    }
     let rs = g.w * c;
-    // Tap (0, 0) of pixel `first`, and everything up to the last load of pixel `last - 1`.
-    let lo = ((g.oh - 1) * g.w + g.w0 + first - 1) * c + c0;
-    let span = &g.img[lo..lo + (last - 1 - first) * c + 2 * rs + 2 * c + LANES];
+    // Tap (LO, 0) of pixel `first`, and everything up to the last load of pixel `last - 1`.
+    let lo = ((g.oh + LO - 1) * g.w + g.w0 + first - 1) * c + c0;
+    let span = &g.img[lo..lo + (last - 1 - first) * c + (HI - LO - 1) * rs + 2 * c + LANES];
     let p = span.as_ptr();
     // Groups of `G` pixels: per kernel row, each of the `G + 2` input columns is loaded once
     // and serves the (tap, pixel) pairs that read it, in each pixel's tap order (`j`
@@ -414,13 +427,16 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
         // stay in registers.
         macro_rules! row {
             ($i:literal) => {
-                row!(@cols $i; 0 1 2 3 4 5 6 7 8 9)
+                if LO <= $i && $i < HI {
+                    row!(@cols $i; 0 1 2 3 4 5 6 7 8 9);
+                }
             };
             (@cols $i:literal; $($m:literal)*) => {$(
-                // SAFETY: `off + i * rs + m * c + LANES <= (last - 1 - first) * c + 2 * rs
-                // + 2 * c + LANES = span.len()`, as `off + (G - 1) * c <= (last - 1 - first)
-                // * c` (`t + G <= last`) and `m <= G + 1`.
-                let v = unsafe { load_at(p.add(off + $i * rs + $m * c)) };
+                // SAFETY: `off + (i - LO) * rs + m * c + LANES <= (last - 1 - first) * c +
+                // (HI - LO - 1) * rs + 2 * c + LANES = span.len()`, as `off + (G - 1) * c <=
+                // (last - 1 - first) * c` (`t + G <= last`), `LO <= i < HI` and `m <= G + 1`.
+                // (`wrapping_sub`: the rows outside `LO..HI` are compiled but never run.)
+                let v = unsafe { load_at(p.add(off + ($i as usize).wrapping_sub(LO) * rs + $m * c)) };
                 col::<$m>(&mut acc, [tv[$i * 3], tv[$i * 3 + 1], tv[$i * 3 + 2]], v);
             )*};
         }
@@ -439,19 +455,48 @@ fn cl3_inner_row(g: &ClRow<'_>, c0: usize, n: usize, out: &mut [f32]) {
     for t in t..last {
         let off = (t - first) * c;
         let mut acc = splat(0.0);
-        for i in 0..3 {
+        for i in LO..HI {
             for j in 0..3 {
-                // SAFETY: `off + i * rs + j * c + LANES <= (last - 1 - first) * c + 2 * rs
-                // + 2 * c + LANES = span.len()` (`t < last`, `i, j <= 2`).
+                // SAFETY: `off + (i - LO) * rs + j * c + LANES <= (last - 1 - first) * c +
+                // (HI - LO - 1) * rs + 2 * c + LANES = span.len()` (`t < last`, `LO <= i <
+                // HI`, `j <= 2`).
                 acc = fma(
                     tv[i * 3 + j],
-                    unsafe { load_at(p.add(off + i * rs + j * c)) },
+                    unsafe { load_at(p.add(off + (i - LO) * rs + j * c)) },
                     acc,
                 );
             }
         }
         store(&mut out[t * c + c0..], g.finish(acc, bv));
     }
+}
+
+/// The image's first or last pixel `ow` (`0` or `w - 1`, `w >= 3`) of output row `g.oh`, the
+/// full channel panel from `c0`, stored at `out[c0..]`: kernel rows `LO..HI` (those inside
+/// the image), and of each the two columns inside it, as FMAs onto 0 in tap order, then
+/// `+ bias` and SiLU ([`ClRow::finish`]): the expression of [`cl_pixels`] with the taps `tv`
+/// already in registers.
+#[inline(always)]
+fn cl3_edge<const LO: usize, const HI: usize>(
+    g: &ClRow<'_>,
+    c0: usize,
+    ow: usize,
+    tv: &[V; 9],
+    bv: Option<V>,
+    out: &mut [f32],
+) {
+    let c = g.c;
+    // The first pixel reads columns 0 and 1 with taps 1 and 2; the last reads columns
+    // `w - 2` and `w - 1` with taps 0 and 1.
+    let (col, j0) = if ow == 0 { (0, 1) } else { (g.w - 2, 0) };
+    let mut acc = splat(0.0);
+    for i in LO..HI {
+        let at = ((g.oh + i - 1) * g.w + col) * c + c0;
+        let row = &g.img[at..at + c + LANES];
+        acc = fma(tv[i * 3 + j0], load(row), acc);
+        acc = fma(tv[i * 3 + j0 + 1], load(&row[c..]), acc);
+    }
+    store(&mut out[c0..], g.finish(acc, bv));
 }
 
 /// Pixels per group of [`cl3_inner_row`]'s inner loop (its `row!` macro lists the `CL3_GROUP + 2`
