@@ -42,6 +42,22 @@ pub const GEMM_BLOCK: usize = 64;
 /// `(rows x 192) @ (192 x 96)`, measured); not re-measured on `ss2d_core::gemm`.
 pub const GEMM_BLOCK_CL: usize = 256;
 
+/// Positions per channel-last product block for a product of `rows` positions on `par`:
+/// [`GEMM_BLOCK_CL`] on one thread; on several, about two blocks per thread (multiples of 8
+/// positions, 32 to [`GEMM_BLOCK_CL`]), so that a small grid still spreads over the threads
+/// (at 14 x 14 positions, 256-position blocks leave `out_proj` one block: one thread) and a
+/// large one over many (3136 positions in 256-position blocks are 13 blocks for 16 threads).
+/// The result does not depend on the blocking: every output of `ss2d_core::gemm` is one
+/// fixed FMA chain whatever the product's sizes, and the tails are elementwise.
+fn cl_block(rows: usize, par: Parallelism<'_>) -> usize {
+    if par.is_sequential() {
+        return GEMM_BLOCK_CL;
+    }
+    rows.div_ceil(2 * par.threads())
+        .next_multiple_of(8)
+        .clamp(32, GEMM_BLOCK_CL)
+}
+
 /// Elements per chunk of elementwise passes.
 const ELEMWISE_CHUNK: usize = 16 * 1024;
 
@@ -180,7 +196,7 @@ type Block<'o> = (usize, usize, usize, &'o mut [f32]);
 /// all of them. The fast path writes channel-first outputs tiled (module docs; see
 /// [`untile_into`]) and channel-last ones plainly; the reference path (`naive`) writes the
 /// module layout. Every block is one `gemm` call over [`GEMM_BLOCK`] (channel-first) or
-/// [`GEMM_BLOCK_CL`] (channel-last) positions, the same calls whatever the thread count.
+/// [`cl_block`] (channel-last) positions; the bits do not depend on the blocking.
 /// With `x_cf` (fast path, channel-last outputs only), `x` is channel-first `(B, i, L)`: the
 /// products read it through strides (blocks then stay within a batch item).
 #[allow(clippy::too_many_arguments)]
@@ -225,13 +241,15 @@ pub(super) fn linear(
                     .map(|(bb, l0, t)| (k, bb, l0, t)),
             );
         } else if x_cf {
+            let blk = cl_block(b * l, par);
             for (bb, ob) in p.out.chunks_mut(l * o).enumerate() {
-                let rows = ob.chunks_mut(GEMM_BLOCK_CL * o).enumerate();
-                items.extend(rows.map(|(j, c)| (k, bb, j * GEMM_BLOCK_CL, c)));
+                let rows = ob.chunks_mut(blk * o).enumerate();
+                items.extend(rows.map(|(j, c)| (k, bb, j * blk, c)));
             }
         } else {
-            let rows = p.out.chunks_mut(GEMM_BLOCK_CL * o).enumerate();
-            items.extend(rows.map(|(j, c)| (k, 0, j * GEMM_BLOCK_CL, c)));
+            let blk = cl_block(b * l, par);
+            let rows = p.out.chunks_mut(blk * o).enumerate();
+            items.extend(rows.map(|(j, c)| (k, 0, j * blk, c)));
         }
     }
     par.for_each(items, |(k, bb, l0, t)| {
@@ -1301,8 +1319,18 @@ mod tests {
         // Channel-last conv and out-norm.
         assert_eq!(h * w.div_ceil(CONV_PIXELS), 112);
         assert_eq!(l.div_ceil(NORM_ROWS), 98);
-        // Channel-last products: x and z in one pass (26 items), out_proj alone (13).
-        assert_eq!(l.div_ceil(GEMM_BLOCK_CL), 13);
+        // Channel-last products: about two blocks per thread (x and z in one pass: 62 items,
+        // out_proj alone 31); 13 blocks of 256 positions on one thread.
+        let sixteen = Parallelism::Threads(16);
+        if sixteen.threads() == 16 {
+            assert_eq!(l.div_ceil(cl_block(l, sixteen)), 31);
+        }
+        assert_eq!(l.div_ceil(cl_block(l, Parallelism::Sequential)), 13);
+        // A 14 x 14 grid still gives two threads two blocks each.
+        let two = Parallelism::Threads(2);
+        if two.threads() == 2 {
+            assert_eq!(196usize.div_ceil(cl_block(196, two)), 4);
+        }
     }
 
     #[test]
