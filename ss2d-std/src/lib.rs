@@ -1,6 +1,6 @@
 //! # ss2d-std
 //!
-//! Threads (rayon), VMamba's 2D cross-scan and cross-merge, the fused 4-direction SS2D scan and
+//! Threads (the library's pool, or a caller's rayon pool), VMamba's 2D cross-scan and cross-merge, the fused 4-direction SS2D scan and
 //! the SS2D layer, on top of the `no_std` kernels of `ss2d-core`.
 //!
 //! Cargo feature `layer` (on by default): the SS2D layer ([`layer`], its products on
@@ -38,11 +38,12 @@
 //! ## Threads and memory ordering
 //!
 //! Nothing in the threaded paths relies on x86's strong (TSO) ordering; they are correct on
-//! weakly ordered CPUs (aarch64) because no data is published through a hand-written atomic:
+//! weakly ordered CPUs (aarch64) because no data is published through a relaxed atomic:
 //! - **Work items** write disjoint parts of the output. They are handed out and waited for by
-//!   rayon (`install`, parallel iterators, `join`), whose latches and job queues use
-//!   acquire/release (or `SeqCst`) operations and mutex/condvar waits, so every item's writes
-//!   happen-before the return of the call that spawned them. `ss2d-core`'s `WorkItems` /
+//!   the library pool (a call is published with `SeqCst` stores under a mutex, and the caller
+//!   returns only after a `SeqCst` load sees no pool thread inside the call) or by rayon
+//!   (latches and job queues with acquire/release operations and mutex/condvar waits), so
+//!   every item's writes happen-before the return of the call that spawned them. `ss2d-core`'s `WorkItems` /
 //!   `Sink` (disjoint elements behind one pointer) and `ss2d-capi`'s gather/scatter `Ptr` add
 //!   no synchronization of their own and need none beyond that join.
 //! - **Shared state** is behind `std` primitives: the library pool behind a `Mutex`,
@@ -57,10 +58,12 @@
 //!   gives that; a spin on a `relaxed` flag does not on aarch64. The C and Python examples join.
 //!
 //! The single-threaded paths ([`Parallelism::Sequential`], `Threads(0 | 1)`) never touch a
-//! rayon pool or spawn a thread. Under QEMU user emulation for aarch64, where threads cannot
+//! pool or spawn a thread. Under QEMU user emulation for aarch64, where threads cannot
 //! run here, the conformance runner `tests/tests/single_thread.rs` checks them (`.ci/emulated.sh`).
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// Safe code only, except the library pool's hand-off of a borrowed closure to its workers
+// (`spin`, which documents the protocol that keeps the borrow alive).
+#![deny(unsafe_code)]
 
 pub use ss2d_core as core;
 
@@ -75,6 +78,8 @@ pub mod cpu;
 mod exec;
 mod pool;
 mod scan;
+#[allow(unsafe_code)]
+mod spin;
 
 pub use cpu::{check_cpu, CpuError};
 pub use exec::{library_pool_threads, max_threads, ParallelFor, Parallelism, ScopedThreads};
