@@ -184,15 +184,25 @@ pub fn library_pool_threads() -> usize {
 /// `t` worker `t + 1`, so passes cut along the same axis give each thread the same part of
 /// the data in every pass (see [`on_pool`]).
 fn on_spin(pool: &SpinPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
+    in_parts(n, f, &|n, f| {
+        let shares = Shares::new(n, workers);
+        pool.run(workers - 1, &|w| shares.run(w, f));
+    });
+}
+
+/// The items of a call: `f(i)` for each index.
+type Items<'a> = dyn Fn(usize) + Sync + 'a;
+
+/// `call(n, f)`, or, where `n` is too large for [`Shares`] (two 32-bit indices packed in one
+/// atomic: never seen), `call` on consecutive parts of `0..n`.
+fn in_parts(n: usize, f: &Items<'_>, call: &dyn Fn(usize, &Items<'_>)) {
     const PART: usize = u32::MAX as usize;
-    if n > PART {
-        for base in (0..n).step_by(PART) {
-            on_spin(pool, workers, PART.min(n - base), &|i| f(base + i));
-        }
-        return;
+    if n <= PART {
+        return call(n, f);
     }
-    let shares = Shares::new(n, workers);
-    pool.run(workers - 1, &|w| shares.run(w, f));
+    for base in (0..n).step_by(PART) {
+        call(PART.min(n - base), &|i| f(base + i));
+    }
 }
 
 /// Runs `f(i)` for every `i` in `0..n` on the calling thread and `workers - 1` threads of
@@ -213,14 +223,11 @@ fn on_spin(pool: &SpinPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)
 /// own cache, instead of what another core wrote (on the 2-core development VM, reading data
 /// another core just wrote doubled the time of the memory-bound passes, measured).
 fn on_pool(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
-    // Shares pack two 32-bit indices: a (never seen) larger call runs in parts.
-    const PART: usize = u32::MAX as usize;
-    if n > PART {
-        for base in (0..n).step_by(PART) {
-            on_pool(pool, workers, PART.min(n - base), &|i| f(base + i));
-        }
-        return;
-    }
+    in_parts(n, f, &|n, f| on_rayon(pool, workers, n, f));
+}
+
+/// [`on_pool`] for `n` that fits [`Shares`].
+fn on_rayon(pool: &rayon::ThreadPool, workers: usize, n: usize, f: &(dyn Fn(usize) + Sync)) {
     let shares = Shares::new(n, workers);
     let claimed: Vec<AtomicBool> = (0..workers).map(|w| AtomicBool::new(w == 0)).collect();
     let helper = || {
