@@ -43,8 +43,9 @@
 //!   the next one for 200 us before it sleeps, and a caller waits only for items in
 //!   progress, never for a thread that has not woken yet. A call on a rayon pool from outside
 //!   it paid for a wake-up on the way in and on the way out: on the 2-core development VM an
-//!   empty two-item call took 56-82 us, and the stages of a 14 x 14 layer ran slower on two
-//!   threads than on one. One call runs on the pool at a time: a call made meanwhile (from
+//!   empty two-item call took 83 us after 1 ms idle (4.8-5.2 us back to back; here 14.6 and
+//!   0.8-0.9 us, `benches/examples/pool.rs`), and the conv and norm stages of a 14 x 14 layer
+//!   ran slower on two threads than on one. One call runs on the pool at a time: a call made meanwhile (from
 //!   another thread, or from inside an item) runs on its calling thread, with the same
 //!   result.
 
