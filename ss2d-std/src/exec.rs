@@ -374,6 +374,28 @@ impl Parallelism<'_> {
         n.clamp(1, units.max(1))
     }
 
+    /// Rows per block where `rows` rows are cut into equal blocks for this executor and the
+    /// result does not depend on the cut: `max` on one thread; on several, about `per_thread`
+    /// blocks per thread, rounded up to a multiple of `multiple`, within `min..=max` (so the
+    /// threads' shares of the blocks differ little, and a small cut still spreads). Used by
+    /// the layer's products and the fused scan's projection.
+    #[cfg(feature = "layer")]
+    pub(crate) fn block_rows(
+        &self,
+        rows: usize,
+        per_thread: usize,
+        multiple: usize,
+        min: usize,
+        max: usize,
+    ) -> usize {
+        if self.is_sequential() {
+            return max;
+        }
+        rows.div_ceil(per_thread.max(1) * self.threads())
+            .next_multiple_of(multiple.max(1))
+            .clamp(min, max)
+    }
+
     /// How many items of a call cut into `items` items may run at once: the number of
     /// scratch slots a caller-provided scratch buffer must hold.
     pub fn scratch_slots(&self, items: usize) -> usize {

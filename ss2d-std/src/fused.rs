@@ -31,11 +31,7 @@ const PROJ_BLOCK: usize = 256;
 /// split 512 : 272 over two threads). The result does not depend on the blocking: every
 /// output of `ss2d_core::gemm` is one fixed FMA chain whatever the product's sizes.
 fn proj_block(positions: usize, par: Parallelism<'_>) -> usize {
-    if par.is_sequential() {
-        return PROJ_BLOCK;
-    }
-    let per = positions.div_ceil(8 * par.threads());
-    per.next_multiple_of(16).clamp(64, PROJ_BLOCK)
+    par.block_rows(positions, 8, 16, 64, PROJ_BLOCK)
 }
 
 /// Elements per block of the final combine pass.

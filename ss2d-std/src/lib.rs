@@ -1,7 +1,8 @@
 //! # ss2d-std
 //!
-//! Threads (the library's pool, or a caller's rayon pool), VMamba's 2D cross-scan and cross-merge, the fused 4-direction SS2D scan and
-//! the SS2D layer, on top of the `no_std` kernels of `ss2d-core`.
+//! Threads (the library's pool, or a caller's rayon pool), VMamba's 2D cross-scan and
+//! cross-merge, the fused 4-direction SS2D scan and the SS2D layer, on top of the `no_std`
+//! kernels of `ss2d-core`.
 //!
 //! Cargo feature `layer` (on by default): the SS2D layer ([`layer`], its products on
 //! `ss2d_core::gemm`) and the fused SS2D scan ([`fused`], its `x_proj` on the same kernel). With
@@ -43,9 +44,10 @@
 //!   the library pool (a call is published with `SeqCst` stores under a mutex, and the caller
 //!   returns only after a `SeqCst` load sees no pool thread inside the call) or by rayon
 //!   (latches and job queues with acquire/release operations and mutex/condvar waits), so
-//!   every item's writes happen-before the return of the call that spawned them. `ss2d-core`'s `WorkItems` /
-//!   `Sink` (disjoint elements behind one pointer) and `ss2d-capi`'s gather/scatter `Ptr` add
-//!   no synchronization of their own and need none beyond that join.
+//!   every item's writes happen-before the return of the call that spawned them.
+//!   `ss2d-core`'s `WorkItems` / `Sink` (disjoint elements behind one pointer) and
+//!   `ss2d-capi`'s gather/scatter `Ptr` add no synchronization of their own and need none
+//!   beyond that join.
 //! - **Shared state** is behind `std` primitives: the library pool behind a `Mutex`,
 //!   the C ABI's per-item cells in `Mutex`es; per-thread buffer reuse is
 //!   `thread_local!` (never shared).

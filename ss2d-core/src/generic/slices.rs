@@ -236,11 +236,7 @@ fn cl3_pair_panel(g: &ClRow<'_>, c0: usize, a: &mut [f32], b: &mut [f32]) {
     let (c, w) = (g.c, g.w);
     let g1 = ClRow { oh: g.oh + 1, ..*g };
     let (first, last) = (1, w - 1);
-    let bv = g.bias.map(|b| load(&b[c0..]));
-    let mut tv = [splat(0.0); 9];
-    for (t, v) in tv.iter_mut().enumerate() {
-        *v = load(&g.taps[t * c + c0..]);
-    }
+    let (tv, bv) = taps3(g, c0);
     for t in [0, w - 1] {
         cl3_edge::<0, 3>(g, c0, t, &tv, bv, &mut a[t * c..]);
         cl3_edge::<0, 3>(&g1, c0, t, &tv, bv, &mut b[t * c..]);
@@ -395,11 +391,7 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
     out: &mut [f32],
 ) {
     let c = g.c;
-    let bv = g.bias.map(|b| load(&b[c0..]));
-    let mut tv = [splat(0.0); 9];
-    for (t, v) in tv.iter_mut().enumerate() {
-        *v = load(&g.taps[t * c + c0..]);
-    }
+    let (tv, bv) = taps3(g, c0);
     // Local pixels `first..last` have both horizontal neighbours inside the image.
     let first = usize::from(g.w0 == 0).min(n);
     let last = ((g.w0 + n).min(g.w - 1).saturating_sub(g.w0)).max(first);
@@ -469,6 +461,17 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
         }
         store(&mut out[t * c + c0..], g.finish(acc, bv));
     }
+}
+
+/// The nine taps of a 3 x 3 kernel and the bias (if any) of the full channel panel from `c0`,
+/// as vectors: what every register-blocked 3 x 3 kernel keeps in registers.
+#[inline(always)]
+fn taps3(g: &ClRow<'_>, c0: usize) -> ([V; 9], Option<V>) {
+    let mut tv = [splat(0.0); 9];
+    for (t, v) in tv.iter_mut().enumerate() {
+        *v = load(&g.taps[t * g.c + c0..]);
+    }
+    (tv, g.bias.map(|b| load(&b[c0..])))
 }
 
 /// The image's first or last pixel `ow` (`0` or `w - 1`, `w >= 3`) of output row `g.oh`, the

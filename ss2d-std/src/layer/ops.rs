@@ -50,12 +50,7 @@ pub const GEMM_BLOCK_CL: usize = 256;
 /// The result does not depend on the blocking: every output of `ss2d_core::gemm` is one
 /// fixed FMA chain whatever the product's sizes, and the tails are elementwise.
 fn cl_block(rows: usize, par: Parallelism<'_>) -> usize {
-    if par.is_sequential() {
-        return GEMM_BLOCK_CL;
-    }
-    rows.div_ceil(2 * par.threads())
-        .next_multiple_of(8)
-        .clamp(32, GEMM_BLOCK_CL)
+    par.block_rows(rows, 2, 8, 32, GEMM_BLOCK_CL)
 }
 
 /// Elements per chunk of elementwise passes.
@@ -232,6 +227,8 @@ pub(super) fn linear(
     }
     let mut tails = Vec::with_capacity(projs.len());
     let mut items: Vec<Block<'_>> = Vec::new();
+    // Channel-last blocks (positions per block).
+    let blk = cl_block(b * l, par);
     for (k, p) in projs.into_iter().enumerate() {
         tails.push((p.w, p.wt, p.tail));
         if cf {
@@ -241,13 +238,11 @@ pub(super) fn linear(
                     .map(|(bb, l0, t)| (k, bb, l0, t)),
             );
         } else if x_cf {
-            let blk = cl_block(b * l, par);
             for (bb, ob) in p.out.chunks_mut(l * o).enumerate() {
                 let rows = ob.chunks_mut(blk * o).enumerate();
                 items.extend(rows.map(|(j, c)| (k, bb, j * blk, c)));
             }
         } else {
-            let blk = cl_block(b * l, par);
             let rows = p.out.chunks_mut(blk * o).enumerate();
             items.extend(rows.map(|(j, c)| (k, 0, j * blk, c)));
         }
