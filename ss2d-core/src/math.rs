@@ -10,8 +10,10 @@
 //!
 //! `softplus(x) = max(x, 0) + log1p(exp(-|x|))`, `log1p(t) = t * r(t)` on `t` in `[0, 1]` with `r` a
 //! degree-7 minimax polynomial: relative error <= 1e-6 over the whole line (the torch threshold at
-//! 20 is not needed: above it the correction is below half an ulp). `silu(z) = z / (1 + exp(-z))`,
-//! relative error <= 1e-6.
+//! 20 is not needed: above it the correction is below half an ulp). `silu(z) = z / (1 + e^-z)`
+//! with `e^-z = 2^(-z log2 e)` reduced in base 2 directly (`k = round(-z log2 e)`, the rest by
+//! fused multiply-adds against a two-part constant; levels without a fused multiply-add use
+//! `exp`), relative error <= 1e-6 (measured 2.1e-7 at 16 lanes).
 
 use crate::{Error, SimdLevel};
 
@@ -201,6 +203,12 @@ mod tests {
             assert_eq!(s(1e4), 1e4);
             assert_eq!(s(-1e4), -0.0);
             assert!(s(f32::NAN).is_nan());
+            // Far outside the reduction's range (the clamp keeps it exact): e^-z is 0 or inf.
+            assert_eq!(s(1e30), 1e30);
+            assert_eq!(s(f32::INFINITY), f32::INFINITY);
+            let n = s(-1e30);
+            assert!(n == 0.0 && n.is_sign_negative(), "{l}: silu(-1e30) = {n}");
+            assert_eq!(s(-200.0), 0.0);
         }
     }
 

@@ -3,7 +3,8 @@
 #![allow(clippy::excessive_precision)] // coefficients carry every digit of their f32 fit
 
 use super::{
-    abs, fma, max_keep, min_keep, reduce, round_nearest, scale, splat, HAS_REDUCE, K_MIN, LANES, V,
+    abs, clamp_abs, fma, max_keep, min_keep, reduce, round_nearest, scale, splat, FUSED_FMA,
+    HAS_REDUCE, K_MIN, LANES, V,
 };
 use crate::math::MathFn;
 
@@ -125,10 +126,40 @@ pub(crate) fn softplus_finish(x: V, t: V) -> V {
     max_keep(splat(0.0), x) + log1p_unit(t)
 }
 
-/// `silu(z) = z * sigmoid(z)` on lanes.
+/// `-log2(e)` as the f32 nearest to it plus the rest (`SILU_C + SILU_C_LO` is `-log2(e)` to
+/// about 2^-50).
+const SILU_C: f32 = -LOG2E;
+const SILU_C_LO: f32 = -1.925_963_033_500_011e-8;
+
+/// `silu(z) = z / (1 + e^-z)` on lanes.
+///
+/// `e^-z = 2^t` with `t = -z log2(e)` reduced in base 2 directly: `k = round(z * SILU_C)` and
+/// `f = z * SILU_C - k + z * SILU_C_LO`, the first difference exact up to one rounding (fused)
+/// and the second term carrying the constant's rest, so `f` is good to ~2^-25 absolute for
+/// every clamped `z`. Before that, `z` is clamped where `e^-z` is 0 or inf in f32 anyway: with
+/// `vscalefps` (any `k`) to `|z| <= 150` (one `vrangeps`), else to the exponents `scale` takes.
+/// One operation fewer than [`exp`]'s natural-log reduction, no negation, and the clamp in one
+/// instruction on AVX-512: 13 operations in all there instead of 16. Levels whose [`fma`]
+/// rounds twice (x86-64 without FMA) keep the `exp` form: the fused difference is what makes
+/// the reduction exact.
 #[inline(always)]
 pub(crate) fn silu(z: V) -> V {
-    z / (splat(1.0) + exp(-z))
+    if !FUSED_FMA {
+        return z / (splat(1.0) + exp(-z));
+    }
+    let zc = if HAS_REDUCE {
+        clamp_abs(splat(150.0), z)
+    } else {
+        // k = 128 gives inf (z -> -inf: the quotient is -0), k >= K_MIN stays in range.
+        min_keep(
+            splat(-K_MIN * core::f32::consts::LN_2),
+            max_keep(splat(-128.0 * core::f32::consts::LN_2), z),
+        )
+    };
+    let k = round_nearest(zc * splat(SILU_C));
+    let f = fma(zc, splat(SILU_C), -k);
+    let f = fma(zc, splat(SILU_C_LO), f);
+    z / (splat(1.0) + scale(exp2_reduced(f), k))
 }
 
 level_fn! {

@@ -13,6 +13,8 @@ pub(crate) const LANES: usize = 8;
 /// Lowest exponent `scale` keeps: the bit path flushes results below 2^-126 to zero.
 pub(crate) const K_MIN: f32 = -127.0;
 /// `reduce` is not a single instruction here: `exp2_kernel` goes through the clamped `exp2`.
+/// Whether [`fma`] rounds once (a true fused multiply-add).
+pub(crate) const FUSED_FMA: bool = cfg!(target_arch = "aarch64");
 pub(crate) const HAS_REDUCE: bool = false;
 
 /// This module's level.
@@ -75,6 +77,12 @@ pub(crate) fn max_keep(lo: V, x: V) -> V {
 #[inline(always)]
 pub(crate) fn min_keep(hi: V, x: V) -> V {
     x.simd_gt(hi).select(hi, x)
+}
+
+/// `x` with its magnitude clamped to `c` (`c >= 0`), sign kept; NaN stays NaN.
+#[inline(always)]
+pub(crate) fn clamp_abs(c: V, x: V) -> V {
+    min_keep(c, max_keep(splat(0.0) - c, x))
 }
 
 /// `|x|`.

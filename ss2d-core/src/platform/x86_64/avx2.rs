@@ -29,6 +29,8 @@ pub(crate) const LANES: usize = 8;
 /// Lowest exponent `scale` keeps (the bit path flushes below 2^-126).
 pub(crate) const K_MIN: f32 = -127.0;
 /// `exp2_kernel` goes through the clamped `exp2`.
+/// Whether [`fma`] rounds once (a true fused multiply-add).
+pub(crate) const FUSED_FMA: bool = true;
 pub(crate) const HAS_REDUCE: bool = false;
 
 /// 8 `f32` lanes.
@@ -108,6 +110,12 @@ pub(crate) fn max_keep(lo: V, x: V) -> V {
 pub(crate) fn min_keep(hi: V, x: V) -> V {
     // SAFETY: lane values exist only at their level.
     V(unsafe { _mm256_min_ps(hi.0, x.0) })
+}
+
+/// `x` with its magnitude clamped to `c` (`c >= 0`), sign kept; NaN stays NaN.
+#[inline(always)]
+pub(crate) fn clamp_abs(c: V, x: V) -> V {
+    min_keep(c, max_keep(splat(0.0) - c, x))
 }
 
 /// `|x|`.

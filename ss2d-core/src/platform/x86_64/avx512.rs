@@ -28,6 +28,8 @@ pub(crate) const LANES: usize = 16;
 /// Lowest exponent `scale` keeps: `scalef` underflows gradually (subnormals).
 pub(crate) const K_MIN: f32 = -160.0;
 /// `reduce` is one instruction (`vreduceps`): `exp2_kernel` needs no clamp.
+/// Whether [`fma`] rounds once (a true fused multiply-add).
+pub(crate) const FUSED_FMA: bool = true;
 pub(crate) const HAS_REDUCE: bool = true;
 
 /// 16 `f32` lanes.
@@ -107,6 +109,14 @@ pub(crate) fn max_keep(lo: V, x: V) -> V {
 pub(crate) fn min_keep(hi: V, x: V) -> V {
     // SAFETY: lane values exist only at their level.
     V(unsafe { _mm512_min_ps(hi.0, x.0) })
+}
+
+/// `x` with its magnitude clamped to `c` (`c >= 0`), sign kept; NaN stays NaN. One instruction
+/// (`vrangeps`: absolute minimum, sign from `x`).
+#[inline(always)]
+pub(crate) fn clamp_abs(c: V, x: V) -> V {
+    // SAFETY: lane values exist only at their level (AVX-512 DQ is part of it).
+    V(unsafe { _mm512_range_ps::<0b0010>(x.0, c.0) })
 }
 
 /// `|x|`.
