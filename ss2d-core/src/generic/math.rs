@@ -66,6 +66,17 @@ pub(crate) fn exp2_kernel(x: V) -> V {
 const LN2_HI: f32 = 0.693_145_751_953_125;
 const LN2_LO: f32 = 1.428_606_765_330_187e-6;
 
+/// `round(x * log2(e))` for `|x * log2(e)| < 2^22` (ties to even): the rounding done by adding
+/// `1.5 * 2^23` inside the multiply-add and subtracting it again, two single-uop operations
+/// instead of a multiply and a rounding instruction (`vrndscaleps` takes two uops). With an
+/// `fma` that rounds twice it is exactly `round_nearest(x * LOG2E)`; a fused one rounds the
+/// exact product, which can differ from that by one in a near-tie (the reduced argument then
+/// exceeds `0.5` by at most an ulp, inside the polynomial's fitted accuracy).
+#[inline(always)]
+fn round_log2e(x: V) -> V {
+    fma(x, splat(LOG2E), splat(ROUND_MAGIC)) - splat(ROUND_MAGIC)
+}
+
 /// `e^x` on lanes, with Cody-Waite reduction (`x - k ln2` in two parts) so the relative error
 /// does not grow with `|x|`.
 #[inline(always)]
@@ -75,7 +86,7 @@ pub(crate) fn exp(x: V) -> V {
         splat(128.0 * core::f32::consts::LN_2),
         max_keep(splat(lo), x),
     );
-    let k = round_nearest(x * splat(LOG2E));
+    let k = round_log2e(x);
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
     scale(exp2_reduced(r * splat(LOG2E)), k)
@@ -101,7 +112,7 @@ fn log1p_unit(t: V) -> V {
 #[inline(always)]
 fn exp_nonpos(x: V) -> V {
     let x = max_keep(splat(K_MIN * core::f32::consts::LN_2), x);
-    let k = round_nearest(x * splat(LOG2E));
+    let k = round_log2e(x);
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
     scale(exp2_reduced(r * splat(LOG2E)), k)
