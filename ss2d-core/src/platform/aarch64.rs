@@ -7,9 +7,8 @@
 //! the number); the math tests check NaN propagation at every level.
 
 pub(crate) use super::portable::{
-    abs, clamp_abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse,
-    round_nearest, scale, splat, sqrt, store_at, to_arr, transpose, FUSED_FMA, HAS_REDUCE, K_MIN,
-    LANES, V,
+    abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse, round_nearest,
+    scale, splat, sqrt, store_at, to_arr, transpose, FUSED_FMA, HAS_REDUCE, K_MIN, LANES, V,
 };
 use crate::SimdLevel;
 

@@ -79,12 +79,6 @@ pub(crate) fn min_keep(hi: V, x: V) -> V {
     x.simd_gt(hi).select(hi, x)
 }
 
-/// `x` with its magnitude clamped to `c` (`c >= 0`), sign kept; NaN stays NaN.
-#[inline(always)]
-pub(crate) fn clamp_abs(c: V, x: V) -> V {
-    min_keep(c, max_keep(splat(0.0) - c, x))
-}
-
 /// `|x|`.
 #[inline(always)]
 pub(crate) fn abs(x: V) -> V {

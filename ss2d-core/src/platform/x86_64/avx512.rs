@@ -111,14 +111,6 @@ pub(crate) fn min_keep(hi: V, x: V) -> V {
     V(unsafe { _mm512_min_ps(hi.0, x.0) })
 }
 
-/// `x` with its magnitude clamped to `c` (`c >= 0`), sign kept; NaN stays NaN. One instruction
-/// (`vrangeps`: absolute minimum, sign from `x`).
-#[inline(always)]
-pub(crate) fn clamp_abs(c: V, x: V) -> V {
-    // SAFETY: lane values exist only at their level (AVX-512 DQ is part of it).
-    V(unsafe { _mm512_range_ps::<0b0010>(x.0, c.0) })
-}
-
 /// `|x|`.
 #[inline(always)]
 pub(crate) fn abs(x: V) -> V {
