@@ -45,9 +45,9 @@
 //!   it paid for a wake-up on the way in and on the way out: on the 2-core development VM an
 //!   empty two-item call took 83 us after 1 ms idle (4.8-5.2 us back to back; here 14.6 and
 //!   0.8-0.9 us, `benches/examples/pool.rs`), and the conv and norm stages of a 14 x 14 layer
-//!   ran slower on two threads than on one. One call runs on the pool at a time: a call made meanwhile (from
-//!   another thread, or from inside an item) runs on its calling thread, with the same
-//!   result.
+//!   ran slower on two threads than on one. One call runs on the pool at a time: a call made
+//!   meanwhile (from another thread, or from inside an item) runs on its calling thread, with
+//!   the same result.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};

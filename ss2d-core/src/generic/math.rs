@@ -66,15 +66,15 @@ pub(crate) fn exp2_kernel(x: V) -> V {
 const LN2_HI: f32 = 0.693_145_751_953_125;
 const LN2_LO: f32 = 1.428_606_765_330_187e-6;
 
-/// `round(x * log2(e))` for `|x * log2(e)| < 2^22` (ties to even): the rounding done by adding
-/// `1.5 * 2^23` inside the multiply-add and subtracting it again, two single-uop operations
+/// `round(x * c)` for `|x * c| < 2^22` (ties to even): the rounding done by adding
+/// [`ROUND_MAGIC`] inside the multiply-add and subtracting it again, two single-uop operations
 /// instead of a multiply and a rounding instruction (`vrndscaleps` takes two uops). With an
-/// `fma` that rounds twice it is exactly `round_nearest(x * LOG2E)`; a fused one rounds the
-/// exact product, which can differ from that by one in a near-tie (the reduced argument then
-/// exceeds `0.5` by at most an ulp, inside the polynomial's fitted accuracy).
+/// `fma` that rounds twice it is exactly `round_nearest(x * c)`; a fused one rounds the exact
+/// product, which can differ from that by one in a near-tie (in `exp` the reduced argument
+/// then exceeds `0.5` by at most an ulp, inside the polynomial's fitted accuracy).
 #[inline(always)]
-fn round_log2e(x: V) -> V {
-    fma(x, splat(LOG2E), splat(ROUND_MAGIC)) - splat(ROUND_MAGIC)
+fn round_product(x: V, c: f32) -> V {
+    fma(x, splat(c), splat(ROUND_MAGIC)) - splat(ROUND_MAGIC)
 }
 
 /// `e^x` on lanes, with Cody-Waite reduction (`x - k ln2` in two parts) so the relative error
@@ -86,7 +86,7 @@ pub(crate) fn exp(x: V) -> V {
         splat(128.0 * core::f32::consts::LN_2),
         max_keep(splat(lo), x),
     );
-    let k = round_log2e(x);
+    let k = round_product(x, LOG2E);
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
     scale(exp2_reduced(r * splat(LOG2E)), k)
@@ -112,7 +112,7 @@ fn log1p_unit(t: V) -> V {
 #[inline(always)]
 fn exp_nonpos(x: V) -> V {
     let x = max_keep(splat(K_MIN * core::f32::consts::LN_2), x);
-    let k = round_log2e(x);
+    let k = round_product(x, LOG2E);
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
     scale(exp2_reduced(r * splat(LOG2E)), k)
@@ -153,10 +153,9 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// every clamped `z`. Before that, `z` is clamped where `e^-z` is 0 or inf in f32 anyway: with
 /// `vscalefps` (any `k`) to `|z| <= 150`, else to the exponents `scale` takes.
 /// One operation fewer than [`exp`]'s natural-log reduction, no negation, and the rounding
-/// inside an FMA: 12 single-uop operations plus `vscalefps` and the division on AVX-512,
-/// instead of 14 plus `vrndscaleps`. Levels whose [`fma`]
-/// rounds twice (x86-64 without FMA) keep the `exp` form: the fused difference is what makes
-/// the reduction exact.
+/// inside an FMA ([`round_product`]): 12 single-uop operations plus `vscalefps` and the division
+/// on AVX-512, instead of 14 plus `vrndscaleps`. Levels whose [`fma`] rounds twice (x86-64
+/// without FMA) keep the `exp` form: the fused difference is what makes the reduction exact.
 #[inline(always)]
 pub(crate) fn silu(z: V) -> V {
     if !FUSED_FMA {
@@ -174,10 +173,8 @@ pub(crate) fn silu(z: V) -> V {
         )
     };
     let zc = min_keep(splat(hi), max_keep(splat(lo), z));
-    // Rounded to an integer by the addition of 1.5 * 2^23 inside the fused multiply-add (the
-    // sum's ulp is 1; |z * SILU_C| < 2^8 here): one single-uop FMA and a subtraction instead
-    // of a multiply and a `vrndscaleps`, the same `k` (ties to even).
-    let k = fma(zc, splat(SILU_C), splat(ROUND_MAGIC)) - splat(ROUND_MAGIC);
+    // |zc * SILU_C| < 2^8.
+    let k = round_product(zc, SILU_C);
     let f = fma(zc, splat(SILU_C), -k);
     let f = fma(zc, splat(SILU_C_LO), f);
     z / (splat(1.0) + scale(exp2_reduced(f), k))

@@ -13,9 +13,9 @@ pub(crate) const LANES: usize = 8;
 /// Lowest exponent `scale` keeps: the bit path flushes results below 2^-126 to zero.
 pub(crate) const K_MIN: f32 = -127.0;
 /// `reduce` is not a single instruction here: `exp2_kernel` goes through the clamped `exp2`.
+pub(crate) const HAS_REDUCE: bool = false;
 /// Whether [`fma`] rounds once (a true fused multiply-add).
 pub(crate) const FUSED_FMA: bool = cfg!(target_arch = "aarch64");
-pub(crate) const HAS_REDUCE: bool = false;
 
 /// This module's level.
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]

@@ -29,9 +29,9 @@ pub(crate) const LANES: usize = 8;
 /// Lowest exponent `scale` keeps (the bit path flushes below 2^-126).
 pub(crate) const K_MIN: f32 = -127.0;
 /// `exp2_kernel` goes through the clamped `exp2`.
+pub(crate) const HAS_REDUCE: bool = false;
 /// Whether [`fma`] rounds once (a true fused multiply-add).
 pub(crate) const FUSED_FMA: bool = true;
-pub(crate) const HAS_REDUCE: bool = false;
 
 /// 8 `f32` lanes.
 #[derive(Clone, Copy, Debug)]

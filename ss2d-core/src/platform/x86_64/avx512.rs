@@ -28,9 +28,9 @@ pub(crate) const LANES: usize = 16;
 /// Lowest exponent `scale` keeps: `scalef` underflows gradually (subnormals).
 pub(crate) const K_MIN: f32 = -160.0;
 /// `reduce` is one instruction (`vreduceps`): `exp2_kernel` needs no clamp.
+pub(crate) const HAS_REDUCE: bool = true;
 /// Whether [`fma`] rounds once (a true fused multiply-add).
 pub(crate) const FUSED_FMA: bool = true;
-pub(crate) const HAS_REDUCE: bool = true;
 
 /// 16 `f32` lanes.
 #[derive(Clone, Copy, Debug)]
