@@ -39,7 +39,54 @@ pub fn transpose(
     }
     crate::platform::dispatch!(
         crate::SimdLevel::current(),
-        slices::transpose_cols(src, rows, cols, c0, dst)
+        slices::transpose_cols(src, rows, cols, c0, nc, dst, rows)
+    );
+    Ok(())
+}
+
+/// Writes `src` (`rows x cols`, row-major) transposed into rows of `dst` that lie `ld` apart:
+/// `dst[c * ld + r] = src[r * cols + c]`. The elements between those rows (`rows .. ld` of
+/// each) are left as they are, so a host can write a block of positions of a channel-first
+/// `(cols, ld)` tensor straight from a channel-last `(rows, cols)` block.
+///
+/// Same kernel and bits as [`transpose`].
+///
+/// Errors: [`Error::Overflow`] when `rows * cols` (or `dst`'s extent) overflows,
+/// [`Error::Length`] naming `src` when it is not `rows * cols` long,
+/// [`Error::Mismatch`] when `ld < rows`, [`Error::Length`] naming `dst` when it is shorter than
+/// `(cols - 1) * ld + rows` (the extent of the rows written; 0 when `rows` or `cols` is 0).
+/// Nothing is written on error.
+pub fn transpose_strided(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    ld: usize,
+) -> Result<(), Error> {
+    check_len("src", mul("rows*cols", rows, cols)?, src.len())?;
+    if ld < rows {
+        return Err(Error::Mismatch {
+            what: "transpose ld < rows",
+            expected: rows,
+            actual: ld,
+        });
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let extent = mul("(cols-1)*ld", cols - 1, ld)?
+        .checked_add(rows)
+        .ok_or(Error::Overflow { what: "dst extent" })?;
+    if dst.len() < extent {
+        return Err(Error::Length {
+            tensor: "dst",
+            expected: extent,
+            actual: dst.len(),
+        });
+    }
+    crate::platform::dispatch!(
+        crate::SimdLevel::current(),
+        slices::transpose_cols(src, rows, cols, 0, cols, &mut dst[..extent], ld)
     );
     Ok(())
 }
@@ -94,6 +141,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_equals_the_naive_transpose_and_keeps_the_gaps() {
+        let mut src = [0.0f32; 4096];
+        for (i, x) in src.iter_mut().enumerate() {
+            *x = i as f32 * 0.25 - 3.0;
+        }
+        for rows in [1usize, 3, 16, 17, 33] {
+            for cols in [1usize, 5, 16, 31, 40] {
+                for gap in [0usize, 1, 19] {
+                    let ld = rows + gap;
+                    let s = &src[..rows * cols];
+                    let want = naive(s, rows, cols);
+                    let mut got = [f32::NAN; 4096];
+                    let extent = (cols - 1) * ld + rows;
+                    transpose_strided(s, rows, cols, &mut got[..extent + 3], ld).unwrap();
+                    for c in 0..cols {
+                        let row = &got[c * ld..c * ld + rows];
+                        assert_eq!(row, &want[c * rows..(c + 1) * rows], "{rows}x{cols}+{gap}");
+                        if c + 1 < cols {
+                            let between = &got[c * ld + rows..(c + 1) * ld];
+                            assert!(between.iter().all(|x| x.is_nan()), "gap written");
+                        }
+                    }
+                    assert!(got[extent..].iter().all(|x| x.is_nan()), "past the extent");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_bad_arguments_are_errors_and_write_nothing() {
+        let src = [1.0f32; 12];
+        let mut dst = [7.0f32; 40];
+        assert_eq!(
+            transpose_strided(&src, 3, 5, &mut dst, 3),
+            Err(Error::Length {
+                tensor: "src",
+                expected: 15,
+                actual: 12
+            })
+        );
+        assert_eq!(
+            transpose_strided(&src, 3, 4, &mut dst, 2),
+            Err(Error::Mismatch {
+                what: "transpose ld < rows",
+                expected: 3,
+                actual: 2
+            })
+        );
+        assert_eq!(
+            transpose_strided(&src, 3, 4, &mut dst[..20], 6),
+            Err(Error::Length {
+                tensor: "dst",
+                expected: 21,
+                actual: 20
+            })
+        );
+        assert!(matches!(
+            transpose_strided(&[], usize::MAX, 2, &mut [], usize::MAX),
+            Err(Error::Overflow { .. })
+        ));
+        assert_eq!(transpose_strided(&[], 0, 4, &mut [], 0), Ok(()));
+        assert_eq!(dst, [7.0; 40]);
     }
 
     #[test]

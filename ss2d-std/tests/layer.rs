@@ -186,6 +186,17 @@ fn bitwise_identical_across_threads_on_ragged_shapes() {
                 w: 255,
             },
         ),
+        // One channel-first image of more positions than one out_proj block (4096 at 24
+        // channels): blocks transposed into place (one thread) against the whole-size
+        // intermediate (several threads).
+        (
+            Ss2dConfig::s1l8(24),
+            Grid {
+                batch: 1,
+                h: 65,
+                w: 65,
+            },
+        ),
         (
             Ss2dConfig::vanilla(12),
             Grid {

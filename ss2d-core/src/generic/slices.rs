@@ -5,10 +5,18 @@ use super::vecs::{load, store};
 use super::{fma, load_at, splat, sqrt, to_arr, transpose as transpose_block, LANES, V};
 
 level_fn! {
-    /// Columns `c0 .. c0 + dst.len() / rows` of `src` (`rows x cols`) as rows of `dst`
-    /// (arguments validated by `crate::transpose::transpose`).
-    pub(crate) fn transpose_cols(src: &[f32], rows: usize, cols: usize, c0: usize, dst: &mut [f32]) {
-        let nc = dst.len() / rows;
+    /// Columns `c0 .. c0 + nc` of `src` (`rows x cols`) as rows of `dst`, `ld` apart
+    /// (arguments validated by `crate::transpose`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn transpose_cols(
+        src: &[f32],
+        rows: usize,
+        cols: usize,
+        c0: usize,
+        nc: usize,
+        dst: &mut [f32],
+        ld: usize,
+    ) {
     let mut c = 0;
     while c + LANES <= nc {
         let mut r = 0;
@@ -19,7 +27,7 @@ level_fn! {
             }
             transpose_block(&mut m);
             for (i, v) in m.iter().enumerate() {
-                let o = (c + i) * rows + r;
+                let o = (c + i) * ld + r;
                 store(&mut dst[o..], *v);
             }
             r += LANES;
@@ -27,13 +35,13 @@ level_fn! {
         for rr in r..rows {
             let s = &src[rr * cols + c0 + c..rr * cols + c0 + c + LANES];
             for (i, &x) in s.iter().enumerate() {
-                dst[(c + i) * rows + rr] = x;
+                dst[(c + i) * ld + rr] = x;
             }
         }
         c += LANES;
     }
     for cc in c..nc {
-        for (r, d) in dst[cc * rows..(cc + 1) * rows].iter_mut().enumerate() {
+        for (r, d) in dst[cc * ld..cc * ld + rows].iter_mut().enumerate() {
             *d = src[r * cols + c0 + cc];
         }
     }

@@ -42,6 +42,21 @@ pub const GEMM_BLOCK: usize = 64;
 /// `(rows x 192) @ (192 x 96)`, measured); not re-measured on `ss2d_core::gemm`.
 pub const GEMM_BLOCK_CL: usize = 256;
 
+/// Elements of the product block of a channel-first module's `out_proj` (one thread per
+/// image): `OUT_BLOCK_ELEMS / d_model` positions (384 KiB, inside L2), the block transposed from
+/// there into its columns of the image's channel rows.
+const OUT_BLOCK_ELEMS: usize = 96 * 1024;
+
+/// Fewest positions per such block: shorter runs per channel row make the transposed stores a
+/// scatter over pages that the prefetchers do not follow. Measured on Emerald Rapids, s1l8
+/// `gemm_out`, one thread, against 501-504 us through a whole-size intermediate: blocks of
+/// 128 positions 606-626 us, 256: 538-541, 512: 485-491; 1024 (what 96 channels get) beat 512
+/// in the one quiet round of another run (511 against 533) and the whole path measured 487-490
+/// against 505-517. Splitting an image's channel rows over 2 threads instead (each item
+/// reading all positions) measured slower than the intermediate (s1l8 287 -> 320 us), so
+/// several threads per image keep it.
+const OUT_BLOCK_MIN: usize = 512;
+
 /// Positions per channel-last product block for a product of `rows` positions on `par`:
 /// [`GEMM_BLOCK_CL`] on one thread; on several, about two blocks per thread (multiples of 8
 /// positions, 32 to [`GEMM_BLOCK_CL`]), so that a small grid still spreads over the threads
@@ -419,11 +434,36 @@ pub(super) fn linear_from_tiles(
 ) {
     let tail = Tail { bias, silu: false };
     if !cf && out_cf && !naive {
-        // Channel-last activations, channel-first module: the channel-last product (`+ bias`)
-        // into `scratch`, then transposed into place in items of whole channel rows.
+        // Channel-last activations, channel-first module.
         if o == 0 || l == 0 || b == 0 {
             return;
         }
+        // Positions per block (multiple of 16: whole register transposes).
+        let nb_max = (OUT_BLOCK_ELEMS / o / 16 * 16).min(l);
+        if par.threads() <= b && (nb_max >= OUT_BLOCK_MIN || nb_max == l) {
+            // An item per image: each block of positions is multiplied (`+ bias`) into a
+            // cache-resident buffer and transposed from there into its columns of the
+            // image's channel rows, with no pass over a whole-size intermediate.
+            let images = out[..b * o * l].chunks_mut(o * l).enumerate().collect();
+            par.for_each(images, |(bb, ob)| {
+                let mut tmp = crate::pool::take(nb_max * o);
+                let mut l0 = 0;
+                while l0 < l {
+                    let nb = nb_max.min(l - l0);
+                    let t = &mut tmp[..nb * o];
+                    rows_product(false, y, i, l, bb, l0, wt, o, t, tail);
+                    let dst = &mut ob[l0..];
+                    if let Err(e) = ss2d_core::transpose::transpose_strided(t, nb, o, dst, l) {
+                        unreachable!("layer transpose with inconsistent views: {e}");
+                    }
+                    l0 += nb;
+                }
+                crate::pool::give(tmp);
+            });
+            return;
+        }
+        // Several threads per image: the channel-last product (`+ bias`) into `scratch`,
+        // then transposed into place in items of whole channel rows.
         scratch.fit(b * l * o);
         let p = Proj {
             w,
