@@ -51,6 +51,11 @@ level_fn! {
     }
 }
 
+/// Fewest input elements (`L x D`, 1 MiB) for which column walks hint their lines ahead: with
+/// smaller inputs the lines are in L2 already and the hints only cost issue slots (D192 28x28
+/// and D384 14x14, one thread on the dev VM: 2-5% slower with them).
+const HINT_MIN: usize = 1 << 18;
+
 /// Where the lanes of a group's first panel sit in an output buffer: position `p` at
 /// `base + p * pstride`, panel `j` of the group `j * LANES` further.
 #[derive(Clone, Copy)]
@@ -222,9 +227,10 @@ fn dir<const P: usize, const ADD: bool>(
     // A walk across rows (a column walk of a channel-last grid) jumps a whole image row per
     // step, past the prefetchers' reach (they follow lines within a page): the lines of the
     // next chunk's positions are hinted a chunk ahead instead (input, output, the pair
-    // buffer and the projection row). Emerald Rapids, one thread, s1l8 layer: scan stage
-    // 1.158-1.172 -> 1.121-1.147 ms; hinting the row walks too gained nothing more.
-    let hint = walk.inner.1.unsigned_abs() > 1;
+    // buffer and the projection row), when the input is too large to stay in a core's L2
+    // ([`HINT_MIN`]). Emerald Rapids, one thread, s1l8 layer: scan stage 1.158-1.172 ->
+    // 1.121-1.147 ms; hinting the row walks too gained nothing more.
+    let hint = walk.inner.1.unsigned_abs() > 1 && l * dim >= HINT_MIN;
     let (xp, op) = (plan.x.as_ptr(), out.as_mut_ptr().cast_const());
     let pp = pair.map_or(core::ptr::null(), |v| v.as_ptr().cast::<f32>());
     let mut cur = [0usize; CHUNK];
