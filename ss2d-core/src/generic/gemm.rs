@@ -244,7 +244,7 @@ unsafe fn finish<const C: usize>(
 }
 
 /// Calls the tile of `rows` rows and `vecs` vectors (`part`: the last one partial; `pf`: hint
-/// `A`'s lines [`PF_ROWS`] rows ahead, adjacent rows only).
+/// `A`'s lines [`PF_ROWS`] rows ahead, full tiles of adjacent rows only).
 ///
 /// # Safety
 /// As [`tile`], for `R = rows`, `C = vecs`, `S = s`.
@@ -277,11 +277,7 @@ unsafe fn tile_dyn(
         (@cols $r:literal [$($c:literal)*]) => {
             match (vecs, s) {
                 $(
-                    ($c, 1) => if pf {
-                        tile::<$r, $c, 1, true>(p, b, i0, j0, k0, k1, part, tail)
-                    } else {
-                        tile::<$r, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail)
-                    },
+                    ($c, 1) => tile::<$r, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail),
                     ($c, _) => tile::<$r, $c, 0, false>(p, b, i0, j0, k0, k1, part, tail),
                 )*
                 _ => unreachable!(),
@@ -290,6 +286,12 @@ unsafe fn tile_dyn(
     }
     // SAFETY: the caller's contract; `rows <= MR` and `vecs <= NV` by the driver's choice.
     unsafe {
+        // The hinting variant for full tiles only: one more instance of the kernel per level
+        // (a variant of every tile shape made the fuzz build's ss2d-core compile several times
+        // longer), and the edge tiles of a block are too few to matter.
+        if pf && s == 1 && rows == MR && vecs == NV {
+            return tile::<MR, NV, 1, true>(p, b, i0, j0, k0, k1, part, tail);
+        }
         if LANES == 16 {
             pick!(1 2 3 4 5 6 7 8; 1 2 3)
         } else {
