@@ -292,6 +292,13 @@ unsafe fn tile_dyn(
         if pf && s == 1 && rows == MR && vecs == NV {
             return tile::<MR, NV, 1, true>(p, b, i0, j0, k0, k1, part, tail);
         }
+        if rows == MR && vecs == NV {
+            return if s == 1 {
+                tile::<MR, NV, 1, false>(p, b, i0, j0, k0, k1, part, tail)
+            } else {
+                tile::<MR, NV, 0, false>(p, b, i0, j0, k0, k1, part, tail)
+            };
+        }
         if LANES == 16 {
             pick!(1 2 3 4 5 6 7 8; 1 2 3)
         } else {
