@@ -205,8 +205,9 @@ impl Ss2d {
         let z_silu = d.forward.z == ZBranch::Silu;
         let mut x = crate::pool::take(bdl);
         let mut z = d.forward.has_z().then(|| crate::pool::take(bdl));
-        // Channel-last activations with a conv and no intermediates: x's product and the conv
-        // run as one pass (`ops::linear_conv_cl`) below; z's product (if any) runs here.
+        // Channel-last activations with a conv and no intermediates: both products and the
+        // conv run as one pass (`ops::linear_conv_cl`) below, block by block, so the input is
+        // read once for both products.
         let conv_fused = !naive && !cf && fuse && w.conv2d_weight.is_some();
         let mut projs = Vec::new();
         if !conv_fused {
@@ -220,7 +221,8 @@ impl Ss2d {
                 },
             });
         }
-        if let Some(z) = z.as_deref_mut() {
+        // With the fused conv, z's product runs in that pass too (the input read once).
+        if let Some(z) = z.as_deref_mut().filter(|_| !conv_fused) {
             projs.push(ops::Proj {
                 w: &w.in_proj_weight[di * dm..],
                 wt: &self.proj_t[1],
@@ -272,8 +274,17 @@ impl Ss2d {
             let parts = ops::PartTimes::default();
             let x_bias = bias.map(|b| &b[..di]);
             let wt = &self.proj_t[0];
+            let zp = z.as_deref_mut().map(|z| ops::Proj {
+                w: &w.in_proj_weight[di * dm..],
+                wt: &self.proj_t[1],
+                out: z,
+                tail: ops::Tail {
+                    bias: bias.map(|b| &b[di..]),
+                    silu: z_silu,
+                },
+            });
             ops::linear_conv_cl(
-                cf_io, dm, input, wt, x_bias, conv, b, &mut x, &mut xc, &parts, par,
+                cf_io, dm, input, wt, x_bias, conv, b, &mut x, &mut xc, zp, &parts, par,
             );
             // One pass: its wall time split between the two stages in proportion to the time
             // its items spent in each.
@@ -376,13 +387,6 @@ impl Ss2d {
         let t0 = Instant::now();
         let wo = &w.out_proj_weight;
         let bias = w.out_proj_bias.as_deref();
-        // The channel-first output's product (tiles, or channel-last rows) before it is
-        // copied or transposed into place.
-        let mut scratch = crate::pool::take(if tiled || (cf_io && !cf) {
-            b * dm * l
-        } else {
-            0
-        });
         ops::linear_from_tiles(
             naive,
             cf,
@@ -396,11 +400,9 @@ impl Ss2d {
             l,
             output,
             bias,
-            &mut scratch,
             par,
         );
         crate::pool::give(yn);
-        crate::pool::give(scratch);
         t.gemm_out = t0.elapsed();
         Ok(())
     }

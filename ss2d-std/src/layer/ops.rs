@@ -412,9 +412,10 @@ fn tile_offset(c: usize, l: usize, bb: usize, j: usize) -> usize {
 
 /// `out_proj` from the out-norm's output (tiled channel-first or plain channel-last, as
 /// [`norm_gate`] writes it; `cf` is its layout) into `out` in the module layout (`out_cf`),
-/// `+ bias`. The channel-first fast path computes tiles into `scratch` (resized as needed) and
-/// copies them into place; channel-last rows for a channel-first module are computed into
-/// `scratch` and transposed into place.
+/// `+ bias`. The channel-first fast path computes tiles into a whole-size buffer from the pool
+/// and copies them into place; channel-last rows for a channel-first module are computed into
+/// cache-sized blocks (one thread per image) or a whole-size buffer (several) and transposed
+/// into place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_from_tiles(
     naive: bool,
@@ -429,7 +430,6 @@ pub(super) fn linear_from_tiles(
     l: usize,
     out: &mut [f32],
     bias: Option<&[f32]>,
-    scratch: &mut crate::pool::Aligned,
     par: Parallelism<'_>,
 ) {
     let tail = Tail { bias, silu: false };
@@ -464,15 +464,17 @@ pub(super) fn linear_from_tiles(
         }
         // Several threads per image: the channel-last product (`+ bias`) into `scratch`,
         // then transposed into place in items of whole channel rows.
-        scratch.fit(b * l * o);
+        let mut scratch = crate::pool::take(b * l * o);
         let p = Proj {
             w,
             wt,
-            out: scratch,
+            out: &mut scratch,
             tail,
         };
         linear(false, false, false, o, i, y, b, l, vec![p], par);
-        return transpose_batches(scratch, b, l, o, out, par);
+        transpose_batches(&scratch, b, l, o, out, par);
+        crate::pool::give(scratch);
+        return;
     }
     if !cf {
         let p = Proj { w, wt, out, tail };
@@ -492,13 +494,14 @@ pub(super) fn linear_from_tiles(
         tail.naive(cf, l, out);
         return;
     }
-    scratch.fit(b * o * l);
-    par.for_each(split_tiles(scratch, b, l, o), |(bb, l0, t)| {
+    let mut scratch = crate::pool::take(b * o * l);
+    par.for_each(split_tiles(&mut scratch, b, l, o), |(bb, l0, t)| {
         let (j, nb) = (l0 / GEMM_BLOCK, t.len() / o);
         let rhs = &y[tile_offset(i, l, bb, j)..][..i * nb];
         mm(o, i, nb, w, (i, 1), rhs, nb, t, nb);
     });
-    untile_into(scratch, o, b, l, out, tail, par);
+    untile_into(&scratch, o, b, l, out, tail, par);
+    crate::pool::give(scratch);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -699,7 +702,9 @@ impl PartTimes {
 /// activations; `x_cf`: the input is channel-first and read through strides): a band item
 /// computes its positions in blocks of [`GEMM_BLOCK_CL`] and convolves each of its rows as soon
 /// as the rows it reads are done, so the conv reads `x` while it is in cache instead of in a
-/// second pass over the whole buffer. Rows whose kernel reaches into a neighbouring band are
+/// second pass over the whole buffer. `z` (z's product, `(B*L, C)` like `x`) is computed block
+/// by block right after x's, while the block of the input is in cache: the input is read from
+/// memory once for both products. Rows whose kernel reaches into a neighbouring band are
 /// convolved after the pass, from the finished `x`. Every element is the expression of
 /// [`linear`] then [`dwconv`] (the same product per position, the same conv per pixel), so the
 /// bits do not depend on the bands; one band per image on one thread.
@@ -714,6 +719,7 @@ pub(super) fn linear_conv_cl(
     b: usize,
     x: &mut [f32],
     xc: &mut [f32],
+    mut z: Option<Proj<'_, '_>>,
     times: &PartTimes,
     par: Parallelism<'_>,
 ) {
@@ -735,13 +741,22 @@ pub(super) fn linear_conv_cl(
         lo..hi.max(lo)
     };
     let mut items = Vec::new();
+    let zt = z.as_ref().map(|p| (p.wt, p.tail));
+    // z's bands (none without z): the same positions as x's.
+    let mut zs = z.as_mut().map(|p| {
+        let images = p.out[..b * hw * c].chunks_mut(hw * c);
+        images.flat_map(|zi| zi.chunks_mut(rpb * w * c))
+    });
     let xs = x[..b * hw * c].chunks_mut(hw * c);
     let cs = xc[..b * hw * c].chunks_mut(hw * c);
     for (bb, (xb, cb)) in xs.zip(cs).enumerate() {
         let bands = xb.chunks_mut(rpb * w * c).zip(cb.chunks_mut(rpb * w * c));
-        items.extend(bands.enumerate().map(|(j, (xt, ct))| (bb, j * rpb, xt, ct)));
+        for (j, (xt, ct)) in bands.enumerate() {
+            let zb = zs.as_mut().and_then(|it| it.next());
+            items.push((bb, j * rpb, xt, ct, zb));
+        }
     }
-    par.for_each(items, |(bb, r0, xt, ct)| {
+    par.for_each(items, |(bb, r0, xt, ct, mut zb)| {
         let r1 = r0 + xt.len() / (w * c);
         let band = ConvArgs { h: r1 - r0, ..*a };
         let (p_start, np) = (r0 * w, (r1 - r0) * w);
@@ -752,6 +767,10 @@ pub(super) fn linear_conv_cl(
             let t0 = Instant::now();
             let out = &mut xt[done * c..(done + nb) * c];
             rows_product(x_cf, input, dm, hw, bb, p_start + done, wt, c, out, tail);
+            if let (Some((zwt, ztail)), Some(zb)) = (zt, zb.as_deref_mut()) {
+                let zo = &mut zb[done * c..(done + nb) * c];
+                rows_product(x_cf, input, dm, hw, bb, p_start + done, zwt, c, zo, ztail);
+            }
             PartTimes::add(&times.gemm, t0);
             done += nb;
             // Rows of the image complete so far.
