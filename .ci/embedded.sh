@@ -18,6 +18,8 @@
 # still missing is a failure; otherwise the check is skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=.ci/lib.sh
+. .ci/lib.sh
 export CARGO_TERM_COLOR=never
 # The workspace's host RUSTFLAGS must not reach the firmware (embedded/.cargo/config.toml has
 # the target's flags).
@@ -45,12 +47,9 @@ missing() {
   echo "${m[@]+"${m[@]}"}"
 }
 
-if [[ -n $(missing) && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+if [[ -n $(missing) ]]; then
   echo "== embedded: installing $(missing)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 \
-    rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      -o DPkg::Lock::Timeout=300 rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 >/dev/null; } \
+  apt_install rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 \
     || echo "apt-get install failed"
 fi
 if [[ -n $(missing) ]]; then

@@ -20,6 +20,8 @@
 # failure when CI=true, otherwise a counted skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=.ci/lib.sh
+. .ci/lib.sh
 export CARGO_TERM_COLOR=never
 
 GOLDEN=$(realpath -m "${SS2D_GOLDEN_DIR:-testdata/golden}")
@@ -39,14 +41,6 @@ unavailable() {
   fi
   echo "SKIP: $1"
   skips=$((skips + 1))
-}
-
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing: $*"
-    if [[ " $* " == *":arm64 "* ]]; then dpkg --add-architecture arm64; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  fi
 }
 
 fail() {
