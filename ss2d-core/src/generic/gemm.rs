@@ -292,17 +292,28 @@ unsafe fn tile_dyn(
         if pf && s == 1 && rows == MR && vecs == NV {
             return tile::<MR, NV, 1, true>(p, b, i0, j0, k0, k1, part, tail);
         }
-        if rows == MR && vecs == NV {
-            return if s == 1 {
-                tile::<MR, NV, 1, false>(p, b, i0, j0, k0, k1, part, tail)
+        if rows == MR {
+            macro_rules! full_rows {
+                ($($c:literal)*) => {
+                    match (vecs, s) {
+                        $(
+                            ($c, 1) => tile::<MR, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail),
+                            ($c, _) => tile::<MR, $c, 0, false>(p, b, i0, j0, k0, k1, part, tail),
+                        )*
+                        _ => unreachable!(),
+                    }
+                };
+            }
+            return if LANES == 16 {
+                full_rows!(1 2 3)
             } else {
-                tile::<MR, NV, 0, false>(p, b, i0, j0, k0, k1, part, tail)
+                full_rows!(1 2)
             };
         }
         if LANES == 16 {
-            pick!(1 2 3 4 5 6 7 8; 1 2 3)
+            pick!(1 2 3 4 5 6 7; 1 2 3)
         } else {
-            pick!(1 2 3 4 5 6; 1 2)
+            pick!(1 2 3 4 5; 1 2)
         }
     }
 }
