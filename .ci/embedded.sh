@@ -62,11 +62,12 @@ if [[ -n $(missing) ]]; then
 fi
 echo "== embedded: $("$rustc_emb" --version), $(qemu-system-arm --version | head -1)"
 
-# build TARGET PROFILE DIR [FEATURES]: prints the ELF's path.
+# build TARGET PROFILE DIR [FEATURES]: prints the ELF's path (and the build's time on stderr).
 build() {
-  local target=$1 profile=$2 dir=$3 features=${4-}
+  local target=$1 profile=$2 dir=$3 features=${4-} start=$SECONDS
   (cd embedded && RUSTC=$rustc_emb RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$dir \
     cargo build -q --profile "$profile" --target "$target" ${features:+--features "$features"} >&2)
+  echo "   (built $target${features:+ with $features} in $((SECONDS - start)) s)" >&2
   echo "$dir/$target/$profile/ss2d-embedded"
 }
 
@@ -135,8 +136,10 @@ if [[ $budget_features == --measure ]]; then
 fi
 
 echo "== embedded: clippy (firmware and build.rs)"
+start=$SECONDS
 (cd embedded && RUSTC=$rustc_emb RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$target_dir \
   "$clippy_emb" clippy -q --release -- -D warnings)
+echo "   (linted in $((SECONDS - start)) s)"
 
 echo "== embedded: build (full speed: every N instantiated)"
 m4=$(build thumbv7em-none-eabihf release "$target_dir")
@@ -150,13 +153,17 @@ llvm-size "$m4"
 python3 .ci/embedded-size.py "$m4"
 
 echo "== embedded: instructions per element on the Cortex-M4 (QEMU exec trace)"
+start=$SECONDS
 icount "$m4"
+echo "   (traced in $((SECONDS - start)) s)"
 
 echo "== embedded: code-size budget ($budget_bytes B of scan code)"
 if [[ -z $budget_features ]]; then
   echo "SKIP budget (1 skipped): no BUDGET_FEATURES given (.ci/embedded.sh ss2d-core/compact once that feature exists)"
 else
-  small=$(build thumbv7em-none-eabihf release "$target_dir-budget" "$budget_features")
+  # The same target folder: the core library built for this target above is reused (the
+  # features change only ss2d-core and the firmware; the full-speed ELF is not needed again).
+  small=$(build thumbv7em-none-eabihf release "$target_dir" "$budget_features")
   run mps2-an386 cortex-m4 "$small"
   llvm-size "$small"
   python3 .ci/embedded-size.py "$small" "$budget_bytes"
