@@ -274,7 +274,7 @@ unsafe fn tile_dyn(
                 _ => unreachable!(),
             }
         };
-        (@cols $r:literal [$($c:literal)*]) => {
+        (@cols $r:tt [$($c:literal)*]) => {
             match (vecs, s) {
                 $(
                     ($c, 1) => tile::<$r, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail),
@@ -292,22 +292,13 @@ unsafe fn tile_dyn(
         if pf && s == 1 && rows == MR && vecs == NV {
             return tile::<MR, NV, 1, true>(p, b, i0, j0, k0, k1, part, tail);
         }
+        // Full-height tiles outside the match over every row count: reached through it, the
+        // compiler kept their accumulators on the stack (design.md, section 5).
         if rows == MR {
-            macro_rules! full_rows {
-                ($($c:literal)*) => {
-                    match (vecs, s) {
-                        $(
-                            ($c, 1) => tile::<MR, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail),
-                            ($c, _) => tile::<MR, $c, 0, false>(p, b, i0, j0, k0, k1, part, tail),
-                        )*
-                        _ => unreachable!(),
-                    }
-                };
-            }
             return if LANES == 16 {
-                full_rows!(1 2 3)
+                pick!(@cols MR [1 2 3])
             } else {
-                full_rows!(1 2)
+                pick!(@cols MR [1 2])
             };
         }
         if LANES == 16 {
