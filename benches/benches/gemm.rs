@@ -8,7 +8,7 @@
 //! `cargo bench -p ss2d-benches --bench gemm`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ss2d_core::gemm::{Bias, Product};
+use ss2d_benches::blocked_product;
 use std::hint::black_box;
 
 /// Rows of `A` per call (the layer's channel-last block).
@@ -23,30 +23,6 @@ const SHAPES: [(usize, usize, usize, bool); 5] = [
     (3136, 128, 128, false),
 ];
 
-/// `C = A B` in blocks of [`BLOCK`] rows.
-fn product(m: usize, k: usize, n: usize, cf: bool, x: &[f32], w: &[f32], c: &mut [f32]) {
-    for (j, cb) in c.chunks_mut(BLOCK * n).enumerate() {
-        let (l0, rows) = (j * BLOCK, cb.len() / n);
-        let (a, a_strides) = if cf {
-            (&x[l0..], (1, m))
-        } else {
-            (&x[l0 * k..(l0 + rows) * k], (k, 1))
-        };
-        let p = Product {
-            m: rows,
-            k,
-            n,
-            a,
-            a_strides,
-            b: w,
-            b_row_stride: n,
-            bias: Bias::None,
-            silu: false,
-        };
-        p.run(cb, n).expect("gemm");
-    }
-}
-
 fn gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm");
     for (m, k, n, cf) in SHAPES {
@@ -55,7 +31,7 @@ fn gemm(c: &mut Criterion) {
         let w: Vec<f32> = (0..k * n).map(|i| val(i, 104_729)).collect();
         let mut out = vec![0.0f32; m * n];
         // What is timed must be right: a few elements against an f64 dot product.
-        product(m, k, n, cf, &x, &w, &mut out);
+        blocked_product(m, k, n, BLOCK, cf, &x, &w, &mut out);
         for (i, j) in [(0, 0), (m / 2, n / 3), (m - 1, n - 1)] {
             let a = |q: usize| if cf { x[q * m + i] } else { x[i * k + q] };
             let want: f64 = (0..k).map(|q| a(q) as f64 * w[q * n + j] as f64).sum();
@@ -69,7 +45,7 @@ fn gemm(c: &mut Criterion) {
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         group.bench_function(BenchmarkId::new("product", &id), |bench| {
             bench.iter(|| {
-                product(m, k, n, cf, black_box(&x), black_box(&w), &mut out);
+                blocked_product(m, k, n, BLOCK, cf, black_box(&x), black_box(&w), &mut out);
                 black_box(&mut out);
             })
         });

@@ -3,8 +3,6 @@
 //! (`M` rows in blocks of `BLOCK` rows, one call each, as the layer's items; `cl`: `A` rows
 //! adjacent in memory, `cf`: `A` read through strides from a channel-first `(K, M)` input).
 //! Prints the median GFLOP/s (`2 M K N` per run).
-use ss2d_core::gemm::{Bias, Product};
-
 fn main() {
     let a = ss2d_benches::size_args(4, "gemm M K N BLOCK [cl|cf] [reps]");
     let (m, k, n, block) = (a[0], a[1], a[2], a[3]);
@@ -17,29 +15,7 @@ fn main() {
         .map(|i| ((i * 104_729) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
     let mut c = vec![0.0f32; m * n];
-    let run = || {
-        for (j, cb) in c.chunks_mut(block * n).enumerate() {
-            let l0 = j * block;
-            let rows = cb.len() / n;
-            let (a, a_strides) = if cf {
-                (&x[l0..], (1, m))
-            } else {
-                (&x[l0 * k..(l0 + rows) * k], (k, 1))
-            };
-            let p = Product {
-                m: rows,
-                k,
-                n,
-                a,
-                a_strides,
-                b: &w,
-                b_row_stride: n,
-                bias: Bias::None,
-                silu: false,
-            };
-            p.run(cb, n).unwrap();
-        }
-    };
+    let run = || ss2d_benches::blocked_product(m, k, n, block, cf, &x, &w, &mut c);
     let (med, best) = ss2d_benches::time_runs(reps, run);
     let flop = 2.0 * (m * k * n) as f64;
     println!(

@@ -76,6 +76,42 @@ impl ScanInputs {
     }
 }
 
+/// `C (m x n) = A (m x k) B (k x n)` with `ss2d_core::gemm`, one call per `block` rows of `A`
+/// as the layer's items call it: `x` is `A` with adjacent columns (`(m, k)` row-major), or
+/// channel-first `(k, m)` read through strides (`cf`); `w` is `B`, `(k, n)` row-major.
+#[allow(clippy::too_many_arguments)]
+pub fn blocked_product(
+    m: usize,
+    k: usize,
+    n: usize,
+    block: usize,
+    cf: bool,
+    x: &[f32],
+    w: &[f32],
+    c: &mut [f32],
+) {
+    for (j, cb) in c[..m * n].chunks_mut(block * n).enumerate() {
+        let (l0, rows) = (j * block, cb.len() / n);
+        let (a, a_strides) = if cf {
+            (&x[l0..], (1, m))
+        } else {
+            (&x[l0 * k..(l0 + rows) * k], (k, 1))
+        };
+        let p = ss2d_core::gemm::Product {
+            m: rows,
+            k,
+            n,
+            a,
+            a_strides,
+            b: w,
+            b_row_stride: n,
+            bias: ss2d_core::gemm::Bias::None,
+            silu: false,
+        };
+        p.run(cb, n).expect("gemm");
+    }
+}
+
 /// Runs `f` for about 0.3 s (the clock ramps up), then `reps` timed runs: `(median, best)`
 /// seconds.
 pub fn time_runs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
