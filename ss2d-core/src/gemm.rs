@@ -68,7 +68,10 @@ pub(crate) struct Raw {
     pub(crate) b: *const f32,
     pub(crate) brs: usize,
     pub(crate) c: *mut f32,
+    /// Row stride of `C`, or its column stride when `ct`.
     pub(crate) crs: usize,
+    /// `C` stored transposed: element `(i, j)` at `c[j * crs + i]`.
+    pub(crate) ct: bool,
     pub(crate) bias_row: *const f32,
     pub(crate) bias_col: *const f32,
     pub(crate) silu: bool,
@@ -125,6 +128,33 @@ impl Product<'_> {
         c: &mut [f32],
         c_row_stride: usize,
     ) -> Result<(), Error> {
+        self.run_impl(level, c, c_row_stride, false)
+    }
+
+    /// Writes `C` transposed into `c`: element `(i, j)` at `c[j * c_col_stride + i]` (a
+    /// channel-first output from channel-last activations, without a separate transpose:
+    /// the register tile is transposed before it is stored). The same values, bit for bit,
+    /// as [`Product::run`], at [`SimdLevel::current`].
+    ///
+    /// Errors (nothing written): as [`Product::run`], with [`Error::Mismatch`] when
+    /// `c_col_stride < m` with more than one column.
+    pub fn run_transposed(&self, c: &mut [f32], c_col_stride: usize) -> Result<(), Error> {
+        self.run_transposed_at(SimdLevel::current(), c, c_col_stride)
+    }
+
+    /// [`Product::run_transposed`] at `level`; [`Error::Unsupported`] when the CPU lacks it.
+    pub fn run_transposed_at(
+        &self,
+        level: SimdLevel,
+        c: &mut [f32],
+        c_col_stride: usize,
+    ) -> Result<(), Error> {
+        self.run_impl(level, c, c_col_stride, true)
+    }
+
+    /// Checks the views and runs the product; `ct`: `C` stored transposed (`cs` apart per
+    /// column instead of per row).
+    fn run_impl(&self, level: SimdLevel, c: &mut [f32], cs: usize, ct: bool) -> Result<(), Error> {
         level.check()?;
         let (m, k, n) = (self.m, self.k, self.n);
         let (ars, acs) = self.a_strides;
@@ -134,13 +164,24 @@ impl Product<'_> {
             span("B span", k, n, self.b_row_stride, 1)?,
             self.b.len(),
         )?;
-        at_least("C", span("C span", m, n, c_row_stride, 1)?, c.len())?;
-        if m > 1 && n > 0 && c_row_stride < n {
-            return Err(Error::Mismatch {
-                what: "C row stride >= n",
-                expected: n,
-                actual: c_row_stride,
-            });
+        if ct {
+            at_least("C", span("C span", n, m, cs, 1)?, c.len())?;
+            if n > 1 && m > 0 && cs < m {
+                return Err(Error::Mismatch {
+                    what: "C column stride >= m",
+                    expected: m,
+                    actual: cs,
+                });
+            }
+        } else {
+            at_least("C", span("C span", m, n, cs, 1)?, c.len())?;
+            if m > 1 && n > 0 && cs < n {
+                return Err(Error::Mismatch {
+                    what: "C row stride >= n",
+                    expected: n,
+                    actual: cs,
+                });
+            }
         }
         let (bias_row, bias_col) = match self.bias {
             Bias::None => (core::ptr::null(), core::ptr::null()),
@@ -166,7 +207,8 @@ impl Product<'_> {
             b: self.b.as_ptr(),
             brs: self.b_row_stride,
             c: c.as_mut_ptr(),
-            crs: c_row_stride,
+            crs: cs,
+            ct,
             bias_row,
             bias_col,
             silu: self.silu,
@@ -328,6 +370,20 @@ mod tests {
                     .all(|(p, q)| p.to_bits() == q.to_bits());
                 assert!(same, "{level} {case:?}: a split changed the result");
             }
+            // Stored transposed (column stride `m + pad`): the same bits at the mirrored
+            // index, the padding between the columns untouched.
+            let ccs = m + pad;
+            let ct0 = fill(n * ccs, seed + 5);
+            let mut ct = ct0.clone();
+            p.run_transposed_at(level, &mut ct, ccs).unwrap();
+            for (idx, (&g, &w0)) in ct.iter().zip(&ct0).enumerate() {
+                let (j, i) = (idx / ccs, idx % ccs);
+                let want = if i < m { c[i * crs + j] } else { w0 };
+                assert!(
+                    g.to_bits() == want.to_bits(),
+                    "{level} {case:?}: transposed ({i}, {j}): {g} vs {want}"
+                );
+            }
             levels += 1;
         }
         levels
@@ -475,6 +531,35 @@ mod tests {
         for (p, clen, crs, want) in cases {
             let mut c = [f32::NAN; 4];
             assert_eq!(p.run(&mut c[..clen], crs), Err(want));
+            assert!(c.iter().all(|x| x.is_nan()));
+        }
+        // Transposed: `C` spans `(n - 1) * stride + m`, the stride is at least `m`.
+        let tall = Product {
+            m: 3,
+            a: &a[..],
+            a_strides: (2, 1),
+            k: 2,
+            ..ok
+        };
+        let mut c = [f32::NAN; 6];
+        tall.run_transposed(&mut c, 3).unwrap();
+        assert_eq!(c, [2.0; 6]);
+        let cases = [
+            (6, 4, len("C", 7, 6)),
+            (5, 3, len("C", 6, 5)),
+            (
+                6,
+                2,
+                Error::Mismatch {
+                    what: "C column stride >= m",
+                    expected: 3,
+                    actual: 2,
+                },
+            ),
+        ];
+        for (clen, ccs, want) in cases {
+            let mut c = [f32::NAN; 6];
+            assert_eq!(tall.run_transposed(&mut c[..clen], ccs), Err(want));
             assert!(c.iter().all(|x| x.is_nan()));
         }
     }

@@ -7,7 +7,7 @@
 //! ascending from 0 (stored and reloaded between passes, which is exact), whatever the tile it
 //! falls in: results do not depend on the sizes or on how a caller splits a product.
 
-use super::{fma, from_arr, load_at, prefetch, splat, store_at, to_arr, LANES, V};
+use super::{fma, from_arr, load_at, prefetch, splat, store_at, store_cols8, to_arr, LANES, V};
 use crate::gemm::Raw;
 use core::mem::MaybeUninit;
 
@@ -90,6 +90,7 @@ struct Strip {
 unsafe fn tile<const R: usize, const C: usize, const S: u8, const PF: bool>(
     p: &Raw,
     b: Strip,
+    (cp, crs): (*mut f32, usize),
     i0: usize,
     j0: usize,
     k0: usize,
@@ -102,11 +103,10 @@ unsafe fn tile<const R: usize, const C: usize, const S: u8, const PF: bool>(
     // contract); the running pointers of the `k` loop advance with `wrapping_add` and are
     // dereferenced only inside `k0..k1`.
     unsafe {
-        let cp = p.c.add(i0 * p.crs + j0);
         if k0 > 0 {
             for (r, row) in acc.iter_mut().enumerate() {
                 for (c, a) in row.iter_mut().enumerate() {
-                    *a = load_col::<C>(cp.add(r * p.crs), c, part, tail);
+                    *a = load_col::<C>(cp.add(r * crs), c, part, tail);
                 }
             }
         }
@@ -165,10 +165,10 @@ unsafe fn tile<const R: usize, const C: usize, const S: u8, const PF: bool>(
             // while `acc` stays in registers through the `k` loop.
             let mut out = acc;
             finish::<C>(p, &mut out, i0, j0, part, tail);
-            store_tile(cp, p.crs, &out, part, tail);
+            store_tile(cp, crs, &out, part, tail);
         } else {
             // Straight from the accumulators (a copy would go through the stack).
-            store_tile(cp, p.crs, &acc, part, tail);
+            store_tile(cp, crs, &acc, part, tail);
         }
     }
 }
@@ -197,6 +197,59 @@ unsafe fn store_tile<const R: usize, const C: usize>(
                 } else {
                     store_at(q, a);
                 }
+            }
+        }
+    }
+}
+
+/// Floats of the driver's tile buffer for a `C` stored transposed: one `MR x NV`-vector tile,
+/// rows [`NV`]` * LANES` apart.
+const TB: usize = MR * NV * LANES;
+
+/// Stores the tile of `rows` rows and `w` columns at rows `i0..`, columns `j0..` from the tile
+/// buffer `tb` into `C` stored transposed (column `j` at `p.c + j * p.crs`). Full-height tiles
+/// of 8 rows go through the level's register transpose ([`store_cols8`]), others element by
+/// element (the edge tiles of a product).
+///
+/// # Safety
+/// The tile lies inside the product `p` describes, whose views are in bounds, `p.ct`.
+#[inline(always)]
+unsafe fn store_t(p: &Raw, tb: &[f32; TB], i0: usize, j0: usize, rows: usize, w: usize) {
+    // SAFETY: elements `(i0 + r, j0 + t)` for `r < rows`, `t < w` lie inside `C` (caller);
+    // `tb` holds `MR` rows of `NV * LANES` floats, `rows <= MR`, `w <= NV * LANES`.
+    unsafe {
+        let cp = p.c.add(j0 * p.crs + i0);
+        for c in 0..w.div_ceil(LANES) {
+            let cols = (w - c * LANES).min(LANES);
+            let q = cp.add(c * LANES * p.crs);
+            if MR == 8 && rows == 8 {
+                let v: [V; 8] =
+                    core::array::from_fn(|r| load_at(tb.as_ptr().add(r * NV * LANES + c * LANES)));
+                store_cols8(&v, q, p.crs, cols);
+            } else {
+                for r in 0..rows {
+                    for t in 0..cols {
+                        *q.add(t * p.crs + r) = tb[r * NV * LANES + c * LANES + t];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Loads the tile of [`store_t`] back from `C` stored transposed into `tb`, element by
+/// element (only products with `k` over [`KC`] come here, once per pass after the first).
+///
+/// # Safety
+/// As [`store_t`].
+#[inline(always)]
+unsafe fn load_t(p: &Raw, tb: &mut [f32; TB], i0: usize, j0: usize, rows: usize, w: usize) {
+    // SAFETY: as `store_t`, for reading.
+    unsafe {
+        let cp = p.c.add(j0 * p.crs + i0);
+        for r in 0..rows {
+            for t in 0..w {
+                tb[r * NV * LANES + t] = *cp.add(t * p.crs + r);
             }
         }
     }
@@ -253,6 +306,7 @@ unsafe fn finish<const C: usize>(
 unsafe fn tile_dyn(
     p: &Raw,
     b: Strip,
+    dst: (*mut f32, usize),
     s: u8,
     pf: bool,
     rows: usize,
@@ -277,8 +331,8 @@ unsafe fn tile_dyn(
         (@cols $r:tt [$($c:literal)*]) => {
             match (vecs, s) {
                 $(
-                    ($c, 1) => tile::<$r, $c, 1, false>(p, b, i0, j0, k0, k1, part, tail),
-                    ($c, _) => tile::<$r, $c, 0, false>(p, b, i0, j0, k0, k1, part, tail),
+                    ($c, 1) => tile::<$r, $c, 1, false>(p, b, dst, i0, j0, k0, k1, part, tail),
+                    ($c, _) => tile::<$r, $c, 0, false>(p, b, dst, i0, j0, k0, k1, part, tail),
                 )*
                 _ => unreachable!(),
             }
@@ -290,7 +344,7 @@ unsafe fn tile_dyn(
         // (a variant of every tile shape made the fuzz build's ss2d-core compile several times
         // longer), and the edge tiles of a block are too few to matter.
         if pf && s == 1 && rows == MR && vecs == NV {
-            return tile::<MR, NV, 1, true>(p, b, i0, j0, k0, k1, part, tail);
+            return tile::<MR, NV, 1, true>(p, b, dst, i0, j0, k0, k1, part, tail);
         }
         // Full-height tiles outside the match over every row count: reached through it, the
         // compiler kept their accumulators on the stack (design.md, section 5).
@@ -362,6 +416,9 @@ level_fn! {
         // tiles read it and it is not contiguous already.
         let s = u8::from(p.ars == 1);
         let mut buf = [MaybeUninit::<V>::uninit(); KC * NV];
+        // The tile buffer of a transposed `C` (zeroed: the lanes past a partial vector's
+        // columns are read, never used).
+        let mut tb = [0.0f32; TB];
         let mut j0 = 0;
         while j0 < p.n {
             let w = (NV * LANES).min(p.n - j0);
@@ -395,7 +452,20 @@ level_fn! {
                     let rows = MR.min(p.m - i0);
                     // SAFETY: the tile lies inside the product (rows, columns and `k` range
                     // chosen above), whose views the caller checked.
-                    unsafe { tile_dyn(p, b, s, pf, rows, vecs, part, i0, j0, k0, k1, tail) };
+                    unsafe {
+                        if p.ct {
+                            // Through the tile buffer, transposed on the way out.
+                            if k0 > 0 {
+                                load_t(p, &mut tb, i0, j0, rows, w);
+                            }
+                            let dst = (tb.as_mut_ptr(), NV * LANES);
+                            tile_dyn(p, b, dst, s, pf, rows, vecs, part, i0, j0, k0, k1, tail);
+                            store_t(p, &tb, i0, j0, rows, w);
+                        } else {
+                            let dst = (p.c.add(i0 * p.crs + j0), p.crs);
+                            tile_dyn(p, b, dst, s, pf, rows, vecs, part, i0, j0, k0, k1, tail);
+                        }
+                    }
                     i0 += rows;
                 }
                 k0 = k1;

@@ -123,6 +123,21 @@ pub(crate) fn reverse(v: V) -> V {
     V::new(a)
 }
 
+/// Stores the `8 x LANES` block whose rows are `rows` transposed: column `c < cols` (its 8
+/// values, rows 0 to 7) at `dst + c * cs`.
+///
+/// # Safety
+/// `dst + c * cs .. + 8` must be writable for every `c < cols`.
+#[inline(always)]
+pub(crate) unsafe fn store_cols8(rows: &[V; 8], dst: *mut f32, cs: usize, cols: usize) {
+    for (r, &v) in rows.iter().enumerate() {
+        for (c, &x) in to_arr(v).iter().enumerate().take(cols) {
+            // SAFETY: `c < cols` and `r < 8`: writable by the caller's contract.
+            unsafe { *dst.add(c * cs + r) = x };
+        }
+    }
+}
+
 /// Transposes a `LANES x LANES` block in place.
 #[inline(always)]
 pub(crate) fn transpose(m: &mut [V; LANES]) {

@@ -4,8 +4,8 @@
 //!
 //! Layouts: channel-first activations are `(B, C, L)`, channel-last `(B*L, C)`. The fast
 //! path keeps its activations channel-last whatever the module layout (`in_proj` reads a
-//! channel-first input through strides, [`linear_from_tiles`] transposes `out_proj`'s
-//! result into place), except under the cascade scan, which takes channel-first data only. On that
+//! channel-first input through strides, [`linear_from_tiles`] stores `out_proj`'s
+//! result transposed into place), except under the cascade scan, which takes channel-first data only. On that
 //! channel-first fast path the products' outputs (`in_proj`'s x and z) and the out-norm's
 //! output are *tiled*: per batch item, position blocks `j` of [`GEMM_BLOCK`] positions (the
 //! last one shorter), each stored `(C, nb_j)` contiguously, so every thread owns a contiguous
@@ -42,20 +42,17 @@ pub const GEMM_BLOCK: usize = 64;
 /// `(rows x 192) @ (192 x 96)`, measured); not re-measured on `ss2d_core::gemm`.
 pub const GEMM_BLOCK_CL: usize = 256;
 
-/// Elements of the product block of a channel-first module's `out_proj` (one thread per
-/// image): `OUT_BLOCK_ELEMS / d_model` positions (384 KiB, inside L2), the block transposed from
-/// there into its columns of the image's channel rows.
+/// Elements of `A` (the out-norm's channel-last rows) per product block of a channel-first
+/// module's `out_proj` (one thread per image): `OUT_BLOCK_ELEMS / d_model` positions (384
+/// KiB, inside L2 while the product's column strips go over it), multiplied straight into
+/// their columns of the image's channel rows (`Product::run_transposed`: the register tiles
+/// transposed before they are stored). Measured on Emerald Rapids, s1l8 `gemm_out`, one
+/// thread, three interleaved rounds: 429-437 us against 480-504 us for the block multiplied
+/// into a buffer and transposed from there (`ss2d_core::transpose::transpose_strided`).
+/// Splitting an image's channel rows over 2 threads instead (each item reading all positions)
+/// measured slower than a whole-size intermediate (s1l8 287 -> 320 us, before the transposed
+/// store), so several threads per image keep that.
 const OUT_BLOCK_ELEMS: usize = 96 * 1024;
-
-/// Fewest positions per such block: shorter runs per channel row make the transposed stores a
-/// scatter over pages that the prefetchers do not follow. Measured on Emerald Rapids, s1l8
-/// `gemm_out`, one thread, against 501-504 us through a whole-size intermediate: blocks of
-/// 128 positions 606-626 us, 256: 538-541, 512: 485-491; 1024 (what 96 channels get) beat 512
-/// in the one quiet round of another run (511 against 533) and the whole path measured 487-490
-/// against 505-517. Splitting an image's channel rows over 2 threads instead (each item
-/// reading all positions) measured slower than the intermediate (s1l8 287 -> 320 us), so
-/// several threads per image keep it.
-const OUT_BLOCK_MIN: usize = 512;
 
 /// Positions per channel-last product block for a product of `rows` positions on `par`:
 /// [`GEMM_BLOCK_CL`] on one thread; on several, about two blocks per thread (multiples of 8
@@ -413,9 +410,9 @@ fn tile_offset(c: usize, l: usize, bb: usize, j: usize) -> usize {
 /// `out_proj` from the out-norm's output (tiled channel-first or plain channel-last, as
 /// [`norm_gate`] writes it; `cf` is its layout) into `out` in the module layout (`out_cf`),
 /// `+ bias`. The channel-first fast path computes tiles into a whole-size buffer from the pool
-/// and copies them into place; channel-last rows for a channel-first module are computed into
-/// cache-sized blocks (one thread per image) or a whole-size buffer (several) and transposed
-/// into place.
+/// and copies them into place; channel-last rows for a channel-first module are multiplied
+/// straight into place, stored transposed (one thread per image), or into a whole-size
+/// buffer and transposed (several).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn linear_from_tiles(
     naive: bool,
@@ -438,27 +435,34 @@ pub(super) fn linear_from_tiles(
         if o == 0 || l == 0 || b == 0 {
             return;
         }
-        // Positions per block (multiple of 16: whole register transposes).
-        let nb_max = (OUT_BLOCK_ELEMS / o / 16 * 16).min(l);
-        if par.threads() <= b && (nb_max >= OUT_BLOCK_MIN || nb_max == l) {
-            // An item per image: each block of positions is multiplied (`+ bias`) into a
-            // cache-resident buffer and transposed from there into its columns of the
-            // image's channel rows, with no pass over a whole-size intermediate.
+        // Positions per block: whole register tiles (multiples of 16), at least 16.
+        let nb_max = (OUT_BLOCK_ELEMS / i.max(1) / 16 * 16).max(16).min(l);
+        if par.threads() <= b {
+            // An item per image: each block of positions is multiplied (`+ bias`) straight
+            // into its columns of the image's channel rows, the register tiles transposed
+            // before they are stored (`Product::run_transposed`): no intermediate buffer.
             let images = out[..b * o * l].chunks_mut(o * l).enumerate().collect();
             par.for_each(images, |(bb, ob)| {
-                let mut tmp = crate::pool::take(nb_max * o);
                 let mut l0 = 0;
                 while l0 < l {
                     let nb = nb_max.min(l - l0);
-                    let t = &mut tmp[..nb * o];
-                    rows_product(false, y, i, l, bb, l0, wt, o, t, tail);
-                    let dst = &mut ob[l0..];
-                    if let Err(e) = ss2d_core::transpose::transpose_strided(t, nb, o, dst, l) {
-                        unreachable!("layer transpose with inconsistent views: {e}");
+                    let r0 = bb * l + l0;
+                    let p = Product {
+                        m: nb,
+                        k: i,
+                        n: o,
+                        a: &y[r0 * i..(r0 + nb) * i],
+                        a_strides: (i, 1),
+                        b: wt,
+                        b_row_stride: o,
+                        bias: bias.map_or(Bias::None, Bias::Col),
+                        silu: false,
+                    };
+                    if let Err(e) = p.run_transposed(&mut ob[l0..], l) {
+                        unreachable!("layer product with inconsistent views: {e}");
                     }
                     l0 += nb;
                 }
-                crate::pool::give(tmp);
             });
             return;
         }

@@ -156,6 +156,71 @@ pub(crate) fn reverse(v: V) -> V {
     })
 }
 
+/// The first two rounds of a transpose of the 8 rows `r`: the 4 x 4 blocks within each
+/// 128-bit lane transposed, `u[j]` holding column `4 l + j` of rows 0-3 in lane `l`, `u[j + 4]`
+/// the same of rows 4-7 (16 shuffles).
+///
+/// # Safety
+/// Only at this level (AVX-512 F), as every lane operation.
+#[inline(always)]
+unsafe fn quads(r: &[__m512; 8]) -> [__m512; 8] {
+    // SAFETY: lane values exist only at their level; register shuffles only.
+    unsafe {
+        let t0 = _mm512_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm512_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm512_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm512_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm512_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm512_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm512_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm512_unpackhi_ps(r[6], r[7]);
+        [
+            _mm512_shuffle_ps::<0x44>(t0, t2),
+            _mm512_shuffle_ps::<0xEE>(t0, t2),
+            _mm512_shuffle_ps::<0x44>(t1, t3),
+            _mm512_shuffle_ps::<0xEE>(t1, t3),
+            _mm512_shuffle_ps::<0x44>(t4, t6),
+            _mm512_shuffle_ps::<0xEE>(t4, t6),
+            _mm512_shuffle_ps::<0x44>(t5, t7),
+            _mm512_shuffle_ps::<0xEE>(t5, t7),
+        ]
+    }
+}
+
+/// Stores the `8 x 16` block whose rows are `rows` transposed: column `c < cols` (its 8
+/// values, rows 0 to 7) at `dst + c * cs`. Three rounds of register shuffles (24 in all), then
+/// 256-bit stores.
+///
+/// # Safety
+/// `dst + c * cs .. + 8` must be writable for every `c < cols`.
+#[inline(always)]
+pub(crate) unsafe fn store_cols8(rows: &[V; 8], dst: *mut f32, cs: usize, cols: usize) {
+    // SAFETY: lane values exist only at their level; register shuffles, then stores of 8
+    // floats at the addresses the caller vouches for.
+    unsafe {
+        // `u[j]` (rows 0-3) and `u[j + 4]` (rows 4-7): column `4 l + j` in 128-bit lane `l`.
+        let u = quads(&rows.map(|v| v.0));
+        // Lanes (a0 b0 a1 b1) and (a2 b2 a3 b3): columns (j, 4 + j) and (8 + j, 12 + j).
+        let lo = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+        let hi = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+        for j in 0..4 {
+            let a = _mm512_permutex2var_ps(u[j], lo, u[j + 4]);
+            let b = _mm512_permutex2var_ps(u[j], hi, u[j + 4]);
+            let halves = [
+                (j, _mm512_castps512_ps256(a)),
+                (4 + j, _mm512_extractf32x8_ps::<1>(a)),
+                (8 + j, _mm512_castps512_ps256(b)),
+                (12 + j, _mm512_extractf32x8_ps::<1>(b)),
+            ];
+            for (c, h) in halves {
+                if c < cols {
+                    _mm256_storeu_ps(dst.add(c * cs), h);
+                }
+            }
+        }
+    }
+}
+
 /// Transposes a 16 x 16 block in place.
 #[inline(always)]
 pub(crate) fn transpose(m: &mut [V; LANES]) {
@@ -166,40 +231,9 @@ pub(crate) fn transpose(m: &mut [V; LANES]) {
     }
     // SAFETY: lane values exist only at their level; register shuffles only.
     unsafe {
-        let t0 = _mm512_unpacklo_ps(r!(0), r!(1));
-        let t1 = _mm512_unpackhi_ps(r!(0), r!(1));
-        let t2 = _mm512_unpacklo_ps(r!(2), r!(3));
-        let t3 = _mm512_unpackhi_ps(r!(2), r!(3));
-        let t4 = _mm512_unpacklo_ps(r!(4), r!(5));
-        let t5 = _mm512_unpackhi_ps(r!(4), r!(5));
-        let t6 = _mm512_unpacklo_ps(r!(6), r!(7));
-        let t7 = _mm512_unpackhi_ps(r!(6), r!(7));
-        let t8 = _mm512_unpacklo_ps(r!(8), r!(9));
-        let t9 = _mm512_unpackhi_ps(r!(8), r!(9));
-        let ta = _mm512_unpacklo_ps(r!(10), r!(11));
-        let tb = _mm512_unpackhi_ps(r!(10), r!(11));
-        let tc = _mm512_unpacklo_ps(r!(12), r!(13));
-        let td = _mm512_unpackhi_ps(r!(12), r!(13));
-        let te = _mm512_unpacklo_ps(r!(14), r!(15));
-        let tf = _mm512_unpackhi_ps(r!(14), r!(15));
-        let u = [
-            _mm512_shuffle_ps::<0x44>(t0, t2),
-            _mm512_shuffle_ps::<0xEE>(t0, t2),
-            _mm512_shuffle_ps::<0x44>(t1, t3),
-            _mm512_shuffle_ps::<0xEE>(t1, t3),
-            _mm512_shuffle_ps::<0x44>(t4, t6),
-            _mm512_shuffle_ps::<0xEE>(t4, t6),
-            _mm512_shuffle_ps::<0x44>(t5, t7),
-            _mm512_shuffle_ps::<0xEE>(t5, t7),
-            _mm512_shuffle_ps::<0x44>(t8, ta),
-            _mm512_shuffle_ps::<0xEE>(t8, ta),
-            _mm512_shuffle_ps::<0x44>(t9, tb),
-            _mm512_shuffle_ps::<0xEE>(t9, tb),
-            _mm512_shuffle_ps::<0x44>(tc, te),
-            _mm512_shuffle_ps::<0xEE>(tc, te),
-            _mm512_shuffle_ps::<0x44>(td, tf),
-            _mm512_shuffle_ps::<0xEE>(td, tf),
-        ];
+        let lo = quads(&core::array::from_fn(|i| r!(i)));
+        let hi = quads(&core::array::from_fn(|i| r!(8 + i)));
+        let u: [__m512; 16] = core::array::from_fn(|i| if i < 8 { lo[i] } else { hi[i - 8] });
         macro_rules! out {
             ($j:literal) => {
                 let x = _mm512_shuffle_f32x4::<0x88>(u[$j], u[4 + $j]);
