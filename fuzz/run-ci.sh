@@ -5,8 +5,9 @@
 # corpus seeded from the committed one, so CI never rewrites the repository. Any crash, panic,
 # timeout or oversized allocation fails the script and leaves the reproducer in
 # fuzz/artifacts/<target>/. Reproduce one with
-# `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`; `SS2D_FUZZ_DEBUG=1` prints
-# the decoded input.
+# `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`, or in exactly the build CI
+# used (flags below) with `CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo +nightly fuzz run
+# --codegen-units 16 <target> <file>`; `SS2D_FUZZ_DEBUG=1` prints the decoded input.
 #
 # Without a nightly toolchain this is a failure under CI (`CI` set to anything but empty, 0 or
 # false) or with SS2D_REQUIRE_FUZZ=1, and a visible skip (exit 0) elsewhere.
@@ -48,7 +49,8 @@ cargo +nightly fuzz build "${flags[@]}"
 # After a failure, the facts a reader of a truncated CI log needs, printed last: the panic or
 # sanitizer message, the decoded input, and the reproducer itself (base64), so that a failure
 # on a machine nobody can log into can be replayed locally
-# (`base64 -d > crash && cargo +nightly fuzz run <target> crash`).
+# (`base64 -d > crash && cargo +nightly fuzz run <target> crash`, with the level and codegen
+# units above for CI's exact build).
 report() {
   local t=$1 log=$2 art
   art=$(ls -t "artifacts/$t"/* 2>/dev/null | head -1 || true)
