@@ -2,7 +2,8 @@
 //! it (blocks of 256 rows of `A`): VMamba stage-1 `in_proj` and `out_proj` (d_model 96,
 //! d_inner 96 and 192, 56x56 positions), with `A`'s rows contiguous (`cl`: `out_proj`, a
 //! channel-last input) or read through strides from a channel-first input (`cf`), and a width
-//! that is not a multiple of the register tile (128: VMamba-B's stage 1). Throughput is in
+//! that is not a multiple of the register tile (128: VMamba-B's stage 1); and `out_proj` stored
+//! transposed into a channel-first output (`product_transposed`). Throughput is in
 //! flops (`2 M K N` per product); compare with the FMA peak that `ss2d bench` prints.
 //!
 //! `cargo bench -p ss2d-benches --bench gemm`.
@@ -50,6 +51,49 @@ fn gemm(c: &mut Criterion) {
             })
         });
     }
+    // `out_proj` into a channel-first output (`Product::run_transposed`, as the layer calls
+    // it: blocks of 1024 positions, `C (N, M)` with column stride M).
+    let (m, k, n, block) = (3136, 96, 96, 1024);
+    let val = |i: usize, s: usize| ((i * s) % 1000) as f32 / 1000.0 - 0.5;
+    let x: Vec<f32> = (0..m * k).map(|i| val(i, 7919)).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| val(i, 104_729)).collect();
+    let mut out = vec![0.0f32; m * n];
+    let run = |x: &[f32], w: &[f32], out: &mut [f32]| {
+        for l0 in (0..m).step_by(block) {
+            let rows = block.min(m - l0);
+            let p = ss2d_core::gemm::Product {
+                m: rows,
+                k,
+                n,
+                a: &x[l0 * k..(l0 + rows) * k],
+                a_strides: (k, 1),
+                b: w,
+                b_row_stride: n,
+                bias: ss2d_core::gemm::Bias::None,
+                silu: false,
+            };
+            p.run_transposed(&mut out[l0..], m).expect("gemm");
+        }
+    };
+    run(&x, &w, &mut out);
+    for (i, j) in [(0, 0), (m / 2, n / 3), (m - 1, n - 1)] {
+        let want: f64 = (0..k)
+            .map(|q| x[i * k + q] as f64 * w[q * n + j] as f64)
+            .sum();
+        let got = out[j * m + i] as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "gemm transposed at ({i}, {j}): {got} vs {want}"
+        );
+    }
+    group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    let id = format!("M{m}_K{k}_N{n}_cl");
+    group.bench_function(BenchmarkId::new("product_transposed", &id), |bench| {
+        bench.iter(|| {
+            run(black_box(&x), black_box(&w), &mut out);
+            black_box(&mut out);
+        })
+    });
     group.finish();
 }
 
