@@ -164,24 +164,20 @@ impl Product<'_> {
             span("B span", k, n, self.b_row_stride, 1)?,
             self.b.len(),
         )?;
-        if ct {
-            at_least("C", span("C span", n, m, cs, 1)?, c.len())?;
-            if n > 1 && m > 0 && cs < m {
-                return Err(Error::Mismatch {
-                    what: "C column stride >= m",
-                    expected: m,
-                    actual: cs,
-                });
-            }
+        // `C`'s rows as stored: `m` rows of `n` (or, transposed, `n` columns of `m`), `cs`
+        // apart, which must not overlap.
+        let (lines, width, what) = if ct {
+            (n, m, "C column stride >= m")
         } else {
-            at_least("C", span("C span", m, n, cs, 1)?, c.len())?;
-            if m > 1 && n > 0 && cs < n {
-                return Err(Error::Mismatch {
-                    what: "C row stride >= n",
-                    expected: n,
-                    actual: cs,
-                });
-            }
+            (m, n, "C row stride >= n")
+        };
+        at_least("C", span("C span", lines, width, cs, 1)?, c.len())?;
+        if lines > 1 && width > 0 && cs < width {
+            return Err(Error::Mismatch {
+                what,
+                expected: width,
+                actual: cs,
+            });
         }
         let (bias_row, bias_col) = match self.bias {
             Bias::None => (core::ptr::null(), core::ptr::null()),

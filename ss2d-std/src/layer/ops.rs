@@ -43,7 +43,7 @@ pub const GEMM_BLOCK: usize = 64;
 pub const GEMM_BLOCK_CL: usize = 256;
 
 /// Elements of `A` (the out-norm's channel-last rows) per product block of a channel-first
-/// module's `out_proj` (one thread per image): `OUT_BLOCK_ELEMS / d_model` positions (384
+/// module's `out_proj` (one thread per image): `OUT_BLOCK_ELEMS / d_inner` positions (384
 /// KiB, inside L2 while the product's column strips go over it), multiplied straight into
 /// their columns of the image's channel rows (`Product::run_transposed`: the register tiles
 /// transposed before they are stored). Measured on Emerald Rapids, s1l8 `gemm_out`, one
