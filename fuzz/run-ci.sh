@@ -2,7 +2,8 @@
 # Fuzzing for CI. Always: builds the cargo-fuzz targets (nightly, ASan) and replays every input
 # of the committed corpora (fuzz/corpus/<target>, the regression inputs of fixed bugs included)
 # once. Then runs each target for FUZZ_SECONDS (default 60; 0 skips this part) on a scratch
-# corpus seeded from the committed one, so CI never rewrites the repository. Any crash, panic,
+# corpus seeded from the committed one, so CI never rewrites the repository. Both parts run the
+# targets at once. Any crash, panic,
 # timeout or oversized allocation fails the script and leaves the reproducer in
 # fuzz/artifacts/<target>/. Reproduce one with
 # `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`, or in exactly the build CI
@@ -69,7 +70,11 @@ report() {
   fi
 }
 
+# The replays and the timed runs below run all targets at once (each is one process; CI's
+# machine has 2 cores, and 3 x 30 s one after the other was 90 s of its 40-minute budget); each
+# target's output goes to its own log, printed in order once all have finished.
 status=0
+declare -A pid log
 for t in $targets; do
   n=$(find "corpus/$t" -type f 2>/dev/null | wc -l)
   if [ "$n" -eq 0 ]; then
@@ -78,22 +83,29 @@ for t in $targets; do
     continue
   fi
   echo "== fuzz: $t: replay $n corpus inputs"
-  log=$(mktemp)
+  log[$t]=$(mktemp)
   # -runs=0: execute every input of the given corpus once, then stop.
-  if cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" -- -runs=0 -timeout=20 -rss_limit_mb=2048 \
-      -malloc_limit_mb=2048 >"$log" 2>&1; then
-    grep -E 'INITED|DONE' "$log" | tail -2 || true
+  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" -- -runs=0 -timeout=20 -rss_limit_mb=2048 \
+    -malloc_limit_mb=2048 >"${log[$t]}" 2>&1 &
+  pid[$t]=$!
+done
+for t in $targets; do
+  [ -n "${pid[$t]:-}" ] || continue
+  if wait "${pid[$t]}"; then
+    echo "== fuzz: $t: replay: $(grep -E 'INITED|DONE' "${log[$t]}" | tail -2 | tr '\n' ' ')"
   else
     status=1
-    tail -60 "$log"
+    tail -60 "${log[$t]}"
     echo "FAIL: fuzz target $t fails on a committed corpus input"
   fi
-  rm -f "$log"
+  rm -f "${log[$t]}"
 done
 
 if [ "$secs" -gt 0 ]; then
+  declare -A scratch
+  pid=()
   for t in $targets; do
-    scratch=$(mktemp -d)
+    scratch[$t]=$(mktemp -d)
     mkdir -p "corpus/$t" "artifacts/$t"
     extra=()
     case $t in
@@ -101,17 +113,22 @@ if [ "$secs" -gt 0 ]; then
       api) extra=(-max_len=1024) ;;
     esac
     echo "== fuzz: $t for ${secs}s"
-    if cargo +nightly fuzz run "${flags[@]}" "$t" "$scratch" "corpus/$t" -- \
-        -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
-        -print_final_stats=1 "${extra[@]}" 2>"$scratch.log"; then
-      grep -E '^stat::number_of_executed_units|^Done' "$scratch.log" || true
+    cargo +nightly fuzz run "${flags[@]}" "$t" "${scratch[$t]}" "corpus/$t" -- \
+      -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+      -print_final_stats=1 "${extra[@]}" 2>"${scratch[$t]}.log" &
+    pid[$t]=$!
+  done
+  for t in $targets; do
+    s=${scratch[$t]}
+    if wait "${pid[$t]}"; then
+      echo "== fuzz: $t: $(grep -E '^stat::number_of_executed_units|^Done' "$s.log" | tr '\n' ' ')"
     else
       status=1
-      tail -60 "$scratch.log"
-      report "$t" "$scratch.log"
+      tail -60 "$s.log"
+      report "$t" "$s.log"
       echo "FAIL: fuzz target $t found a problem (reproducer in fuzz/artifacts/$t/)"
     fi
-    rm -rf "$scratch" "$scratch.log"
+    rm -rf "$s" "$s.log"
   done
 fi
 exit $status
