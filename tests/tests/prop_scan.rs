@@ -171,6 +171,46 @@ fn split_and_resume_is_bitwise() {
     }
 }
 
+/// The output's address does not change the values: the same problem written at every float
+/// offset of a cache line (the kernel shortens a channel-first run's first chunk so that the
+/// later chunks' blocks start on the output's lines) gives the bits of a plain run, and the
+/// floats around the output stay untouched.
+#[test]
+fn output_alignment_is_bitwise() {
+    let result = runner(24).run(&spec(), |s| {
+        let p = s.build();
+        let (want, want_st) = p.run();
+        let n = p.out_len();
+        let mut scratch = vec![0.0; p.scratch_len()];
+        for off in 0..16 {
+            let mut buf = vec![f32::NAN; off + n + 16];
+            let mut st = p.want_final.then(|| vec![0.0; p.state_len()]);
+            p.run_into(&mut buf[off..off + n], st.as_deref_mut(), &mut scratch)
+                .map_err(|e| fail(format!("offset {off}: {e}")))?;
+            check_bitwise(
+                &format!("output at offset {off}"),
+                &buf[off..off + n],
+                &want,
+            )
+            .map_err(fail)?;
+            if let (Some(st), Some(want_st)) = (&st, &want_st) {
+                check_bitwise(&format!("final state, output at offset {off}"), st, want_st)
+                    .map_err(fail)?;
+            }
+            let mut outside = buf[..off].iter().chain(&buf[off + n..]);
+            if let Some(x) = outside.find(|x| !x.is_nan()) {
+                return Err(fail(format!(
+                    "offset {off}: {x} written outside the output"
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 fn run_split(
     plan: &ScanPlan<'_>,
     p: &Problem,

@@ -101,9 +101,20 @@ fn run_unit(
         None
     };
     let mut pos = [0usize; CHUNK];
+    // A channel-first run's first chunk is shortened so that every later chunk's blocks of
+    // `LANES` positions start on a cache line of the output (and of `u` and `delta`, when their
+    // rows sit at the same offsets, as the allocations of one size usually do): a block that
+    // straddles two lines costs each row two line accesses. Chunk boundaries do not change
+    // the values (the state is carried exactly), only where the blocks fall.
+    let lead = match lin {
+        Some(rev) if lanes.pstride == 1 => {
+            aligned_lead(out.as_ptr() as usize, lanes.base, plan.walk.start, rev)
+        }
+        _ => CHUNK,
+    };
     let mut s0 = 0;
     while s0 < l {
-        let len = (l - s0).min(CHUNK);
+        let len = (l - s0).min(if s0 == 0 { lead } else { CHUNK });
         let (dt, dtu, y, up) = (
             &mut dt[..len],
             &mut dtu[..len],
@@ -237,6 +248,33 @@ fn run_unit(
         }
     }
 }
+}
+
+/// Floats per cache line (64 bytes).
+const LINE: usize = 16;
+
+/// Steps of a channel-first run's first chunk (at most [`CHUNK`]) after which the run's
+/// positions reach the start of a cache line of the buffer at `addr` (element `base + p` for
+/// position `p`): for a forward run from `start`, `start + lead` is on a line; for a reversed
+/// one, `start - lead + 1`, so that the next chunk's blocks (lowest position first) start on
+/// lines. [`CHUNK`] when the buffer is not aligned to its floats.
+#[inline(always)]
+fn aligned_lead(addr: usize, base: usize, start: usize, rev: bool) -> usize {
+    const _: () = assert!(CHUNK.is_multiple_of(LINE) && CHUNK >= LINE);
+    if !addr.is_multiple_of(4) {
+        return CHUNK;
+    }
+    let a = (addr / 4 % LINE + base % LINE + start % LINE) % LINE;
+    if rev {
+        // `(a - lead + 1) % LINE == 0`.
+        match (a + 1) % LINE {
+            0 => CHUNK,
+            r => CHUNK - LINE + r,
+        }
+    } else {
+        // `(a + lead) % LINE == 0`.
+        CHUNK - a
+    }
 }
 
 /// The body of `prep` with the flags `$sp` (softplus) and `$ds` (D skip): constants there,
