@@ -257,6 +257,57 @@ fn bitwise_identical_across_threads_on_ragged_shapes() {
     }
 }
 
+/// Where the output sits in memory does not change the bits: the channel-first `out_proj`
+/// shortens its first block of positions so that the later ones start on a cache line of the
+/// output, so the blocks differ with the output's offset in a line. Every offset gives the
+/// plain run's bits and leaves the floats around the output untouched.
+#[test]
+fn output_offset_does_not_change_the_bits() {
+    for grid in [
+        // More positions than one out_proj block (4096 at 24 channels).
+        Grid {
+            batch: 1,
+            h: 65,
+            w: 65,
+        },
+        Grid {
+            batch: 2,
+            h: 5,
+            w: 7,
+        },
+        // Fewer positions than a line holds.
+        Grid {
+            batch: 1,
+            h: 3,
+            w: 3,
+        },
+    ] {
+        let layer = init::vmamba_like(&Ss2dConfig::s1l8(24), 7).unwrap();
+        let n: usize = layer.dims().io_shape(grid).iter().product();
+        let x = init::input(n, 3);
+        let mut want = vec![0.0; n];
+        layer
+            .forward(&x, grid, &mut want, Parallelism::Sequential)
+            .unwrap();
+        assert!(want.iter().all(|v| v.is_finite()));
+        for off in 0..16 {
+            let mut buf = vec![f32::NAN; off + n + 16];
+            layer
+                .forward(&x, grid, &mut buf[off..off + n], Parallelism::Sequential)
+                .unwrap();
+            assert!(
+                bits(&buf[off..off + n]) == bits(&want),
+                "{grid:?} offset {off}"
+            );
+            let mut outside = buf[..off].iter().chain(&buf[off + n..]);
+            assert!(
+                outside.all(|v| v.is_nan()),
+                "{grid:?} offset {off}: written outside"
+            );
+        }
+    }
+}
+
 #[test]
 fn empty_grids_are_valid() {
     let layer = init::vmamba_like(&Ss2dConfig::s1l8(8), 1).unwrap();

@@ -443,9 +443,15 @@ pub(super) fn linear_from_tiles(
             // before they are stored (`Product::run_transposed`): no intermediate buffer.
             let images = out[..b * o * l].chunks_mut(o * l).enumerate().collect();
             par.for_each(images, |(bb, ob)| {
+                // The first block is shortened so that the later blocks (and their 8-row
+                // register tiles) start on a cache line of the image's channel rows: a tile's
+                // 8-float stores then never straddle two lines (where `l` keeps the rows at the
+                // same offset in a line). The values do not depend on the blocks.
+                let a = ob.as_ptr() as usize / 4 % 16;
+                let first = nb_max.checked_sub(a).filter(|&f| f > 0).unwrap_or(nb_max);
                 let mut l0 = 0;
                 while l0 < l {
-                    let nb = nb_max.min(l - l0);
+                    let nb = if l0 == 0 { first } else { nb_max }.min(l - l0);
                     let r0 = bb * l + l0;
                     let p = Product {
                         m: nb,
