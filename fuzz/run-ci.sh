@@ -3,9 +3,8 @@
 # of the committed corpora (fuzz/corpus/<target>, the regression inputs of fixed bugs included)
 # once. Then runs each target for FUZZ_SECONDS (default 60; 0 skips this part) on a scratch
 # corpus seeded from the committed one, so CI never rewrites the repository. Both parts run the
-# targets at once. Any crash, panic,
-# timeout or oversized allocation fails the script and leaves the reproducer in
-# fuzz/artifacts/<target>/. Reproduce one with
+# targets at once. Any crash, panic, timeout or oversized allocation fails the script and leaves
+# the reproducer in fuzz/artifacts/<target>/. Reproduce one with
 # `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/<file>`, or in exactly the build CI
 # used (flags below) with `CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo +nightly fuzz run
 # --codegen-units 16 <target> <file>`; `SS2D_FUZZ_DEBUG=1` prints the decoded input.

@@ -257,13 +257,10 @@ const LINE: usize = 16;
 /// positions reach the start of a cache line of the buffer at `addr` (element `base + p` for
 /// position `p`): for a forward run from `start`, `start + lead` is on a line; for a reversed
 /// one, `start - lead + 1`, so that the next chunk's blocks (lowest position first) start on
-/// lines. [`CHUNK`] when the buffer is not aligned to its floats.
+/// lines. `addr` is a slice's start, so a multiple of 4.
 #[inline(always)]
 fn aligned_lead(addr: usize, base: usize, start: usize, rev: bool) -> usize {
     const _: () = assert!(CHUNK.is_multiple_of(LINE) && CHUNK >= LINE);
-    if !addr.is_multiple_of(4) {
-        return CHUNK;
-    }
     let a = (addr / 4 % LINE + base % LINE + start % LINE) % LINE;
     if rev {
         // `(a - lead + 1) % LINE == 0`.
