@@ -7,8 +7,11 @@
 #             on the goldens with --threads 1 (scan, cross-scan, cross-merge, layer). Threads
 #             cannot run there: under Debian's qemu-user 7.2 on this host a thread spawn never
 #             returns (libtest and rayon pools hang), so everything runs on the calling thread.
-#   x86-cpus  Builds the CLI and libss2d_capi.so as the README does (cargo build --release, the
-#             caller's RUSTFLAGS and .cargo/config.toml) and runs them under qemu-x86_64 on CPUs
+#   x86-cpus  Takes the CLI and libss2d_capi.so from the README's test command's build (`cargo
+#             test --workspace --release --no-run`: nothing to do after CI's test stage; a
+#             `cargo build` resolves dependency features without the dev-dependencies and would
+#             rebuild the ss2d crates; the caller's RUSTFLAGS and .cargo/config.toml, no flags
+#             of ours) and runs them under qemu-x86_64 on CPUs
 #             without AVX-512 (-cpu Haswell: AVX2+FMA) and without AVX (-cpu Nehalem): the C
 #             example (all exec modes, threads included: qemu-x86_64 runs them) over the
 #             selective-scan and small layer goldens, and the CLI's scans plus one 56x56 layer.
@@ -126,8 +129,7 @@ run_x86_cpus() {
   fi
   local start=$SECONDS td=${CARGO_TARGET_DIR:-target}
   # The README's build: no flags of ours (RUSTFLAGS and .cargo/config.toml as the caller has them).
-  cargo build -q --release -p ss2d-capi -p ss2d-cli
-  RUNNER=$(cargo test --release -p ss2d-conformance --test single_thread --no-run 2>&1 \
+  RUNNER=$(cargo test --release --workspace --no-run 2>&1 \
     | tee "$TMP/build.log" | runner_path)
   [ -n "$RUNNER" ] || { cat "$TMP/build.log"; fail "x86: no runner built"; return; }
   CLI=$td/release/ss2d
