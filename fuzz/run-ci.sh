@@ -28,8 +28,10 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-  echo "== installing cargo-fuzz (once; takes a few minutes)"
-  cargo install cargo-fuzz --locked
+  echo "== installing cargo-fuzz (once)"
+  # Unoptimized (--debug): a thin wrapper around cargo whose speed does not matter, and an
+  # optimized build of its dependencies took minutes of a fresh CI machine's budget.
+  cargo install cargo-fuzz --locked --debug
 fi
 
 # Every build and run below passes the same flags (different ones would rebuild). Codegen
