@@ -27,8 +27,8 @@ for l in $levels; do
     # One run: its log is trimmed on success and shown (tail) on failure.
     log=$(mktemp)
     # The whole workspace, as the README's command built it: a subset of packages resolves
-    # dependency features differently and rebuilt (1.5 min of CI per run); the suites that do not
-    # read SS2D_ISA run again at the best level, in seconds.
+    # dependency features differently and rebuilt (the first such run took 1 min 38 s of CI, the
+    # next 11 s); the suites that do not read SS2D_ISA run again at the best level, in seconds.
     if SS2D_ISA=$l cargo test --release -q --workspace >"$log" 2>&1; then
       grep -E '^test result' "$log"
       rm -f "$log"
@@ -47,9 +47,11 @@ done
 # baseline (x86-64-v4 or -v3; SS2D_STATIC_LEVELS="x86-64-v3 x86-64-v4" checks both): the CLI
 # built with that level as its floor, against the plain build pinned to it with SS2D_ISA, on
 # golden scans (N=16 and N=1, grouped B/C, z, last state) and a golden layer (fused N=1 scan,
-# conv, GEMMs). One extra build of the CLI per level, at optimization level 1: the values do not
-# depend on it (no fast-math: the same operations in the same order), and it builds in about
-# half the time of the release profile's level 3 (every dependency is rebuilt for the new flags).
+# conv, GEMMs). One extra build of the CLI per level (every dependency is rebuilt for the new
+# flags), at optimization level 1: the values do not depend on it (no fast-math: the same
+# operations in the same order). Its time against level 3 was not measured apart: the one
+# comparison ran beside the second lane's aarch64 build (3 min 39 s at level 3, alone; 3 min 42 s
+# at level 1, shared).
 # Same tensors bit for bit (names, shapes, data; the JSON metadata's key order may differ).
 same_tensors() {
   python3 - "$1" "$2" <<'PY'
