@@ -49,15 +49,14 @@ missing() {
 
 if [[ -n $(missing) ]]; then
   echo "== embedded: installing $(missing)"
-  apt_install rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm python3 \
-    || echo "apt-get install failed"
+  apt_install "${EMBEDDED_PKGS[@]}" || echo "apt-get install failed"
 fi
 if [[ -n $(missing) ]]; then
   if [[ ${CI:-} == true ]]; then
     echo "FAIL embedded: missing $(missing)"
     exit 1
   fi
-  echo "SKIP embedded (1 skipped): missing $(missing); install rustc-web rust-web-src rust-web-clippy lld qemu-system-arm llvm"
+  echo "SKIP embedded (1 skipped): missing $(missing); install ${EMBEDDED_PKGS[*]}"
   exit 0
 fi
 echo "== embedded: $("$rustc_emb" --version), $(qemu-system-arm --version | head -1)"

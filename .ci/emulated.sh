@@ -95,8 +95,7 @@ run_aarch64() {
       && command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null \
       && [ -d "$A64_SYSROOT/lib" ]
   }
-  has_a64 || apt_install rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu \
-    libc6-dev-arm64-cross qemu-user
+  has_a64 || apt_install "${EMULATED_PKGS[@]}"
   if ! has_a64; then
     unavailable "aarch64: needs $A64_RUSTC with the $A64 std, aarch64-linux-gnu-gcc, qemu-aarch64, $A64_SYSROOT"
     return
