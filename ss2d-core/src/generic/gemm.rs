@@ -7,7 +7,9 @@
 //! ascending from 0 (stored and reloaded between passes, which is exact), whatever the tile it
 //! falls in: results do not depend on the sizes or on how a caller splits a product.
 
-use super::{fma, from_arr, load_at, prefetch, splat, store_at, store_cols8, to_arr, LANES, V};
+use super::{
+    fma, from_arr, load_at, prefetch, splat, store_at, store_cols8, to_arr, transpose, LANES, V,
+};
 use crate::gemm::Raw;
 use core::mem::MaybeUninit;
 
@@ -208,7 +210,8 @@ const TB: usize = MR * NV * LANES;
 
 /// Stores the tile of `rows` rows and `w` columns at rows `i0..`, columns `j0..` from the tile
 /// buffer `tb` into `C` stored transposed (column `j` at `p.c + j * p.crs`). Full-height tiles
-/// of 8 rows go through the level's register transpose ([`store_cols8`]), others element by
+/// go through a register transpose (8 rows at 16 lanes: [`store_cols8`]; 6 rows at 8 lanes:
+/// [`transpose`] with 2 rows of padding, 6 floats stored per column), others element by
 /// element (the edge tiles of a product).
 ///
 /// # Safety
@@ -226,6 +229,21 @@ unsafe fn store_t(p: &Raw, tb: &[f32; TB], i0: usize, j0: usize, rows: usize, w:
                 let v: [V; 8] =
                     core::array::from_fn(|r| load_at(tb.as_ptr().add(r * NV * LANES + c * LANES)));
                 store_cols8(&v, q, p.crs, cols);
+            } else if LANES == 8 && MR == 6 && rows == 6 {
+                // 8 lanes (AVX2): the 6 rows and 2 zero rows through the level's 8 x 8 register
+                // transpose, then the first 6 lanes of each column vector (6 floats: the
+                // next tile's rows follow them).
+                let mut v: [V; LANES] = core::array::from_fn(|r| {
+                    if r < 6 {
+                        load_at(tb.as_ptr().add(r * NV * LANES + c * LANES))
+                    } else {
+                        splat(0.0)
+                    }
+                });
+                transpose(&mut v);
+                for (t, &col) in v.iter().enumerate().take(cols) {
+                    store_part(q.add(t * p.crs), col, 6);
+                }
             } else {
                 for r in 0..rows {
                     for t in 0..cols {
