@@ -210,9 +210,9 @@ const TB: usize = MR * NV * LANES;
 
 /// Stores the tile of `rows` rows and `w` columns at rows `i0..`, columns `j0..` from the tile
 /// buffer `tb` into `C` stored transposed (column `j` at `p.c + j * p.crs`). Full-height tiles
-/// go through a register transpose (8 rows at 16 lanes: [`store_cols8`]; 6 rows at 8 lanes:
-/// [`transpose`] with 2 rows of padding, 6 floats stored per column), others element by
-/// element (the edge tiles of a product).
+/// go through a register transpose (8 rows at 16 lanes: [`store_cols8`]; `MR` = 6 rows at 8
+/// lanes: [`transpose`] with zero rows of padding, `MR` floats stored per column), others
+/// element by element (the edge tiles of a product).
 ///
 /// # Safety
 /// The tile lies inside the product `p` describes, whose views are in bounds, `p.ct`.
@@ -229,12 +229,12 @@ unsafe fn store_t(p: &Raw, tb: &[f32; TB], i0: usize, j0: usize, rows: usize, w:
                 let v: [V; 8] =
                     core::array::from_fn(|r| load_at(tb.as_ptr().add(r * NV * LANES + c * LANES)));
                 store_cols8(&v, q, p.crs, cols);
-            } else if LANES == 8 && MR == 6 && rows == 6 {
-                // 8 lanes (AVX2): the 6 rows and 2 zero rows through the level's 8 x 8 register
-                // transpose, then the first 6 lanes of each column vector (6 floats: the
-                // next tile's rows follow them).
+            } else if LANES == 8 && rows == MR {
+                // 8 lanes (AVX2): the `MR` (6) rows and zero rows below them through the
+                // level's 8 x 8 register transpose, then the first `MR` lanes of each column
+                // vector (the next tile's rows follow them).
                 let mut v: [V; LANES] = core::array::from_fn(|r| {
-                    if r < 6 {
+                    if r < MR {
                         load_at(tb.as_ptr().add(r * NV * LANES + c * LANES))
                     } else {
                         splat(0.0)
@@ -242,7 +242,7 @@ unsafe fn store_t(p: &Raw, tb: &[f32; TB], i0: usize, j0: usize, rows: usize, w:
                 });
                 transpose(&mut v);
                 for (t, &col) in v.iter().enumerate().take(cols) {
-                    store_part(q.add(t * p.crs), col, 6);
+                    store_part(q.add(t * p.crs), col, MR);
                 }
             } else {
                 for r in 0..rows {
