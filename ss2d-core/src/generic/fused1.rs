@@ -13,7 +13,7 @@
 //! Every lane runs exactly the operations of the general kernel (`fused::run_dir` with
 //! `kernel::block::<1>`) in the same order, so the results are the same bits whatever the group.
 
-use super::math::{exp2_kernel, softplus_exp, softplus_finish};
+use super::math::{exp2_nonpos, softplus_exp, softplus_finish, Vs};
 use super::vecs::{load, split_scratch, SinkLanes};
 use super::{fma, from_arr, prefetch, splat, LANES, V};
 use crate::fused::{grouped_head, FusedPlan, FusedSplit};
@@ -276,10 +276,11 @@ fn dir<const P: usize, const ADD: bool>(
                 }
             }
             let xo = xbase + p * dim;
+            // Breadth-first over the panels (`Vs`): P independent chains side by side.
+            let x = Vs(acc) + Vs(bias);
+            *xs = x.0;
+            *es = softplus_exp(x).0;
             for j in 0..P {
-                let x = acc[j] + bias[j];
-                xs[j] = x;
-                es[j] = softplus_exp(x);
                 us[j] = if full || j + 1 < P {
                     load(&plan.x[xo + j * LANES..])
                 } else {
@@ -315,12 +316,13 @@ fn dir<const P: usize, const ADD: bool>(
                 Some(v) => Some(&v[p * P..p * P + P]),
                 None => None,
             };
+            let t = softplus_finish(Vs(*xs), Vs(*es));
+            let dtu = t * Vs(*us);
+            // `t >= 0` and `a2 <= 0`: the product is never positive.
+            let da = exp2_nonpos(t * Vs(a2));
             for j in 0..P {
-                let t = softplus_finish(xs[j], es[j]);
                 let u = us[j];
-                let dtu = t * u;
-                let da = exp2_kernel(t * a2[j]);
-                h[j] = fma(da, h[j], dtu * bv);
+                h[j] = fma(da.0[j], h[j], dtu.0[j] * bv);
                 let y = fma(h[j], cv, dskip[j] * u);
                 let y = match pair {
                     Some(v) => v[j] + y,

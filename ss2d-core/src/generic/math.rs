@@ -2,11 +2,198 @@
 //! `crate::math` docs).
 #![allow(clippy::excessive_precision)] // coefficients carry every digit of their f32 fit
 
-use super::{
-    abs, fma, max_keep, min_keep, reduce, round_nearest, scale, splat, FUSED_FMA, HAS_REDUCE,
-    K_MIN, LANES, V,
-};
+use super::{FUSED_FMA, HAS_REDUCE, K_MIN, LANES, V};
 use crate::math::MathFn;
+use core::ops::{Add, Div, Mul, Neg, Sub};
+
+/// The lane arithmetic the functions below are written over: one vector ([`V`]), or `P`
+/// independent vectors ([`Vs`]).
+///
+/// With `Vs`, every step of a function is issued for all `P` vectors before the next step: `P`
+/// independent operations side by side in program order instead of `P` long dependency chains
+/// one after the other. Each lane runs the same operations in the same order either way, so the
+/// results are the same bits. On cores whose FP scheduler holds fewer operations than one chain
+/// (Zen 3 at 8 lanes: about 35 operations per panel and step in the fused `d_state = 1` scan),
+/// the chains one after the other leave the pipes waiting on latency.
+pub(crate) trait Arith:
+    Copy
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+{
+    fn splat(x: f32) -> Self;
+    fn fma(a: Self, b: Self, c: Self) -> Self;
+    fn max_keep(lo: Self, x: Self) -> Self;
+    fn min_keep(hi: Self, x: Self) -> Self;
+    fn abs(x: Self) -> Self;
+    fn round_nearest(x: Self) -> Self;
+    fn reduce(x: Self) -> Self;
+    fn scale(p: Self, k: Self) -> Self;
+    fn scale_nonpos(p: Self, k: Self) -> Self;
+}
+
+impl Arith for V {
+    #[inline(always)]
+    fn splat(x: f32) -> V {
+        super::splat(x)
+    }
+    #[inline(always)]
+    fn fma(a: V, b: V, c: V) -> V {
+        super::fma(a, b, c)
+    }
+    #[inline(always)]
+    fn max_keep(lo: V, x: V) -> V {
+        super::max_keep(lo, x)
+    }
+    #[inline(always)]
+    fn min_keep(hi: V, x: V) -> V {
+        super::min_keep(hi, x)
+    }
+    #[inline(always)]
+    fn abs(x: V) -> V {
+        super::abs(x)
+    }
+    #[inline(always)]
+    fn round_nearest(x: V) -> V {
+        super::round_nearest(x)
+    }
+    #[inline(always)]
+    fn reduce(x: V) -> V {
+        super::reduce(x)
+    }
+    #[inline(always)]
+    fn scale(p: V, k: V) -> V {
+        super::scale(p, k)
+    }
+    #[inline(always)]
+    fn scale_nonpos(p: V, k: V) -> V {
+        super::scale_nonpos(p, k)
+    }
+}
+
+/// `P` independent vectors, operated on breadth-first ([`Arith`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Vs<const P: usize>(pub(crate) [V; P]);
+
+// The operations of `Vs` are plain loops, not closures (`array::from_fn`, `map`): a closure
+// inside a `#[target_feature]` function does not get the level's features, so the lane
+// operations inside it were not inlined (a call per operation, every live vector spilled).
+macro_rules! vs_op {
+    ($tr:ident, $f:ident, $op:tt) => {
+        impl<const P: usize> $tr for Vs<P> {
+            type Output = Self;
+            #[inline(always)]
+            fn $f(self, o: Self) -> Self {
+                let mut r = self.0;
+                for j in 0..P {
+                    r[j] = self.0[j] $op o.0[j];
+                }
+                Vs(r)
+            }
+        }
+    };
+}
+vs_op!(Add, add, +);
+vs_op!(Sub, sub, -);
+vs_op!(Mul, mul, *);
+vs_op!(Div, div, /);
+
+impl<const P: usize> Neg for Vs<P> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        let mut r = self.0;
+        for v in r.iter_mut() {
+            *v = -*v;
+        }
+        Vs(r)
+    }
+}
+
+/// `Vs`'s [`Arith`] method `$f` of one or two vectors through the level's function `$g`.
+macro_rules! vs_fn {
+    ($f:ident($x:ident) $g:ident) => {
+        #[inline(always)]
+        fn $f($x: Self) -> Self {
+            let mut r = $x.0;
+            for v in r.iter_mut() {
+                *v = super::$g(*v);
+            }
+            Vs(r)
+        }
+    };
+    ($f:ident($a:ident, $b:ident) $g:ident) => {
+        #[inline(always)]
+        fn $f($a: Self, $b: Self) -> Self {
+            let mut r = $b.0;
+            for j in 0..P {
+                r[j] = super::$g($a.0[j], $b.0[j]);
+            }
+            Vs(r)
+        }
+    };
+}
+
+impl<const P: usize> Arith for Vs<P> {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        Vs([super::splat(x); P])
+    }
+    #[inline(always)]
+    fn fma(a: Self, b: Self, c: Self) -> Self {
+        let mut r = c.0;
+        for (j, v) in r.iter_mut().enumerate() {
+            *v = super::fma(a.0[j], b.0[j], *v);
+        }
+        Vs(r)
+    }
+    vs_fn!(max_keep(lo, x) max_keep);
+    vs_fn!(min_keep(hi, x) min_keep);
+    vs_fn!(abs(x) abs);
+    vs_fn!(round_nearest(x) round_nearest);
+    vs_fn!(reduce(x) reduce);
+    vs_fn!(scale(p, k) scale);
+    vs_fn!(scale_nonpos(p, k) scale_nonpos);
+}
+
+#[inline(always)]
+fn splat<T: Arith>(x: f32) -> T {
+    T::splat(x)
+}
+#[inline(always)]
+fn fma<T: Arith>(a: T, b: T, c: T) -> T {
+    T::fma(a, b, c)
+}
+#[inline(always)]
+fn max_keep<T: Arith>(lo: T, x: T) -> T {
+    T::max_keep(lo, x)
+}
+#[inline(always)]
+fn min_keep<T: Arith>(hi: T, x: T) -> T {
+    T::min_keep(hi, x)
+}
+#[inline(always)]
+fn abs<T: Arith>(x: T) -> T {
+    T::abs(x)
+}
+#[inline(always)]
+fn round_nearest<T: Arith>(x: T) -> T {
+    T::round_nearest(x)
+}
+#[inline(always)]
+fn reduce<T: Arith>(x: T) -> T {
+    T::reduce(x)
+}
+#[inline(always)]
+fn scale<T: Arith>(p: T, k: T) -> T {
+    T::scale(p, k)
+}
+#[inline(always)]
+fn scale_nonpos<T: Arith>(p: T, k: T) -> T {
+    T::scale_nonpos(p, k)
+}
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 
@@ -29,7 +216,7 @@ const L8: f32 = -0.008_539_192_378_520_966;
 
 /// `2^f` for `f` in `[-0.5, 0.5]`, in the form `1 + f * q(f)`.
 #[inline(always)]
-fn exp2_reduced(f: V) -> V {
+fn exp2_reduced<T: Arith>(f: T) -> T {
     let q = fma(f, splat(E5), splat(E4));
     let q = fma(f, q, splat(E3));
     let q = fma(f, q, splat(E2));
@@ -39,7 +226,7 @@ fn exp2_reduced(f: V) -> V {
 
 /// `2^x` on lanes (module docs for the bound).
 #[inline(always)]
-pub(crate) fn exp2(x: V) -> V {
+pub(crate) fn exp2<T: Arith>(x: T) -> T {
     // Clamp keeping NaN (`max_keep`/`min_keep` return `x` when it is NaN, at every level).
     let x = min_keep(splat(128.0), max_keep(splat(K_MIN), x));
     let k = round_nearest(x);
@@ -52,7 +239,7 @@ pub(crate) fn exp2(x: V) -> V {
 /// `x - round(x)`, and `±0` for `±inf`) and a `scale` that handles overflow and gradual underflow
 /// (`vscalefps`), no clamp is needed in the innermost loop. Other levels use the clamped [`exp2`].
 #[inline(always)]
-pub(crate) fn exp2_kernel(x: V) -> V {
+pub(crate) fn exp2_kernel<T: Arith>(x: T) -> T {
     if HAS_REDUCE {
         let f = reduce(x);
         // `x - f` is `round(x)` exactly (`f = x - round(x)` is exact), and for `±inf` (`f = 0`)
@@ -60,6 +247,22 @@ pub(crate) fn exp2_kernel(x: V) -> V {
         scale(exp2_reduced(f), x - f)
     } else {
         exp2(x)
+    }
+}
+
+/// [`exp2_kernel`] for `x <= 0` (or NaN), e.g. `dt * A2` with `dt = softplus(..) >= 0` and
+/// `A2 = -exp(A_log) log2(e) <= 0`: the same bits, without the upper clamp and the overflow
+/// handling of `scale` (five operations fewer where `reduce` is not one instruction). For
+/// `x > 0` the result is wrong.
+#[inline(always)]
+pub(crate) fn exp2_nonpos<T: Arith>(x: T) -> T {
+    if HAS_REDUCE {
+        exp2_kernel(x)
+    } else {
+        // `exp2`'s clamps, of which only the lower one can act here.
+        let x = max_keep(splat(K_MIN), x);
+        let k = round_nearest(x);
+        scale_nonpos(exp2_reduced(x - k), k)
     }
 }
 
@@ -73,14 +276,14 @@ const LN2_LO: f32 = 1.428_606_765_330_187e-6;
 /// product, which can differ from that by one in a near-tie (in `exp` the reduced argument
 /// then exceeds `0.5` by at most an ulp, inside the polynomial's fitted accuracy).
 #[inline(always)]
-fn round_product(x: V, c: f32) -> V {
+fn round_product<T: Arith>(x: T, c: f32) -> T {
     fma(x, splat(c), splat(ROUND_MAGIC)) - splat(ROUND_MAGIC)
 }
 
 /// `e^x` on lanes, with Cody-Waite reduction (`x - k ln2` in two parts) so the relative error
 /// does not grow with `|x|`.
 #[inline(always)]
-pub(crate) fn exp(x: V) -> V {
+pub(crate) fn exp<T: Arith>(x: T) -> T {
     let lo = K_MIN * core::f32::consts::LN_2;
     let x = min_keep(
         splat(128.0 * core::f32::consts::LN_2),
@@ -94,7 +297,7 @@ pub(crate) fn exp(x: V) -> V {
 
 /// `log1p(t)` for `t` in `[0, 1]`.
 #[inline(always)]
-fn log1p_unit(t: V) -> V {
+fn log1p_unit<T: Arith>(t: T) -> T {
     // Estrin's scheme: two more operations than Horner's, half the dependency chain (the
     // softplus is latency-bound in the driver's packing loop).
     let t2 = t * t;
@@ -110,30 +313,31 @@ fn log1p_unit(t: V) -> V {
 
 /// [`exp`] for `x <= 0` (or NaN), without the upper clamp.
 #[inline(always)]
-fn exp_nonpos(x: V) -> V {
+fn exp_nonpos<T: Arith>(x: T) -> T {
     let x = max_keep(splat(K_MIN * core::f32::consts::LN_2), x);
     let k = round_product(x, LOG2E);
     let r = fma(k, splat(-LN2_HI), x);
     let r = fma(k, splat(-LN2_LO), r);
-    scale(exp2_reduced(r * splat(LOG2E)), k)
+    // `k <= 0`: the bits of `scale`.
+    scale_nonpos(exp2_reduced(r * splat(LOG2E)), k)
 }
 
 /// `softplus(x) = ln(1 + e^x)` on lanes.
 #[inline(always)]
-pub(crate) fn softplus(x: V) -> V {
+pub(crate) fn softplus<T: Arith>(x: T) -> T {
     softplus_finish(x, softplus_exp(x))
 }
 
 /// The first half of [`softplus`]: `e^-|x|`. Split so that a loop can overlap the two halves
 /// of consecutive elements (each half alone is a long dependency chain).
 #[inline(always)]
-pub(crate) fn softplus_exp(x: V) -> V {
+pub(crate) fn softplus_exp<T: Arith>(x: T) -> T {
     exp_nonpos(-abs(x))
 }
 
 /// The second half of [`softplus`], from `t = softplus_exp(x)`.
 #[inline(always)]
-pub(crate) fn softplus_finish(x: V, t: V) -> V {
+pub(crate) fn softplus_finish<T: Arith>(x: T, t: T) -> T {
     max_keep(splat(0.0), x) + log1p_unit(t)
 }
 
@@ -157,9 +361,9 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// on AVX-512, instead of 14 plus `vrndscaleps`. Levels whose [`fma`] rounds twice (x86-64
 /// without FMA) keep the `exp` form: the fused difference is what makes the reduction exact.
 #[inline(always)]
-pub(crate) fn silu(z: V) -> V {
+pub(crate) fn silu<T: Arith>(z: T) -> T {
     if !FUSED_FMA {
-        return z / (splat(1.0) + exp(-z));
+        return z / (splat::<T>(1.0) + exp(-z));
     }
     // Two compares, not AVX-512's one-instruction `vrangeps`: in this chain that measured
     // 4-5x slower on Sapphire Rapids (22-24 ns against 4.7-5 ns per vector).
@@ -177,7 +381,7 @@ pub(crate) fn silu(z: V) -> V {
     let k = round_product(zc, SILU_C);
     let f = fma(zc, splat(SILU_C), -k);
     let f = fma(zc, splat(SILU_C_LO), f);
-    z / (splat(1.0) + scale(exp2_reduced(f), k))
+    z / (splat::<T>(1.0) + scale(exp2_reduced(f), k))
 }
 
 level_fn! {

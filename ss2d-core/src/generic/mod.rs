@@ -10,8 +10,8 @@
 #[allow(unused_imports)]
 pub(crate) use super::{
     abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse, round_nearest,
-    scale, splat, sqrt, store_at, store_cols8, to_arr, transpose, FUSED_FMA, HAS_REDUCE, K_MIN,
-    LANES, LEVEL, V,
+    scale, scale_nonpos, splat, sqrt, store_at, store_cols8, to_arr, transpose, FUSED_FMA,
+    HAS_REDUCE, K_MIN, LANES, LEVEL, V,
 };
 
 pub(crate) mod fused;

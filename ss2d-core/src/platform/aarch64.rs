@@ -8,8 +8,8 @@
 
 pub(crate) use super::portable::{
     abs, fma, from_arr, load_at, max_keep, min_keep, prefetch, reduce, reverse, round_nearest,
-    scale, splat, sqrt, store_at, store_cols8, to_arr, transpose, FUSED_FMA, HAS_REDUCE, K_MIN,
-    LANES, V,
+    scale, scale_nonpos, splat, sqrt, store_at, store_cols8, to_arr, transpose, FUSED_FMA,
+    HAS_REDUCE, K_MIN, LANES, V,
 };
 use crate::SimdLevel;
 

@@ -146,6 +146,12 @@ pub(crate) fn scale(p: V, k: V) -> V {
     V(unsafe { _mm512_scalef_ps(p.0, k.0) })
 }
 
+/// `p * 2^k` for integral `k <= 0`: [`scale`] itself (one instruction at this level).
+#[inline(always)]
+pub(crate) fn scale_nonpos(p: V, k: V) -> V {
+    scale(p, k)
+}
+
 /// The lanes of `v` in reverse order.
 #[inline(always)]
 pub(crate) fn reverse(v: V) -> V {
