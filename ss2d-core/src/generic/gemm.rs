@@ -307,9 +307,8 @@ unsafe fn finish<const C: usize>(
     }
     if p.silu {
         for row in out.iter_mut() {
-            for a in row.iter_mut() {
-                *a = super::math::silu(*a);
-            }
+            // A row's vectors breadth-first (`Vs`): independent chains side by side.
+            *row = super::math::silu(super::math::Vs(*row)).0;
         }
     }
 }
