@@ -2,9 +2,8 @@
 //! the plan, validation, splits and merge order are in `crate::fused`.
 
 use super::kernel::{self, Bc};
-use super::math::{softplus_exp, softplus_finish, Vs};
+use super::math::{softplus_exp, softplus_finish};
 use super::pack::LanesOps;
-use super::scan::BF;
 use super::vecs::split_scratch;
 use super::{fma, from_arr, splat, LANES, V};
 use crate::fused::{FusedPlan, FusedSplit};
@@ -132,50 +131,17 @@ fn run_dir(
         // of the softplus (and the projection before it) is a long dependency chain, and
         // one loop over all of it holds more in flight than the scheduler does. The
         // arithmetic (and so every bit) is that of `softplus(acc + bias)` in one pass.
-        // Both passes take `BF` steps at a time breadth-first (`Vs`), the rest one by one.
-        let whole = len / BF * BF;
-        let dot = |p: usize| -> V {
+        for (i, &p) in pos.iter().enumerate() {
             let row = &plan.proj[prow + p * pstride..prow + p * pstride + r];
             let mut acc = splat(0.0);
             for (wv, &pv) in wdt.iter().zip(row) {
                 acc = fma(*wv, splat(pv), acc);
             }
-            acc
-        };
-        let mut i = 0;
-        while i < whole {
-            let mut x = Vs([splat(0.0); BF]);
-            for (k, xk) in x.0.iter_mut().enumerate() {
-                *xk = dot(pos[i + k]);
-            }
-            let x = x + Vs([bias; BF]);
-            let e = softplus_exp(x);
-            dt[i..i + BF].copy_from_slice(&x.0);
-            dtu[i..i + BF].copy_from_slice(&e.0);
-            i += BF;
-        }
-        for i in whole..len {
-            let x = dot(pos[i]) + bias;
+            let x = acc + bias;
             dt[i] = x;
             dtu[i] = softplus_exp(x);
         }
-        let mut i = 0;
-        while i < whole {
-            let (Ok(d), Ok(e)) = (
-                <&[V; BF]>::try_from(&dt[i..i + BF]),
-                <&[V; BF]>::try_from(&dtu[i..i + BF]),
-            ) else {
-                break;
-            };
-            let t = softplus_finish(Vs(*d), Vs(*e));
-            for k in 0..BF {
-                dtu[i + k] = t.0[k] * up[i + k];
-                dt[i + k] = t.0[k];
-                y[i + k] = dskip * up[i + k];
-            }
-            i += BF;
-        }
-        for i in whole..len {
+        for i in 0..len {
             let t = softplus_finish(dt[i], dtu[i]);
             dtu[i] = t * up[i];
             dt[i] = t;

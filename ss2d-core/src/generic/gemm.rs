@@ -307,8 +307,9 @@ unsafe fn finish<const C: usize>(
     }
     if p.silu {
         for row in out.iter_mut() {
-            // A row's vectors breadth-first (`Vs`): independent chains side by side.
-            *row = super::math::silu(super::math::Vs(*row)).0;
+            for a in row.iter_mut() {
+                *a = super::math::silu(*a);
+            }
         }
     }
 }

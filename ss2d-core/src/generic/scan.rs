@@ -4,17 +4,13 @@
 #[cfg(feature = "compact")]
 use super::kernel::AnyBc;
 use super::kernel::{self, PerLane, Rows};
-use super::math::{silu, softplus_exp, softplus_finish, Vs};
+use super::math::{silu, softplus_exp, softplus_finish};
 use super::pack::{pack_rows, pack_rows_run, LanesOps};
 use super::vecs::split_scratch;
 use super::{from_arr, splat, to_arr, LANES, V};
 use crate::pack::{Lanes, Run};
 use crate::scan::{linear_walk, ScanPlan, Sink, CHUNK};
 use crate::shape::BcLayout;
-
-/// Steps per breadth-first group of the per-step math ([`Vs`]): 4, or 1 (step by step, the
-/// least code) in the `compact` build.
-pub(crate) const BF: usize = if cfg!(feature = "compact") { 1 } else { 4 };
 
 level_fn! {
     /// Runs the units `units` of `plan` (its level is this module's).
@@ -228,20 +224,8 @@ fn run_unit(
                 None => gather(&lanes, z, pos, up),
             }
             #[cfg(not(feature = "compact"))]
-            {
-                // [`BF`] steps at a time breadth-first (`Vs`), the rest one by one.
-                let mut yc = y.chunks_exact_mut(BF);
-                let mut zc = up.chunks_exact(BF);
-                for (yb, zb) in (&mut yc).zip(&mut zc) {
-                    let (Ok(yb), Ok(zb)) = (<&mut [V; BF]>::try_from(yb), <&[V; BF]>::try_from(zb))
-                    else {
-                        continue;
-                    };
-                    *yb = (Vs(*yb) * silu(Vs(*zb))).0;
-                }
-                for (yi, &zi) in yc.into_remainder().iter_mut().zip(zc.remainder()) {
-                    *yi *= silu(zi);
-                }
+            for (yi, &zi) in y.iter_mut().zip(up.iter()) {
+                *yi *= silu(zi);
             }
             #[cfg(feature = "compact")]
             gate(y, up);
@@ -302,45 +286,14 @@ macro_rules! prep_body {
         // Two passes when the softplus is on: each half of it is a long dependency chain (~50
         // cycles for ~15 operations), and a single loop over both would need more operations in
         // flight than the out-of-order scheduler holds. The exponential goes through `dtu`.
-        // Each pass takes [`BF`] steps at a time breadth-first (`Vs`), the rest one by one.
-        let whole = n / BF * BF;
         if $sp {
-            for (d, e) in dt.chunks_exact_mut(BF).zip(dtu.chunks_exact_mut(BF)) {
-                let (Ok(d), Ok(e)) = (<&mut [V; BF]>::try_from(d), <&mut [V; BF]>::try_from(e))
-                else {
-                    continue;
-                };
-                let x = Vs(*d) + Vs([$bias; BF]);
-                *d = x.0;
-                *e = softplus_exp(x).0;
-            }
-            for i in whole..n {
+            for i in 0..n {
                 let x = dt[i] + $bias;
                 dt[i] = x;
                 dtu[i] = softplus_exp(x);
             }
         }
-        let mut i = 0;
-        while i < whole {
-            let (Ok(d), Ok(e)) = (
-                <&mut [V; BF]>::try_from(&mut dt[i..i + BF]),
-                <&mut [V; BF]>::try_from(&mut dtu[i..i + BF]),
-            ) else {
-                break;
-            };
-            let t = if $sp {
-                softplus_finish(Vs(*d), Vs(*e))
-            } else {
-                Vs(*d) + Vs([$bias; BF])
-            };
-            for k in 0..BF {
-                e[k] = t.0[k] * up[i + k];
-                d[k] = t.0[k];
-                y[i + k] = if $ds { $d * up[i + k] } else { splat(0.0) };
-            }
-            i += BF;
-        }
-        for i in whole..n {
+        for i in 0..n {
             let t = if $sp {
                 softplus_finish(dt[i], dtu[i])
             } else {

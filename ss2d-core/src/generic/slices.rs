@@ -319,8 +319,9 @@ fn group_out<const G: usize>(
         }
     }
     if silu {
-        // Breadth-first over the group (`Vs`): `G` chains of ~20 operations side by side.
-        acc = super::math::silu(super::math::Vs(acc)).0;
+        for x in acc.iter_mut() {
+            *x = super::math::silu(*x);
+        }
     }
     debug_assert_eq!(d.len(), (G - 1) * c + LANES);
     let dp = d.as_mut_ptr();
