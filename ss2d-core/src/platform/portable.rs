@@ -110,13 +110,12 @@ pub(crate) fn scale(p: V, k: V) -> V {
     // k = -127 gives the bit pattern 0, so results below 2^-126 flush to 0. k = 128 is applied
     // as 2^127 * 2 so that p < 1 still gives a finite result.
     let k1 = min_keep(splat(127.0), k);
-    let ki: I = k1.fast_trunc_int();
-    let bits = (ki + I::splat(127)) << 23;
-    p * bytemuck::cast::<I, V>(bits) * ((k - k1) + splat(1.0))
+    scale_nonpos(p, k1) * ((k - k1) + splat(1.0))
 }
 
-/// `p * 2^k` for integral `k` in `[K_MIN, 0]`: the bits of [`scale`] there, without its
-/// handling of `k = 128` (three operations fewer).
+/// `p * 2^k` through the exponent bits, for integral `k` in `[K_MIN, 127]`; named for its
+/// callers outside [`scale`], whose `k` is never positive (where [`scale`]'s factor is exactly
+/// 1: the same bits, three operations fewer).
 #[inline(always)]
 pub(crate) fn scale_nonpos(p: V, k: V) -> V {
     let ki: I = k.fast_trunc_int();

@@ -143,19 +143,12 @@ pub(crate) fn reduce(x: V) -> V {
 #[inline(always)]
 pub(crate) fn scale(p: V, k: V) -> V {
     let k1 = min_keep(splat(127.0), k);
-    // SAFETY: lane values exist only at their level.
-    let pow = V(unsafe {
-        let ki = _mm256_cvttps_epi32(k1.0);
-        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            ki,
-            _mm256_set1_epi32(127),
-        )))
-    });
-    p * pow * ((k - k1) + splat(1.0))
+    scale_nonpos(p, k1) * ((k - k1) + splat(1.0))
 }
 
-/// `p * 2^k` for integral `k` in `[K_MIN, 0]`: the bits of [`scale`] there (whose factor
-/// `(k - min(127, k)) + 1` is then exactly 1), four operations fewer.
+/// `p * 2^k` through the exponent bits, for integral `k` in `[K_MIN, 127]`; named for its
+/// callers outside [`scale`], whose `k` is never positive (where [`scale`]'s factor
+/// `(k - min(127, k)) + 1` is exactly 1: the same bits, four operations fewer).
 #[inline(always)]
 pub(crate) fn scale_nonpos(p: V, k: V) -> V {
     // SAFETY: lane values exist only at their level.
