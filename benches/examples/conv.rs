@@ -1,7 +1,10 @@
 //! Single-threaded timing of the channel-last depthwise conv (`ss2d_core::conv::depthwise_cl_row`)
 //! over an image, row by row: `cargo run --release -p ss2d-benches --example conv -- H W C K
 //! [silu 0|1] [reps]`. A small image stays in cache: it times the kernel, not memory. `ROWS=1`:
-//! one `depthwise_cl_rows` call over the image (row pairs) instead of one call per row.
+//! one `depthwise_cl_rows` call over the image (row pairs) instead of one call per row;
+//! `ROWS=2`: row pairs all written into one two-row buffer (only the input streams from
+//! memory); `ROWS=3`: every row pair read from the image's first four rows (only the output
+//! streams). Against a small image (all in cache) they show what memory costs the conv.
 fn main() {
     let a = ss2d_benches::size_args(4, "conv H W C K [silu 0|1] [reps]");
     let (h, w, c, k) = (a[0], a[1], a[2], a[3]);
@@ -31,8 +34,54 @@ fn main() {
     let bias: Vec<f32> = (0..c).map(|i| val(i, 15_485_863)).collect();
     let out = &mut outb[so..so + h * w * c];
     // `ROWS=1`: the whole image in one `depthwise_cl_rows` call instead of a call per row.
-    let rows = std::env::var("ROWS").is_ok_and(|v| v == "1");
+    // `ROWS=2`: calls of two rows each, all into the same two-row buffer (the output stays
+    // in cache: only the input streams).
+    let mode = std::env::var("ROWS").unwrap_or_default();
+    let rows = mode == "1";
+    let mut hot = vec![0.0f32; 2 * w * c];
+    // `ROWS=3`: the inverse: every pair of output rows from the same four input rows (the
+    // image's first four: the input stays in cache, the output streams).
+    let img4 = &img[..(4 * w * c).min(img.len())];
     let run = || {
+        if mode == "3" && h >= 4 {
+            for o in out.chunks_mut(2 * w * c) {
+                if o.len() == 2 * w * c {
+                    ss2d_core::conv::depthwise_cl_rows(
+                        &taps,
+                        Some(&bias),
+                        k,
+                        4,
+                        w,
+                        c,
+                        img4,
+                        1,
+                        silu,
+                        o,
+                    )
+                    .unwrap();
+                }
+            }
+            return;
+        }
+        if mode == "2" {
+            for oh in (0..h).step_by(2) {
+                let n = (h - oh).min(2) * w * c;
+                ss2d_core::conv::depthwise_cl_rows(
+                    &taps,
+                    Some(&bias),
+                    k,
+                    h,
+                    w,
+                    c,
+                    img,
+                    oh,
+                    silu,
+                    &mut hot[..n],
+                )
+                .unwrap();
+            }
+            return;
+        }
         if rows {
             ss2d_core::conv::depthwise_cl_rows(&taps, Some(&bias), k, h, w, c, img, 0, silu, out)
                 .unwrap();
