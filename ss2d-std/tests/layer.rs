@@ -221,6 +221,43 @@ fn bitwise_identical_across_threads_on_ragged_shapes() {
                 w: 3,
             },
         ),
+        // The fused product + conv pass (`ops::linear_conv_cl`) under a 5 x 5 kernel: rows
+        // wider than a product block, in bands (two rows at each band edge left for after
+        // the pass); channel-first images of few rows; a grid of fewer rows than the kernel
+        // reaches.
+        (
+            Ss2dConfig {
+                d_conv: 5,
+                ..Ss2dConfig::new(10, "v05_noz", false)
+            },
+            Grid {
+                batch: 1,
+                h: 13,
+                w: 300,
+            },
+        ),
+        (
+            Ss2dConfig {
+                d_conv: 5,
+                ..Ss2dConfig::s1l8(16)
+            },
+            Grid {
+                batch: 2,
+                h: 9,
+                w: 7,
+            },
+        ),
+        (
+            Ss2dConfig {
+                d_conv: 5,
+                ..Ss2dConfig::new(12, "v05_noz", false)
+            },
+            Grid {
+                batch: 1,
+                h: 3,
+                w: 70,
+            },
+        ),
     ] {
         let layer = init::vmamba_like(&cfg, 7).unwrap();
         let n: usize = layer.dims().io_shape(grid).iter().product();
