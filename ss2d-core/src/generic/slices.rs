@@ -319,15 +319,29 @@ fn group_out<const G: usize>(
         }
     }
     if silu {
-        for x in acc.iter_mut() {
-            *x = super::math::silu(*x);
-        }
+        // SAFETY: this code runs only inside the level's kernels, which the dispatcher calls
+        // only where the CPU has the level's features (`platform::x86_64` module docs).
+        #[allow(unused_unsafe)]
+        unsafe {
+            silu_group(&mut acc)
+        };
     }
     debug_assert_eq!(d.len(), (G - 1) * c + LANES);
     let dp = d.as_mut_ptr();
     for (q, x) in acc.iter().enumerate() {
         // SAFETY: `q * c + LANES <= (G - 1) * c + LANES = d.len()` (the callers' slices).
         unsafe { super::store_at(dp.add(q * c), *x) };
+    }
+}
+
+level_fn! {
+    /// SiLU over a pixel group's outputs, breadth-first (`Vs`): `G` independent chains of about
+    /// 25 operations, issued step by step, instead of one whole chain after the other (a chain
+    /// is longer than Zen 3's FP scheduler holds, so its pipes waited on latency). Not inlined:
+    /// one instance per group size and level, not one per kernel variant (compile time).
+    #[inline(never)]
+    fn silu_group<const G: usize>(acc: &mut [V; G]) {
+        *acc = super::math::silu(super::math::Vs(*acc)).0;
     }
 }
 
@@ -420,8 +434,13 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
     // `G` chains in flight and about half the loads.
     const G: usize = CL3_GROUP;
     let mut t = first;
-    while t + G <= last {
-        let off = (t - first) * c;
+    // Groups of `G`, the last one ending at `last` (overlapping the one before where the count
+    // is not a multiple: those pixels are computed again, to the same bits), instead of a tail
+    // of single pixels whose chains (nine FMAs, then the SiLU) run one after the other.
+    let grouped = last - first >= G;
+    while t + G <= last || (grouped && t < last) {
+        let t0 = t.min(last - G);
+        let off = (t0 - first) * c;
         let mut acc = [splat(0.0); G];
         // Written out (constant rows, columns and pixels) so that the accumulators and taps
         // stay in registers.
@@ -434,7 +453,7 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
             (@cols $i:literal; $($m:literal)*) => {$(
                 // SAFETY: `off + (i - LO) * rs + m * c + LANES <= (last - 1 - first) * c +
                 // (HI - LO - 1) * rs + 2 * c + LANES = span.len()`, as `off + (G - 1) * c <=
-                // (last - 1 - first) * c` (`t + G <= last`), `LO <= i < HI` and `m <= G + 1`.
+                // (last - 1 - first) * c` (`t0 + G <= last`), `LO <= i < HI` and `m <= G + 1`.
                 // (`wrapping_sub`: the rows outside `LO..HI` are compiled but never run.)
                 let v = unsafe { load_at(p.add(off + ($i as usize).wrapping_sub(LO) * rs + $m * c)) };
                 col::<$m>(&mut acc, [tv[$i * 3], tv[$i * 3 + 1], tv[$i * 3 + 2]], v);
@@ -447,10 +466,10 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
             acc,
             bv,
             g.silu,
-            &mut out[t * c + c0..(t + G - 1) * c + c0 + LANES],
+            &mut out[t0 * c + c0..(t0 + G - 1) * c + c0 + LANES],
             c,
         );
-        t += G;
+        t = t0 + G;
     }
     for t in t..last {
         let off = (t - first) * c;
