@@ -438,7 +438,7 @@ fn cl3_inner_row<const LO: usize, const HI: usize>(
     // is not a multiple: those pixels are computed again, to the same bits), instead of a tail
     // of single pixels whose chains (nine FMAs, then the SiLU) run one after the other.
     let grouped = last - first >= G;
-    while t + G <= last || (grouped && t < last) {
+    while grouped && t < last {
         let t0 = t.min(last - G);
         let off = (t0 - first) * c;
         let mut acc = [splat(0.0); G];
