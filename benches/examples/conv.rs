@@ -35,38 +35,36 @@ fn main() {
     let out = &mut outb[so..so + h * w * c];
     // `ROWS=1`: the whole image in one `depthwise_cl_rows` call instead of a call per row.
     // `ROWS=2`: calls of two rows each, all into the same two-row buffer (the output stays
-    // in cache: only the input streams).
+    // in cache: only the input streams). `ROWS=3`: the inverse: every pair of output rows
+    // from the same four input rows (the image's first four: the input stays in cache, the
+    // output streams).
     let mode = std::env::var("ROWS").unwrap_or_default();
-    let rows = mode == "1";
+    if mode == "3" && h < 4 {
+        eprintln!("ROWS=3 reads the image's first four rows: H must be at least 4");
+        std::process::exit(2);
+    }
     let mut hot = vec![0.0f32; 2 * w * c];
-    // `ROWS=3`: the inverse: every pair of output rows from the same four input rows (the
-    // image's first four: the input stays in cache, the output streams).
     let img4 = &img[..(4 * w * c).min(img.len())];
-    let run = || {
-        if mode == "3" && h >= 4 {
-            for o in out.chunks_mut(2 * w * c) {
-                if o.len() == 2 * w * c {
-                    ss2d_core::conv::depthwise_cl_rows(
-                        &taps,
-                        Some(&bias),
-                        k,
-                        4,
-                        w,
-                        c,
-                        img4,
-                        1,
-                        silu,
-                        o,
-                    )
-                    .unwrap();
-                }
-            }
-            return;
-        }
-        if mode == "2" {
+    let conv_rows = |img: &[f32], h: usize, oh: usize, o: &mut [f32]| {
+        ss2d_core::conv::depthwise_cl_rows(&taps, Some(&bias), k, h, w, c, img, oh, silu, o)
+            .unwrap();
+    };
+    let run = || match mode.as_str() {
+        "1" => conv_rows(img, h, 0, out),
+        "2" => {
             for oh in (0..h).step_by(2) {
                 let n = (h - oh).min(2) * w * c;
-                ss2d_core::conv::depthwise_cl_rows(
+                conv_rows(img, h, oh, &mut hot[..n]);
+            }
+        }
+        "3" => {
+            for o in out.chunks_mut(2 * w * c) {
+                conv_rows(img4, 4, 1, o);
+            }
+        }
+        _ => {
+            for (oh, o) in out.chunks_mut(w * c).enumerate() {
+                ss2d_core::conv::depthwise_cl_row(
                     &taps,
                     Some(&bias),
                     k,
@@ -75,21 +73,12 @@ fn main() {
                     c,
                     img,
                     oh,
+                    0,
                     silu,
-                    &mut hot[..n],
+                    o,
                 )
                 .unwrap();
             }
-            return;
-        }
-        if rows {
-            ss2d_core::conv::depthwise_cl_rows(&taps, Some(&bias), k, h, w, c, img, 0, silu, out)
-                .unwrap();
-            return;
-        }
-        for (oh, o) in out.chunks_mut(w * c).enumerate() {
-            ss2d_core::conv::depthwise_cl_row(&taps, Some(&bias), k, h, w, c, img, oh, 0, silu, o)
-                .unwrap();
         }
     };
     let (med, best) = ss2d_benches::time_runs(reps, run);
