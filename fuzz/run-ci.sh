@@ -61,7 +61,9 @@ report() {
   grep -A3 "panicked at" "$log" | sed -n 2,4p | cut -c1-400 || true
   if [ -n "$art" ]; then
     echo "decoded input:"
-    SS2D_FUZZ_DEBUG=1 cargo +nightly fuzz run "${flags[@]}" "$t" "$art" -- -runs=1 2>&1 |
+    # With the replay's time limit: libFuzzer's default for one input is 1200 s, and a timeout
+    # artifact run without it once held a CI run for those 20 minutes.
+    SS2D_FUZZ_DEBUG=1 cargo +nightly fuzz run "${flags[@]}" "$t" "$art" -- -runs=1 -timeout=20 2>&1 |
       awk '/^[A-Z][A-Za-z0-9_]* ?[({]$/ { p = 1 } p { print } p && /^[)}]$/ { exit }' |
       tr -s ' \n' ' ' | cut -c1-1500
     echo

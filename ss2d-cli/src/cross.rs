@@ -340,8 +340,17 @@ pub mod reference {
         }
     }
 
+    /// True when either side has no element: then the loops below must not run over a
+    /// (possibly huge) batch or channel count of an empty tensor.
+    fn is_empty(d: &CrossDims) -> bool {
+        d.batch == 0 || d.channels == 0 || d.h == 0 || d.w == 0
+    }
+
     /// `xs[k][route_k(h, w)] = x[h, w]` (one-by-one: slice `k` of `x`).
     pub fn scan(x: &[f32], d: &CrossDims, o: &CrossOpts, xs: &mut [f32]) {
+        if is_empty(d) {
+            return;
+        }
         for b in 0..d.batch {
             for k in 0..4 {
                 for c in 0..d.channels {
@@ -360,6 +369,9 @@ pub mod reference {
     /// `y[p] = (ys0[r0] + ys2[r2]) + (ys1[r1] + ys3[r3])` for cross2d and bidi,
     /// `((ys0 + ys1) + ys2) + ys3` for unidi (upstream's order); one-by-one: `y[k][p] = ysk[rk]`.
     pub fn merge(ys: &[f32], d: &CrossDims, o: &CrossOpts, y: &mut [f32]) {
+        if is_empty(d) {
+            return;
+        }
         for b in 0..d.batch {
             for c in 0..d.channels {
                 for h in 0..d.h {

@@ -91,8 +91,8 @@ pub fn selective_scan<T: Real>(
             t[((b * g + grp) * ns + n) * ln + l]
         }
     };
-    if ln == 0 && final_state.is_none() {
-        // Nothing to write: do not loop over a (possibly huge) batch x dim.
+    if bs == 0 || dm == 0 || (ln == 0 && final_state.is_none()) {
+        // Nothing to write: do not loop over a (possibly huge) batch or batch x dim.
         return Ok(());
     }
     let twenty = T::of(20.0);

@@ -223,6 +223,77 @@ fn bug_empty_scan_with_huge_batch_returns_at_once() {
     }
 }
 
+/// Empty problems whose other sizes are huge, at every scan entry point (the scalar reference
+/// in `f32` and `f64` included): a zero `dim` (with and without a final state, which is then
+/// empty too) or a zero `batch` (with a few channels: `A`, `B` and `C` have `dim x dstate`
+/// elements). Each must return `Ok` at once. The reference once looped over
+/// a `1 << 40` batch of zero channels (found by the `api` fuzz target in CI).
+#[test]
+fn empty_scans_with_huge_other_sizes_return_at_once_everywhere() {
+    let shapes = [(1usize << 40, 0usize, 1usize << 40), (0, 3, 1 << 40)];
+    for (batch, dim, seqlen) in shapes {
+        for with_state in [false, true] {
+            let s = ScanShape {
+                batch,
+                dim,
+                seqlen,
+                dstate: 11,
+                b: BcLayout::Constant,
+                c: BcLayout::Constant,
+                layout: Layout::ChannelLast,
+            };
+            let what = format!("batch {batch} dim {dim} seqlen {seqlen} state {with_state}");
+            let r = within(10, &what, move || {
+                let a = vec![-1.0f32; dim * 11];
+                let args = ScanArgs {
+                    u: &[],
+                    delta: &[],
+                    a: &a,
+                    b: &a,
+                    c: &a,
+                    ..ScanArgs::default()
+                };
+                let walk = Walk::forward(seqlen);
+                let mut state: [f32; 0] = [];
+                let mut state64: [f64; 0] = [];
+                let mut results = vec![
+                    ss2d_std::core::reference::selective_scan::<f32>(
+                        &s,
+                        &walk,
+                        &args,
+                        &mut [],
+                        with_state.then_some(&mut state[..]),
+                    ),
+                    ss2d_std::core::reference::selective_scan::<f64>(
+                        &s,
+                        &walk,
+                        &args,
+                        &mut [],
+                        with_state.then_some(&mut state64[..]),
+                    ),
+                    ss2d_std::core::ScanPlan::new(&s, &walk, args, 0, with_state.then_some(0))
+                        .and_then(|plan| {
+                            let mut scratch = vec![0.0f32; plan.scratch_len()];
+                            plan.run(&mut [], with_state.then_some(&mut state[..]), &mut scratch)
+                        }),
+                ];
+                for threads in [1usize, 2] {
+                    results.push(ss2d_std::selective_scan(
+                        &s,
+                        &walk,
+                        &args,
+                        &mut [],
+                        with_state.then_some(&mut state[..]),
+                        Parallelism::Threads(threads),
+                    ));
+                }
+                results
+            });
+            assert_eq!(r, vec![Ok(()); 5], "{what}");
+        }
+    }
+}
+
 /// Valid but unusual: `seqlen = 0` with a final state gives the initial state (or zeros);
 /// a 1 x 1 grid through the fused and unfused SS2D scans gives the same finite result.
 #[test]
