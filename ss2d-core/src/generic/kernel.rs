@@ -130,14 +130,15 @@ pub(crate) const MAX_BLOCK: usize = 16;
 
 /// States whose `dA = exp2(dt * A2)` [`block`] computes together, breadth-first (1: one state
 /// after the other). Without AVX-512 `exp2` is a chain of about 17 dependent operations (with
-/// its clamps: no one-instruction `reduce`). Written one state after the other, each chain's
-/// waiting operations fill the FP scheduler (Zen 3's holds about three states' worth) before
-/// the next state's independent ones are dispatched, and the kernel runs near the chain's
-/// latency. Four states breadth-first issue four independent operations at each step of the
-/// chain: the same operations on each lane, so the same bits (Zen 3, N = 16: about 12% less
-/// time at x86-64-v3, about 14% at the SSE2 baseline). Eight spill (16 vector registers).
-/// AVX-512 (32 registers, a shorter `exp2`), NEON and targets without vector lanes keep 1:
-/// not measured there.
+/// its clamps: no one-instruction `reduce`). Written one state after the other, the kernel
+/// ran at about 1.75 instructions per cycle on Zen 3 with its FP pipes half idle: the waiting
+/// operations of a few chains appear to fill the FP scheduler before the next state's
+/// independent ones are dispatched (halving the register block, so nothing spills, changed
+/// nothing). Four states breadth-first issue four independent operations at each step of the
+/// chain: the same operations on each lane, so the same bits, and the same instruction count
+/// (Zen 3, N = 16: about 12% less time at x86-64-v3, about 14% at the SSE2 baseline). Eight
+/// spill (16 vector registers). AVX-512 (32 registers, a shorter `exp2`), NEON and targets
+/// without vector lanes keep 1: not measured there.
 #[cfg(not(feature = "compact"))]
 const GROUP: usize =
     if cfg!(target_arch = "x86_64") && matches!(LEVEL, SimdLevel::Avx2 | SimdLevel::Baseline) {
