@@ -186,65 +186,39 @@ fn bug_projections_with_huge_dim_are_errors_not_panics() {
     );
 }
 
-/// An empty problem (`seqlen = 0`) with a huge batch and no final state requested: nothing is
-/// read or written, so it must return at once instead of visiting `batch x panels` work units.
-#[test]
-fn bug_empty_scan_with_huge_batch_returns_at_once() {
-    let s = ScanShape {
-        batch: 1 << 40,
-        dim: 1,
-        seqlen: 0,
-        dstate: 1,
-        b: BcLayout::Constant,
-        c: BcLayout::Constant,
-        layout: Layout::ChannelFirst,
-    };
-    for threads in [1usize, 2] {
-        let r = within(10, "empty scan", move || {
-            let a = [-1.0f32];
-            let args = ScanArgs {
-                u: &[],
-                delta: &[],
-                a: &a,
-                b: &a,
-                c: &a,
-                ..ScanArgs::default()
-            };
-            ss2d_std::selective_scan(
-                &s,
-                &Walk::forward(0),
-                &args,
-                &mut [],
-                None,
-                Parallelism::Threads(threads),
-            )
-        });
-        assert_eq!(r, Ok(()), "{threads} threads");
-    }
-}
-
 /// Empty problems whose other sizes are huge, at every scan entry point (the scalar reference
-/// in `f32` and `f64` included): a zero `dim` (with and without a final state, which is then
-/// empty too) or a zero `batch` (with a few channels: `A`, `B` and `C` have `dim x dstate`
-/// elements). Each must return `Ok` at once. The reference once looped over
-/// a `1 << 40` batch of zero channels (found by the `api` fuzz target in CI).
+/// in `f32` and `f64` included), in both layouts; nothing is read or written, so each must
+/// return `Ok` at once instead of visiting `batch x panels` work units:
+/// - `seqlen = 0` under a `1 << 40` batch, no final state (one would have `batch x dim x
+///   dstate` elements);
+/// - a zero `dim` (with and without a final state, which is then empty too): the reference
+///   once looped over a `1 << 40` batch of zero channels (found by the `api` fuzz target in CI);
+/// - a zero `batch` (with a few channels: `A`, `B` and `C` have `dim x dstate` elements).
 #[test]
 fn empty_scans_with_huge_other_sizes_return_at_once_everywhere() {
-    let shapes = [(1usize << 40, 0usize, 1usize << 40), (0, 3, 1 << 40)];
-    for (batch, dim, seqlen) in shapes {
-        for with_state in [false, true] {
+    // (batch, dim, seqlen, dstate, final state requested or not)
+    let cases: [(usize, usize, usize, usize, &[bool]); 3] = [
+        (1 << 40, 1, 0, 1, &[false]),
+        (1 << 40, 0, 1 << 40, 11, &[false, true]),
+        (0, 3, 1 << 40, 11, &[false, true]),
+    ];
+    for (batch, dim, seqlen, dstate, states) in cases {
+        for (&with_state, layout) in states
+            .iter()
+            .flat_map(|st| [(st, Layout::ChannelFirst), (st, Layout::ChannelLast)])
+        {
             let s = ScanShape {
                 batch,
                 dim,
                 seqlen,
-                dstate: 11,
+                dstate,
                 b: BcLayout::Constant,
                 c: BcLayout::Constant,
-                layout: Layout::ChannelLast,
+                layout,
             };
-            let what = format!("batch {batch} dim {dim} seqlen {seqlen} state {with_state}");
+            let what = format!("{s:?} state {with_state}");
             let r = within(10, &what, move || {
-                let a = vec![-1.0f32; dim * 11];
+                let a = vec![-1.0f32; dim * dstate];
                 let args = ScanArgs {
                     u: &[],
                     delta: &[],
