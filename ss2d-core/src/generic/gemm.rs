@@ -473,7 +473,10 @@ level_fn! {
                 // the prefetchers (which follow lines within a page) miss. The first strip's
                 // tiles hint the lines `PF_ROWS` rows ahead; the other strips find the block
                 // in cache. Measured on Emerald Rapids (one thread, s1l8 layer): gemm_in
-                // 432-442 -> 413-422 us.
+                // 432-442 -> 413-422 us. Copying such an `A` once per block of 32 or 64 rows
+                // into contiguous panels that every strip then reads (as BLIS packs `A`)
+                // measured slower on an Intel Xeon at x86-64-v4 (s1l8 gemm_in 525-560 ->
+                // 622-634 us, three interleaved rounds) and no faster at x86-64-v3 on Zen 3.
                 let pf = s == 1 && j0 == 0 && p.acs >= 1024;
                 let mut i0 = 0;
                 while i0 < p.m {
