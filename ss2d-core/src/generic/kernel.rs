@@ -139,7 +139,8 @@ pub(crate) const MAX_BLOCK: usize = 16;
 /// (Zen 3, N = 16: about 12% less time at x86-64-v3, about 14% at the SSE2 baseline). Eight
 /// spill (16 vector registers). AVX-512 (32 registers, a shorter `exp2`) keeps 1: four
 /// states breadth-first measured no different there (Intel Xeon, x86-64-v4, B1 D768 L3136
-/// G4, three interleaved rounds: medians 14.4 / 8.75 / 10.2 ms against 14.2 / 9.0 / 9.6 ms).
+/// G4, three interleaved rounds: medians 14.4 / 8.75 / 10.2 ms with 1, 14.2 / 9.0 / 9.6 ms
+/// with 4).
 /// NEON and targets without vector lanes keep 1: not measured there.
 #[cfg(not(feature = "compact"))]
 const GROUP: usize =

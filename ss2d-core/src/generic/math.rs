@@ -368,7 +368,7 @@ pub(crate) fn silu<T: Arith>(z: T) -> T {
     // The division stays. A form without it at AVX-512 (`t = e^-|z|`, `1 / (1 + t)` from
     // `vrcp14ps` and a Newton step, `t` times that for negative `z` through a masked multiply)
     // passed the bounds below but measured slower on an Intel Xeon (three interleaved rounds,
-    // one thread: s1l8's conv stage 194-196 us against 209-222 us), and at AVX2 on Zen 3
+    // one thread: s1l8's conv stage 194-196 -> 209-222 us), and at AVX2 on Zen 3
     // (`vrcpps`) the conv with SiLU took 1.7x as long: the division is not this chain's limit.
     // Two compares, not AVX-512's one-instruction `vrangeps`: in this chain that measured
     // 4-5x slower on Sapphire Rapids (22-24 ns against 4.7-5 ns per vector).
