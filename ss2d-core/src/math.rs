@@ -223,4 +223,37 @@ mod tests {
             }
         }
     }
+
+    /// Every element gets the same bits wherever it sits in the slice: in a breadth-first
+    /// group of vectors, a single vector or the zero-padded tail (every length up to past two
+    /// groups of the widest level, against each element mapped alone), for every function.
+    #[test]
+    fn map_bits_do_not_depend_on_the_position() {
+        let xs: Vec<f32> = (0..150).map(|i| (i as f32 - 70.0) * 0.37).collect();
+        let fs = [
+            MathFn::Exp,
+            MathFn::Exp2,
+            MathFn::Exp2Kernel,
+            MathFn::Softplus,
+            MathFn::Silu,
+        ];
+        for l in levels() {
+            for f in fs {
+                let alone: Vec<u32> = xs
+                    .iter()
+                    .map(|&x| {
+                        let mut a = [x];
+                        map_at(l, f, &mut a).unwrap();
+                        a[0].to_bits()
+                    })
+                    .collect();
+                for n in 0..=xs.len() {
+                    let mut a = xs[..n].to_vec();
+                    map_at(l, f, &mut a).unwrap();
+                    let got: Vec<u32> = a.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, alone[..n], "{l} {f:?} length {n}");
+                }
+            }
+        }
+    }
 }

@@ -389,29 +389,50 @@ pub(crate) fn silu<T: Arith>(z: T) -> T {
     z / (splat::<T>(1.0) + scale(exp2_reduced(f), k))
 }
 
+/// `f` at one vector or several breadth-first ([`Vs`]). A plain function, not a closure: a
+/// closure inside a `#[target_feature]` function does not get the level's features.
+#[inline(always)]
+fn apply<T: Arith>(f: MathFn, v: T) -> T {
+    match f {
+        MathFn::Exp => exp(v),
+        MathFn::Exp2 => exp2(v),
+        MathFn::Exp2Kernel => exp2_kernel(v),
+        MathFn::Softplus => softplus(v),
+        MathFn::Silu => silu(v),
+    }
+}
+
+/// Vectors [`map_slice`] takes breadth-first ([`Vs`]).
+const MAP_VECS: usize = 4;
+
 level_fn! {
-    /// Applies `f` to every element of `x` in place (whole vectors, then the tail through a
-    /// zero-padded vector).
+    /// Applies `f` to every element of `x` in place: [`MAP_VECS`] vectors at a time,
+    /// breadth-first (independent chains issued step by step: one vector's chain is longer
+    /// than an FP scheduler holds, so vector after vector waited on latency), then whole
+    /// vectors, then the tail through a zero-padded vector. Elementwise: the same bits
+    /// whatever the grouping.
     pub(crate) fn map_slice(f: MathFn, x: &mut [f32]) {
-        let g = |v: V| -> V {
-            match f {
-                MathFn::Exp => exp(v),
-                MathFn::Exp2 => exp2(v),
-                MathFn::Exp2Kernel => exp2_kernel(v),
-                MathFn::Softplus => softplus(v),
-                MathFn::Silu => silu(v),
+        let mut groups = x.chunks_exact_mut(MAP_VECS * LANES);
+        for c in &mut groups {
+            let mut vs = Vs([splat(0.0); MAP_VECS]);
+            for (v, s) in vs.0.iter_mut().zip(c.chunks_exact(LANES)) {
+                *v = super::vecs::load(s);
             }
-        };
-        let mut chunks = x.chunks_exact_mut(LANES);
+            let r = apply(f, vs);
+            for (s, v) in c.chunks_exact_mut(LANES).zip(r.0) {
+                super::vecs::store(s, v);
+            }
+        }
+        let mut chunks = groups.into_remainder().chunks_exact_mut(LANES);
         for c in &mut chunks {
             let v = super::vecs::load(c);
-            super::vecs::store(c, g(v));
+            super::vecs::store(c, apply(f, v));
         }
         let rest = chunks.into_remainder();
         if !rest.is_empty() {
             let mut a = [0.0f32; LANES];
             a[..rest.len()].copy_from_slice(rest);
-            let r = super::to_arr(g(super::from_arr(a)));
+            let r = super::to_arr(apply(f, super::from_arr(a)));
             rest.copy_from_slice(&r[..rest.len()]);
         }
     }
