@@ -59,21 +59,7 @@ fn gemm(c: &mut Criterion) {
     let w: Vec<f32> = (0..k * n).map(|i| val(i, 104_729)).collect();
     let mut out = vec![0.0f32; m * n];
     let run = |x: &[f32], w: &[f32], out: &mut [f32]| {
-        for l0 in (0..m).step_by(block) {
-            let rows = block.min(m - l0);
-            let p = ss2d_core::gemm::Product {
-                m: rows,
-                k,
-                n,
-                a: &x[l0 * k..(l0 + rows) * k],
-                a_strides: (k, 1),
-                b: w,
-                b_row_stride: n,
-                bias: ss2d_core::gemm::Bias::None,
-                silu: false,
-            };
-            p.run_transposed(&mut out[l0..], m).expect("gemm");
-        }
+        ss2d_benches::blocked_product_t(m, k, n, block, false, x, w, out)
     };
     run(&x, &w, &mut out);
     for (i, j) in [(0, 0), (m / 2, n / 3), (m - 1, n - 1)] {

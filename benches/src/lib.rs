@@ -112,6 +112,44 @@ pub fn blocked_product(
     }
 }
 
+/// `C = A B` for channel-last `A` (`m x k`) in blocks of `block` rows, `C` stored transposed
+/// (`Product::run_transposed`): column `j` of block `i` at `c[j * m + i * block..]`, or with
+/// `hot` every block at `c[j * block..]` (the output stays in cache).
+#[allow(clippy::too_many_arguments)]
+pub fn blocked_product_t(
+    m: usize,
+    k: usize,
+    n: usize,
+    block: usize,
+    hot: bool,
+    x: &[f32],
+    w: &[f32],
+    c: &mut [f32],
+) {
+    let mut l0 = 0;
+    while l0 < m {
+        let rows = block.min(m - l0);
+        let p = ss2d_core::gemm::Product {
+            m: rows,
+            k,
+            n,
+            a: &x[l0 * k..(l0 + rows) * k],
+            a_strides: (k, 1),
+            b: w,
+            b_row_stride: n,
+            bias: ss2d_core::gemm::Bias::None,
+            silu: false,
+        };
+        let r = if hot {
+            p.run_transposed(c, block)
+        } else {
+            p.run_transposed(&mut c[l0..], m)
+        };
+        r.expect("gemm");
+        l0 += rows;
+    }
+}
+
 /// Runs `f` for about 0.3 s (the clock ramps up), then `reps` timed runs: `(median, best)`
 /// seconds.
 pub fn time_runs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
