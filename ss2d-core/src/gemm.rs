@@ -322,6 +322,26 @@ mod tests {
                 let ok = (g as f64 - w).abs() <= tol;
                 assert!(ok, "{level} {case:?} at {idx}: {g} vs {w}");
             }
+            if silu {
+                // The SiLU epilogue is `math::map`'s SiLU on the biased product, bitwise.
+                let mut plain = c0.clone();
+                Product { silu: false, ..p }
+                    .run_at(level, &mut plain, crs)
+                    .unwrap();
+                for row in plain.chunks_mut(crs) {
+                    let cols = row.len().min(n);
+                    crate::math::map_at(level, crate::math::MathFn::Silu, &mut row[..cols])
+                        .unwrap();
+                }
+                let same = c
+                    .iter()
+                    .zip(&plain)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{level} {case:?}: the SiLU epilogue differs from math::map's"
+                );
+            }
             // Split into two calls by rows and by columns: bitwise the same.
             let (mh, nh) = (m / 2, n / 2);
             let mut c2 = c0.clone();

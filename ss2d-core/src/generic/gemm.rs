@@ -308,10 +308,9 @@ unsafe fn finish<const C: usize>(
         }
     }
     if p.silu {
+        // A row's vectors breadth-first (`Vs`): independent chains issued step by step.
         for row in out.iter_mut() {
-            for a in row.iter_mut() {
-                *a = super::math::silu(*a);
-            }
+            *row = super::math::silu(super::math::Vs(*row)).0;
         }
     }
 }
