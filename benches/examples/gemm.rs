@@ -32,7 +32,7 @@ fn main() {
     let flop = 2.0 * (m * k * n) as f64;
     println!(
         "M={m} K={k} N={n} block {block} {}: median {:.1} us, {:.1} GFLOP/s (best {:.1}) ({})",
-        if mode.is_empty() { "cl" } else { &mode },
+        if cf || ct { &mode } else { "cl" },
         med * 1e6,
         flop / med / 1e9,
         flop / best / 1e9,

@@ -1,23 +1,15 @@
 //! Throughput of the vector `exp2`, `exp`, `softplus` and `silu` (`ss2d_core::math::map`) at
-//! every SIMD level this CPU runs: the best of 300 trials of 20 calls on 4096 elements (in L1),
-//! each call on a fresh copy of the input, less the best time of the copy alone (a `memcpy` of
-//! that size costs more than the function on some machines, so it is measured and taken out).
+//! every SIMD level this CPU runs: the best of 6000 timed calls (`ss2d_benches::time_runs`) on
+//! 4096 elements (in L1), each on a fresh copy of the input, less the best time of the copy
+//! alone (a `memcpy` of that size costs more than the function on some machines, so it is
+//! measured and taken out, and with it the timer's own cost).
 use ss2d_core::math::{map_at, MathFn};
 use ss2d_core::SimdLevel;
 use std::hint::black_box;
-use std::time::Instant;
 
-/// The best per-call time of `f` over 300 trials of 20 calls.
-fn best(mut f: impl FnMut()) -> f64 {
-    let mut b = f64::MAX;
-    for _ in 0..300 {
-        let t = Instant::now();
-        for _ in 0..20 {
-            f();
-        }
-        b = b.min(t.elapsed().as_secs_f64() / 20.0);
-    }
-    b
+/// The best time of one call of `f`.
+fn best(f: impl FnMut()) -> f64 {
+    ss2d_benches::time_runs(6000, f).1
 }
 
 fn main() {
