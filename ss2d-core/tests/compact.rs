@@ -129,8 +129,9 @@ fn run_case(name: &str, shape: ScanShape, walk: Walk, flags: u32, seed: u64) -> 
 fn cases() -> Vec<String> {
     let mut lines = Vec::new();
     let mut seed = 1;
-    // N across one block, a full block and several blocks (17, 33: blocks of 16 then a
-    // remainder of 1; 20: 16 + 4; 35: 16 + 16 + 3), with every B/C access combination.
+    // N across one block, a full block and several blocks (blocks of 16, then 8, 4 or the
+    // rest below 4: 5 = 4 + 1, 7 = 4 + 3, 13 = 8 + 4 + 1, 17 = 16 + 1, 20 = 16 + 4,
+    // 35 = 16 + 16 + 3), with every B/C access combination.
     for n in [1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 20, 33, 35] {
         for (bl, cl) in [
             (BcLayout::Grouped(1), BcLayout::Grouped(1)),
