@@ -69,8 +69,8 @@
 //!   packing path. Results are bitwise those of the default build at the same level (same
 //!   order of operations; tested at every level). On Thumb-2 (fat LTO, opt-level 3) the scan
 //!   code (kernel, packing, math, validation) is 28.4 KB with `compact`, for every N, against
-//!   1.30 MB by default (measured with a kernel block for each of the 16 sizes; now six); CI
-//!   fails the compact build above 48 KiB. On a Cortex-M4 `compact` costs ~5% at N = 16 and nothing at
+//!   380 KB by default (1.30 MB when the kernel had a block for each of the 16 sizes); CI fails
+//!   the compact build above 48 KiB. On a Cortex-M4 `compact` costs ~5% at N = 16 and nothing at
 //!   N <= 4; on hosts with SIMD lanes use the default build.
 //! - **Memory**: no heap; the scratch is [`scratch_len`] floats and depends on `dstate` only
 //!   (sized for 16 lanes: 4,336 floats = 17.3 KB at N = 1, 7,216 = 28.9 KB at N = 16).
