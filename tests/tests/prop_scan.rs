@@ -356,7 +356,8 @@ fn scratch_and_output_prefill_do_not_matter() {
 }
 
 /// States beyond one register block (the kernel keeps at most 16 states in registers and runs
-/// blocks of 16, 8, 4 or the rest below 4 in order): N = 17, 31, 32, 33, 64, 100, 256 against the f64 reference.
+/// blocks of 16, 8, 4 or the rest below 4 in order): N = 17, 31, 32, 33, 64, 100, 256 against
+/// the f64 reference.
 #[test]
 fn large_dstate_matches_f64_reference() {
     let mut worst = 0.0f64;
